@@ -1,0 +1,1 @@
+"""The embedded Hyper-V host: DM balancer, emulated VMs and guests, and the WinRM/PSRP endpoint."""

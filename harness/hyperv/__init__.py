@@ -1,0 +1,1 @@
+"""The Hyper-V client: PSRP sessions, host operations and guest channels (pypsrp)."""

@@ -1,0 +1,10 @@
+# dmh-script: remove-vm
+# Turn a VM off, remove it, and delete the differencing disks the harness created for it.
+param([Parameter(Mandatory)][string]$Name)
+$ErrorActionPreference = 'Stop'
+$vm = Get-VM -Name $Name
+if ($vm.State -ne 'Off') { Stop-VM -VM $vm -TurnOff -Force }
+$disks = @($vm.HardDrives | Where-Object { (Split-Path -Leaf $_.Path) -like 'dmh-*' } | ForEach-Object Path)
+Remove-VM -VM $vm -Force
+foreach ($disk in $disks) { Remove-Item -LiteralPath $disk -Force -ErrorAction SilentlyContinue }
+[pscustomobject]@{ Name = $Name; RemovedDisks = $disks.Count }

@@ -1,0 +1,51 @@
+# dmh-script: sample-vm
+# One sampling tick in one round trip: the VM's memory state and DM counters (§1.3, §4.1), and,
+# when GuestScript is given, the guest's counters and the app's stats over PowerShell Direct
+# (the same persistent session vm-invoke keeps).
+param(
+    [Parameter(Mandatory)][string]$VMName,
+    [int]$ProcessId = 0,
+    [string]$GuestScript = '',
+    [string]$GuestUser,
+    [string]$GuestPassword
+)
+$ErrorActionPreference = 'Stop'
+$vm = Get-VM -Name $VMName
+$memory = Get-VMMemory -VMName $VMName
+$counters = @{}
+$guest = $null
+$app = $null
+if ($vm.State -eq 'Running') {
+    $path = '\Hyper-V Dynamic Memory VM(' + $VMName + ')\*'
+    foreach ($s in (Get-Counter -Counter $path -ErrorAction SilentlyContinue).CounterSamples) {
+        $counters[(Split-Path -Leaf $s.Path)] = [int64]$s.CookedValue
+    }
+    if ($GuestScript) {
+        if ($null -eq $global:DmhGuestSessions) { $global:DmhGuestSessions = @{} }
+        $session = $global:DmhGuestSessions[$VMName]
+        if ($null -eq $session -or $session.State -ne 'Opened') {
+            $secure = ConvertTo-SecureString -String $GuestPassword -AsPlainText -Force
+            $credential = New-Object System.Management.Automation.PSCredential($GuestUser, $secure)
+            $session = New-PSSession -VMName $VMName -Credential $credential
+            $global:DmhGuestSessions[$VMName] = $session
+        }
+        $guest, $app = Invoke-Command -Session $session -ArgumentList $GuestScript, $ProcessId -ScriptBlock {
+            param($script, $processId)
+            $ops = [scriptblock]::Create($script)
+            & $ops -Operation Counters
+            if ($processId) { & $ops -Operation ProcessStats -Arguments @{ ProcessId = $processId } } else { $null }
+        }
+    }
+}
+[pscustomobject]@{
+    State          = [string]$vm.State
+    MemoryAssigned = [int64]$vm.MemoryAssigned
+    MemoryDemand   = [int64]$vm.MemoryDemand
+    MemoryStatus   = [string]$vm.MemoryStatus
+    Minimum        = [int64]$memory.Minimum
+    Maximum        = [int64]$memory.Maximum
+    Buffer         = [int]$memory.Buffer
+    Counters       = $counters
+    Guest          = $guest
+    App            = $app
+}

@@ -115,9 +115,8 @@ class HostTarget:
         query = {k: v[-1] for k, v in parse_qs(parts.query, keep_blank_values=True).items()}
         unknown = sorted(set(query) - _QUERY_KEYS)
         if unknown:
-            raise ConfigError(
-                f"host URL option {unknown[0]!r} is unknown; known: {', '.join(sorted(_QUERY_KEYS))}"
-            )
+            known = ", ".join(sorted(_QUERY_KEYS))
+            raise ConfigError(f"host URL option {unknown[0]!r} is unknown; known: {known}")
         auth = query.get("auth", "negotiate").lower()
         if auth not in AUTHS:
             raise ConfigError(f"auth={auth!r} is not supported; use one of {', '.join(AUTHS)}")

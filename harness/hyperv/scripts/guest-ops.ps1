@@ -35,14 +35,23 @@ switch ($Operation) {
     }
     'ProcessStats' { Get-DmhProcessStats $Arguments.ProcessId }
     'ProcessResult' {
+        # Output from a byte offset, so a sampler can fetch only what is new each tick.
         $p = Get-Process -Id $Arguments.ProcessId -ErrorAction SilentlyContinue
+        $offset = [int64]$Arguments.Offset
         $text = ''
         if ($Arguments.OutputPath -and (Test-Path -LiteralPath $Arguments.OutputPath)) {
-            $text = [IO.File]::ReadAllText($Arguments.OutputPath)
+            $stream = [IO.File]::Open($Arguments.OutputPath, 'Open', 'Read', 'ReadWrite')
+            try {
+                [void]$stream.Seek($offset, 'Begin')
+                $bytes = New-Object byte[] ($stream.Length - $offset)
+                $read = $stream.Read($bytes, 0, $bytes.Length)
+                $text = [Text.Encoding]::UTF8.GetString($bytes, 0, $read)
+                $offset += $read
+            } finally { $stream.Dispose() }
         }
         $code = $null
         if ($null -ne $p -and $p.HasExited) { $code = $p.ExitCode }
-        [pscustomobject]@{ ProcessId = $Arguments.ProcessId; Running = ($null -ne $p -and -not $p.HasExited); ExitCode = $code; Output = $text }
+        [pscustomobject]@{ ProcessId = $Arguments.ProcessId; Running = ($null -ne $p -and -not $p.HasExited); ExitCode = $code; Output = $text; NextOffset = $offset }
     }
     'StopProcess' {
         & taskkill.exe /PID $Arguments.ProcessId /T /F 2>&1 | Out-Null

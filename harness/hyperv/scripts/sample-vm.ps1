@@ -5,6 +5,8 @@
 param(
     [Parameter(Mandatory)][string]$VMName,
     [int]$ProcessId = 0,
+    [string]$OutputPath = '',
+    [int64]$OutputOffset = 0,
     [string]$GuestScript = '',
     [string]$GuestUser,
     [string]$GuestPassword
@@ -15,6 +17,7 @@ $memory = Get-VMMemory -VMName $VMName
 $counters = @{}
 $guest = $null
 $app = $null
+$output = $null
 if ($vm.State -eq 'Running') {
     $path = '\Hyper-V Dynamic Memory VM(' + $VMName + ')\*'
     foreach ($s in (Get-Counter -Counter $path -ErrorAction SilentlyContinue).CounterSamples) {
@@ -29,11 +32,14 @@ if ($vm.State -eq 'Running') {
             $session = New-PSSession -VMName $VMName -Credential $credential
             $global:DmhGuestSessions[$VMName] = $session
         }
-        $guest, $app = Invoke-Command -Session $session -ArgumentList $GuestScript, $ProcessId -ScriptBlock {
-            param($script, $processId)
+        $guest, $app, $output = Invoke-Command -Session $session -ArgumentList $GuestScript, $ProcessId, $OutputPath, $OutputOffset -ScriptBlock {
+            param($script, $processId, $outputPath, $outputOffset)
             $ops = [scriptblock]::Create($script)
             & $ops -Operation Counters
-            if ($processId) { & $ops -Operation ProcessStats -Arguments @{ ProcessId = $processId } } else { $null }
+            if ($processId) {
+                & $ops -Operation ProcessStats -Arguments @{ ProcessId = $processId }
+                & $ops -Operation ProcessResult -Arguments @{ ProcessId = $processId; OutputPath = $outputPath; Offset = $outputOffset }
+            } else { $null; $null }
         }
     }
 }
@@ -48,4 +54,5 @@ if ($vm.State -eq 'Running') {
     Counters       = $counters
     Guest          = $guest
     App            = $app
+    Output         = $output
 }

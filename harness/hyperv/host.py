@@ -1,0 +1,290 @@
+"""Host operations over one PSRP session: facts, VM lifecycle, memory settings, state.
+
+Memory settings are checked against Hyper-V's rules (harness.settings) before anything is
+sent, so an invalid or runtime-forbidden change never reaches a host.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+from typing import Any
+
+from harness.errors import DeadlineError, InfrastructureError, ObjectNotFoundError
+from harness.hyperv.session import HostSession
+from harness.settings import HostVersion, MemorySettings, check_runtime_change
+from harness.units import MB
+
+log = logging.getLogger(__name__)
+
+RUN_TAG = "dm-harness run="
+_HEARTBEAT_OK = ("OkApplicationsHealthy", "OkApplicationsUnknown", "OkApplicationsCritical")
+
+
+def prop(obj: Any, name: str, default: Any = None) -> Any:
+    """A property of a deserialized PowerShell object, adapted or extended, or a dict key."""
+    if obj is None:
+        return default
+    if isinstance(obj, dict):
+        return obj.get(name, default)
+    for bag in ("adapted_properties", "extended_properties"):
+        values = getattr(obj, bag, None) or {}
+        if name in values:
+            return values[name]
+    return default
+
+
+def text(value: Any) -> str:
+    """An enum or object as PowerShell prints it ('Running'), '' for null."""
+    return "" if value is None else str(value)
+
+
+@dataclass(frozen=True)
+class HostFacts:
+    computer_name: str
+    os_caption: str
+    os_version: str
+    hyperv_version: HostVersion
+    memory_capacity: int
+    balancer_available_mb: int
+    balancer_average_pressure: int
+
+
+@dataclass(frozen=True)
+class VMInfo:
+    """What Get-VM and Get-VMMemory say about one VM."""
+
+    name: str
+    id: str
+    state: str
+    heartbeat: str
+    generation: int
+    notes: str
+    memory_assigned: int
+    memory_demand: int
+    memory_status: str
+    memory: MemorySettings
+
+
+def version_from_build(os_version: str) -> HostVersion:
+    """Map a Windows build ('10.0.17763') to the Hyper-V generation whose DM rules apply."""
+    try:
+        major, minor, build = (int(p) for p in os_version.split(".")[:3])
+    except ValueError as exc:
+        raise InfrastructureError(f"cannot read the host's OS version {os_version!r}") from exc
+    if (major, minor) == (6, 1):
+        return HostVersion.V2008R2SP1
+    if (major, minor) == (6, 2):
+        return HostVersion.V2012
+    if (major, minor) == (6, 3):
+        return HostVersion.V2012R2
+    if build >= 20348:
+        return HostVersion.V2022
+    if build >= 17763:
+        return HostVersion.V2019
+    return HostVersion.V2016
+
+
+class HyperVHost:
+    """The harness's view of one Hyper-V host (real or emulated: the same code path)."""
+
+    def __init__(self, session: HostSession, clock: Callable[[], float] = time.monotonic) -> None:
+        self.session = session
+        self.clock = clock
+        self._facts: HostFacts | None = None
+
+    @property
+    def label(self) -> str:
+        return self.session.target.label
+
+    def facts(self, refresh: bool = False) -> HostFacts:
+        if self._facts is None or refresh:
+            raw = self.session.script("host-facts")[0]
+            os_version = text(prop(raw, "OSVersion"))
+            self._facts = HostFacts(
+                computer_name=text(prop(raw, "ComputerName")),
+                os_caption=text(prop(raw, "OSCaption")),
+                os_version=os_version,
+                hyperv_version=version_from_build(os_version),
+                memory_capacity=int(prop(raw, "MemoryCapacity", 0)),
+                balancer_available_mb=int(prop(raw, "AvailableMemoryMB", 0)),
+                balancer_average_pressure=int(prop(raw, "AveragePressure", 0)),
+            )
+        return self._facts
+
+    @property
+    def version(self) -> HostVersion:
+        return self.facts().hyperv_version
+
+    # -- VMs --------------------------------------------------------------------------
+    def create_vm(
+        self,
+        name: str,
+        memory: MemorySettings,
+        *,
+        run_id: str,
+        generation: int = 2,
+        template: str | None = None,
+        disk_directory: str | None = None,
+    ) -> VMInfo:
+        """New VM (on a differencing disk over `template` when given), tagged with run_id."""
+        memory.validate(self.version, generation)
+        params: dict[str, Any] = {
+            "Name": name,
+            "StartupBytes": memory.startup,
+            "Generation": generation,
+            "Notes": f"{RUN_TAG}{run_id}",
+        }
+        if template:
+            params["TemplatePath"] = template
+        if disk_directory:
+            params["DiskDirectory"] = disk_directory
+        self.session.script("new-vm-from-template", **params)
+        try:
+            self.configure_memory(name, memory)
+        except BaseException:
+            self.remove_vm(name)
+            raise
+        return self.vm(name)
+
+    def adopt_vm(self, name: str, checkpoint: str | None = None) -> VMInfo:
+        """Use an existing VM, first restoring a named checkpoint when given."""
+        if checkpoint:
+            self.session.cmdlet("Restore-VMCheckpoint", VMName=name, Name=checkpoint, Confirm=False)
+        return self.vm(name)
+
+    def vm(self, name: str) -> VMInfo:
+        raw = _one(self.session.cmdlet("Get-VM", Name=name), name)
+        mem = _one(self.session.cmdlet("Get-VMMemory", VMName=name), name)
+        return _vm_info(raw, mem)
+
+    def vms(self) -> list[VMInfo]:
+        return [self.vm(text(prop(raw, "Name"))) for raw in self.session.cmdlet("Get-VM")]
+
+    def leftovers(self, run_id: str | None = None) -> list[str]:
+        """Names of VMs the harness created (any run, or one run) that still exist."""
+        tag = RUN_TAG + (run_id or "")
+        return [
+            text(prop(raw, "Name"))
+            for raw in self.session.cmdlet("Get-VM")
+            if text(prop(raw, "Notes")).startswith(tag)
+        ]
+
+    def configure_memory(self, name: str, memory: MemorySettings) -> None:
+        """Write all memory settings in one Set-VMMemory (validated as one, §1.1)."""
+        memory.validate(self.version)
+        params: dict[str, Any] = {
+            "VMName": name,
+            "DynamicMemoryEnabled": memory.dynamic,
+            "StartupBytes": memory.startup,
+        }
+        if memory.dynamic:
+            params.update(
+                MinimumBytes=memory.minimum,
+                MaximumBytes=memory.maximum,
+                Buffer=memory.buffer,
+            )
+        params["Priority"] = memory.priority
+        self.session.cmdlet("Set-VMMemory", **params)
+
+    def change_memory(self, name: str, **changes: Any) -> MemorySettings:
+        """Change settings of a VM in any state; refuse what its state and host forbid."""
+        current = self.vm(name)
+        wanted = current.memory.with_changes(**changes)
+        wanted.validate(self.version, current.generation)
+        if current.state != "Off":
+            check_runtime_change(current.memory, wanted, self.version)
+        params: dict[str, Any] = {"VMName": name}
+        names = {
+            "dynamic": "DynamicMemoryEnabled",
+            "startup": "StartupBytes",
+            "minimum": "MinimumBytes",
+            "maximum": "MaximumBytes",
+            "buffer": "Buffer",
+            "priority": "Priority",
+        }
+        for key, value in changes.items():
+            params[names[key]] = value
+        self.session.cmdlet("Set-VMMemory", **params)
+        return wanted
+
+    def start_vm(self, name: str, heartbeat_deadline: float = 120.0) -> VMInfo:
+        """Start the VM and wait until its heartbeat is OK, within a deadline."""
+        self.session.cmdlet("Start-VM", Name=name)
+        return self.wait_for(
+            name,
+            lambda vm: vm.state == "Running" and vm.heartbeat in _HEARTBEAT_OK,
+            heartbeat_deadline,
+            "a Running state with heartbeat OK",
+        )
+
+    def stop_vm(self, name: str, turn_off: bool = True) -> None:
+        params: dict[str, Any] = {"Name": name, "Force": True}
+        if turn_off:
+            params["TurnOff"] = True
+        self.session.cmdlet("Stop-VM", **params)
+
+    def remove_vm(self, name: str) -> None:
+        """Turn off, remove, and delete the differencing disk the harness created."""
+        try:
+            self.session.script("remove-vm", Name=name)
+        except ObjectNotFoundError:
+            log.info("%s: VM %r was already gone", self.label, name)
+
+    def checkpoint(self, name: str, checkpoint: str) -> None:
+        self.session.cmdlet("Checkpoint-VM", Name=name, SnapshotName=checkpoint)
+
+    def restore(self, name: str, checkpoint: str) -> None:
+        self.session.cmdlet("Restore-VMCheckpoint", VMName=name, Name=checkpoint, Confirm=False)
+
+    def wait_for(
+        self, name: str, condition: Callable[[VMInfo], bool], deadline: float, what: str
+    ) -> VMInfo:
+        end = self.clock() + deadline
+        delay = 0.05
+        while True:
+            vm = self.vm(name)
+            if condition(vm):
+                return vm
+            if self.clock() >= end:
+                raise DeadlineError(
+                    f"{self.label}: VM {name!r} did not reach {what} within {deadline:g}s "
+                    f"(state {vm.state}, heartbeat {vm.heartbeat or 'none'})"
+                )
+            time.sleep(delay)
+            delay = min(delay * 2, 1.0)
+
+
+def _one(results: Iterable[Any], name: str) -> Any:
+    items = list(results)
+    if not items:
+        raise ObjectNotFoundError(f"no VM named {name!r}", command="Get-VM")
+    return items[0]
+
+
+def _vm_info(raw: Any, mem: Any) -> VMInfo:
+    return VMInfo(
+        name=text(prop(raw, "Name")),
+        id=text(prop(raw, "Id")),
+        state=text(prop(raw, "State")),
+        heartbeat=text(prop(raw, "Heartbeat")),
+        generation=int(prop(raw, "Generation", 2)),
+        notes=text(prop(raw, "Notes")),
+        memory_assigned=int(prop(raw, "MemoryAssigned", 0)),
+        memory_demand=int(prop(raw, "MemoryDemand", 0)),
+        memory_status=text(prop(raw, "MemoryStatus")),
+        memory=MemorySettings(
+            dynamic=bool(prop(mem, "DynamicMemoryEnabled")),
+            startup=int(prop(mem, "Startup", 0)),
+            minimum=int(prop(mem, "Minimum", 0)),
+            maximum=int(prop(mem, "Maximum", 0)),
+            buffer=int(prop(mem, "Buffer", 20)),
+            priority=int(prop(mem, "Priority", 50)),
+        ),
+    )
+
+
+def mb(size: int) -> int:
+    return size // MB

@@ -1,0 +1,171 @@
+"""Background sampling: the VM's memory state, the guest's counters and the app's stats and
+reported view, recorded on the timeline at a fixed cadence, in one host round trip per tick.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from typing import Any
+
+from harness.errors import HarnessError
+from harness.hyperv.guest import (
+    DirectChannel,
+    Guest,
+    GuestProcess,
+    guest_sample,
+    process_result,
+    process_stats,
+)
+from harness.hyperv.host import HyperVHost, prop, text
+from harness.hyperv.session import load_script
+from harness.probe import Probe
+from harness.timeline import AppSample, GuestSample, HostSample, Sample, Timeline
+from harness.units import MB
+
+log = logging.getLogger(__name__)
+
+# DM VM counters (§4.1) → HostSample fields.
+_COUNTERS = {
+    "added memory": "added_mb",
+    "removed memory": "removed_mb",
+    "memory add operations": "add_operations",
+    "memory remove operations": "remove_operations",
+    "guest visible physical memory": "guest_visible_mb",
+    "current pressure": "pressure",
+}
+
+
+class Sampler:
+    """Samples one VM (and optionally its guest and the app) onto a timeline."""
+
+    def __init__(
+        self,
+        host: HyperVHost,
+        vm_name: str,
+        timeline: Timeline,
+        *,
+        guest: Guest | None = None,
+        process: GuestProcess | None = None,
+        probe: Probe | None = None,
+        interval: float = 1.0,
+    ) -> None:
+        self.host = host
+        self.vm_name = vm_name
+        self.timeline = timeline
+        self.guest = guest
+        self.process = process
+        self.probe = probe
+        self.interval = interval
+        self.errors = 0
+        self._reported: dict[str, float] = {}
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+
+    def tick(self) -> Sample:
+        """Take one sample now (one host round trip with PowerShell Direct)."""
+        direct = isinstance(self.guest.channel, DirectChannel) if self.guest else False
+        params: dict[str, Any] = {"VMName": self.vm_name}
+        if self.guest is not None and isinstance(self.guest.channel, DirectChannel):
+            creds = self.guest.channel.credentials
+            params.update(
+                GuestScript=load_script("guest-ops"),
+                GuestUser=creds.username,
+                GuestPassword=creds.password.reveal(),
+            )
+            if self.process is not None:
+                params.update(
+                    ProcessId=self.process.pid,
+                    OutputPath=self.process.output_path,
+                    OutputOffset=self.process.offset,
+                )
+        raw = self.host.session.script("sample-vm", **params)[0]
+        host = _host_sample(raw)
+        guest: GuestSample | None = None
+        app: AppSample | None = None
+        if direct and self.guest is not None:
+            guest = guest_sample(prop(raw, "Guest")) if prop(raw, "Guest") is not None else None
+            if self.process is not None and prop(raw, "App") is not None:
+                stats = process_stats(prop(raw, "App"))
+                result = process_result(prop(raw, "Output"))
+                app = self._app_sample(
+                    stats.running, stats.working_set, stats.private_bytes, result
+                )
+        elif self.guest is not None and host.state == "Running":
+            # WinRM channel: the guest is a second endpoint, so a second round trip.
+            guest = self.guest.counters()
+            if self.process is not None:
+                stats = self.process.stats()
+                result = self.process.poll()
+                app = self._app_sample(
+                    stats.running, stats.working_set, stats.private_bytes, result
+                )
+                return self.timeline.add_sample(host, guest, app)
+        return self.timeline.add_sample(host, guest, app)
+
+    def _app_sample(self, running: bool, ws: int, private: int, result: Any) -> AppSample:
+        assert self.process is not None
+        if result.next_offset > self.process.offset:
+            self.process.feed(result)
+            if self.probe is not None:
+                self._reported.update(self.probe.parse(result.output.splitlines()))
+        return AppSample(
+            pid=self.process.pid,
+            running=running and result.exit_code is None,
+            working_set_mb=round(ws / MB, 1),
+            private_mb=round(private / MB, 1),
+            exit_code=result.exit_code,
+            reported=dict(self._reported),
+        )
+
+    # -- background ---------------------------------------------------------------------
+    def start(self) -> None:
+        if self._thread is not None:
+            return
+        self._stop.clear()
+        self._thread = threading.Thread(
+            target=self._run, name=f"sampler-{self.vm_name}", daemon=True
+        )
+        self._thread.start()
+
+    def stop(self) -> None:
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join(timeout=30)
+            self._thread = None
+
+    def __enter__(self) -> Sampler:
+        self.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+    def _run(self) -> None:
+        while not self._stop.is_set():
+            started = self.timeline.now()
+            try:
+                self.tick()
+            except HarnessError as exc:
+                self.errors += 1
+                log.warning("sampling %s failed: %s", self.vm_name, exc)
+            spent = self.timeline.now() - started
+            self._stop.wait(max(0.0, self.interval - spent))
+
+
+def _host_sample(raw: Any) -> HostSample:
+    counters = {str(k).lower(): v for k, v in (prop(raw, "Counters") or {}).items()}
+    extra = {field: int(counters[name]) for name, field in _COUNTERS.items() if name in counters}
+    assigned = int(prop(raw, "MemoryAssigned", 0)) // MB
+    demand = int(prop(raw, "MemoryDemand", 0)) // MB
+    extra.setdefault("pressure", round(100 * demand / assigned) if assigned else 0)
+    return HostSample(
+        state=text(prop(raw, "State")),
+        assigned_mb=assigned,
+        demand_mb=demand,
+        status=text(prop(raw, "MemoryStatus")),
+        minimum_mb=int(prop(raw, "Minimum", 0)) // MB,
+        maximum_mb=int(prop(raw, "Maximum", 0)) // MB,
+        buffer=int(prop(raw, "Buffer", 0)),
+        **extra,
+    )

@@ -34,7 +34,8 @@ def window_table(samples: Sequence[Sample], metric: str | None = None) -> str:
     lines = [header]
     for s in samples[:20]:
         row = (
-            f"{s.t:6.1f}  {_v(s.host.assigned_mb if s.host else None):>8}  {_v(s.host.demand_mb if s.host else None):>6}"
+            f"{s.t:6.1f}  {_v(s.host.assigned_mb if s.host else None):>8}"
+            f"  {_v(s.host.demand_mb if s.host else None):>6}"
             f"  {_v(s.guest.total_mb if s.guest else None):>7}  {_v(s.guest.available_mb if s.guest else None):>7}"
             f"  {_v(s.app.working_set_mb if s.app else None):>6}"
         )

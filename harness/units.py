@@ -42,9 +42,7 @@ def parse_size(value: str | int, field: str = "size") -> int:
     if size < 0:
         raise SettingError(field, value, "a size cannot be negative")
     if size % MB:
-        raise SettingError(
-            field, value, "Hyper-V counts memory in whole MB (reference §2.1)"
-        )
+        raise SettingError(field, value, "Hyper-V counts memory in whole MB (reference §2.1)")
     return size
 
 

@@ -1,0 +1,267 @@
+"""Levers that make Dynamic Memory move, and prove it moved.
+
+`force_hot_add` and `force_balloon` pick a strategy the host's version allows at runtime
+(reference §2.3), apply it, and wait until assigned memory really moved; if it does not
+move within the deadline, they raise LeverError (an infrastructure problem: the test is
+broken, not failed).
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from harness.errors import LeverError
+from harness.hyperv.guest import Guest, GuestProcess
+from harness.hyperv.host import HyperVHost, VMInfo
+from harness.settings import Change, MemorySettings, runtime_rules
+from harness.timeline import Timeline
+from harness.units import MB, format_size, parse_size
+
+log = logging.getLogger(__name__)
+
+HOT_ADD_STRATEGIES = ("raise-maximum", "load", "raise-buffer")
+BALLOON_STRATEGIES = ("drop-load", "lower-buffer")
+
+
+@dataclass(frozen=True)
+class LoadCommand:
+    """How to start the load generator in the guest: command + args, MB appended last."""
+
+    command: str
+    arguments: Sequence[str] = ()
+    environment: dict[str, str] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class Move:
+    """A verified memory movement: what was done and what the host then showed."""
+
+    kind: str  # "hot-add" | "balloon"
+    strategy: str
+    before_mb: int
+    after_mb: int
+    seconds: float
+
+
+StepHook = Callable[[str, dict[str, Any]], Any]
+
+
+def _no_step(title: str, params: dict[str, Any]) -> None:
+    return None
+
+
+class MemoryLevers:
+    """Changes one VM's memory and records every change on the timeline."""
+
+    def __init__(
+        self,
+        host: HyperVHost,
+        vm_name: str,
+        timeline: Timeline,
+        *,
+        guest: Guest | None = None,
+        load: LoadCommand | None = None,
+        deadline: float = 60.0,
+        step: StepHook = _no_step,
+    ) -> None:
+        self.host = host
+        self.vm_name = vm_name
+        self.timeline = timeline
+        self.guest = guest
+        self.load = load
+        self.deadline = deadline
+        self.step = step  # a report hook (an Allure step) wrapped around every change
+        self.loads: list[GuestProcess] = []
+
+    # -- plain changes ---------------------------------------------------------------------
+    def set_bounds(
+        self,
+        *,
+        minimum: str | int | None = None,
+        maximum: str | int | None = None,
+        startup: str | int | None = None,
+        buffer: int | None = None,
+        priority: int | None = None,
+    ) -> MemorySettings:
+        """Change memory settings; refused before sending if Hyper-V's rules forbid it."""
+        changes: dict[str, Any] = {}
+        for name, value in (("minimum", minimum), ("maximum", maximum), ("startup", startup)):
+            if value is not None:
+                changes[name] = parse_size(value, name)
+        if buffer is not None:
+            changes["buffer"] = buffer
+        if priority is not None:
+            changes["priority"] = priority
+        shown = {
+            k: format_size(v) if k in ("minimum", "maximum", "startup") else v
+            for k, v in changes.items()
+        }
+        with _maybe(self.step("set memory bounds", shown)):
+            settings = self.host.change_memory(self.vm_name, **changes)
+        self.timeline.add_event(
+            "memory", "set " + ", ".join(f"{k}={v}" for k, v in shown.items()), shown
+        )
+        return settings
+
+    def add_load(self, size: str | int) -> GuestProcess:
+        """Start a load process in the guest that holds `size` of memory."""
+        if self.guest is None or self.load is None:
+            raise LeverError("no guest channel or load command: cannot raise demand in the guest")
+        size_mb = parse_size(size, "load") // MB
+        with _maybe(self.step("add guest load", {"size": format_size(size_mb * MB)})):
+            process = self.guest.start_process(
+                self.load.command, [*self.load.arguments, str(size_mb)], self.load.environment
+            )
+        self.loads.append(process)
+        self.timeline.add_event(
+            "load", f"load +{size_mb} MB", {"size_mb": size_mb, "pid": process.pid}
+        )
+        return process
+
+    def drop_load(self) -> int:
+        """Stop every load process; returns how many were stopped."""
+        count = len(self.loads)
+        with _maybe(self.step("drop guest load", {"processes": count})):
+            while self.loads:
+                self.loads.pop().stop()
+        if count:
+            self.timeline.add_event(
+                "load", f"load dropped ({count} processes)", {"processes": count}
+            )
+        return count
+
+    # -- forced moves ----------------------------------------------------------------------
+    def force_hot_add(self, at_least: str | int = "128MB", strategy: str | None = None) -> Move:
+        """Make the host add memory to the VM, and verify assigned memory grew."""
+        need = parse_size(at_least, "at_least") // MB
+        vm = self.host.vm(self.vm_name)
+        chosen = strategy or self._pick_hot_add(vm, need)
+        before = vm.memory_assigned // MB
+        started = time.monotonic()
+        with _maybe(
+            self.step(f"force hot-add ({chosen})", {"at_least_mb": need, "assigned_mb": before})
+        ):
+            if chosen == "raise-maximum":
+                target = max(vm.memory.maximum, vm.memory_assigned) + 2 * need * MB
+                self.set_bounds(maximum=target)
+                if self.guest is not None and self.load is not None:
+                    self.add_load(need * 2 * MB)
+            elif chosen == "load":
+                self.add_load(need * 2 * MB)
+            elif chosen == "raise-buffer":
+                self.set_bounds(buffer=min(2000, max(vm.memory.buffer * 2, vm.memory.buffer + 100)))
+            else:
+                raise LeverError(
+                    f"unknown hot-add strategy {chosen!r}; use one of {HOT_ADD_STRATEGIES}"
+                )
+            after = self._wait_assigned(
+                lambda mb: mb >= before + need, f"assigned ≥ {before + need} MB", chosen
+            )
+        move = Move("hot-add", chosen, before, after, round(time.monotonic() - started, 2))
+        self.timeline.add_event("hot-add", f"hot-add {before}→{after} MB ({chosen})", _fields(move))
+        return move
+
+    def force_balloon(self, at_least: str | int = "128MB", strategy: str | None = None) -> Move:
+        """Make the host balloon memory out of the VM, and verify assigned memory shrank."""
+        need = parse_size(at_least, "at_least") // MB
+        vm = self.host.vm(self.vm_name)
+        chosen = strategy or self._pick_balloon(vm)
+        before = vm.memory_assigned // MB
+        started = time.monotonic()
+        with _maybe(
+            self.step(f"force balloon ({chosen})", {"at_least_mb": need, "assigned_mb": before})
+        ):
+            if chosen == "drop-load":
+                self.drop_load()
+                if self._rule(vm, "buffer") is Change.ANY and vm.memory.buffer > 5:
+                    self.set_bounds(buffer=5)
+            elif chosen == "lower-buffer":
+                self.set_bounds(buffer=5)
+            else:
+                raise LeverError(
+                    f"unknown balloon strategy {chosen!r}; use one of {BALLOON_STRATEGIES}"
+                )
+            floor = vm.memory.minimum // MB
+            after = self._wait_assigned(
+                lambda mb: mb <= max(before - need, floor),
+                f"assigned ≤ {max(before - need, floor)} MB",
+                chosen,
+            )
+        move = Move("balloon", chosen, before, after, round(time.monotonic() - started, 2))
+        self.timeline.add_event("balloon", f"balloon {before}→{after} MB ({chosen})", _fields(move))
+        return move
+
+    # -- internals -------------------------------------------------------------------------
+    def _rule(self, vm: VMInfo, name: str) -> Change:
+        return runtime_rules(self.host.version, vm.memory.dynamic)[name]
+
+    def _pick_hot_add(self, vm: VMInfo, need_mb: int) -> str:
+        if not vm.memory.dynamic:
+            raise LeverError(f"VM {vm.name!r} has static memory: Dynamic Memory cannot hot-add")
+        headroom = (vm.memory.maximum - vm.memory_assigned) // MB
+        if headroom < need_mb:
+            if self._rule(vm, "maximum") is Change.INCREASE:
+                return "raise-maximum"
+            raise LeverError(
+                f"VM {vm.name!r} is {headroom} MB below its maximum and Hyper-V "
+                f"{self.host.version.value} cannot raise the maximum while it runs"
+            )
+        if self.guest is not None and self.load is not None:
+            return "load"
+        if self._rule(vm, "buffer") is Change.ANY:
+            return "raise-buffer"
+        raise LeverError("no hot-add strategy is possible: no guest load and the buffer is fixed")
+
+    def _pick_balloon(self, vm: VMInfo) -> str:
+        if self.loads:
+            return "drop-load"
+        if self._rule(vm, "buffer") is Change.ANY and vm.memory.buffer > 5:
+            return "lower-buffer"
+        raise LeverError(
+            f"no balloon strategy is possible for {vm.name!r}: no load to drop and the buffer "
+            f"is already {vm.memory.buffer}% or fixed on Hyper-V {self.host.version.value}"
+        )
+
+    def _wait_assigned(self, good: Callable[[int], bool], what: str, strategy: str) -> int:
+        end = time.monotonic() + self.deadline
+        delay = 0.1
+        seen: list[int] = []
+        while True:
+            assigned = self.host.vm(self.vm_name).memory_assigned // MB
+            seen.append(assigned)
+            if good(assigned):
+                return assigned
+            if time.monotonic() >= end:
+                raise LeverError(
+                    f"memory did not move: wanted {what} within {self.deadline:g}s using "
+                    f"{strategy}; assigned went {seen[0]} → {assigned} MB (min {min(seen)}, max {max(seen)})"
+                )
+            time.sleep(delay)
+            delay = min(delay * 1.5, 1.0)
+
+
+def _fields(move: Move) -> dict[str, Any]:
+    return {
+        "kind": move.kind,
+        "strategy": move.strategy,
+        "before_mb": move.before_mb,
+        "after_mb": move.after_mb,
+        "seconds": move.seconds,
+    }
+
+
+class _Null:
+    def __enter__(self) -> None:
+        return None
+
+    def __exit__(self, *exc: object) -> None:
+        return None
+
+
+def _maybe(context: Any) -> Any:
+    """The step hook may return a context manager (an Allure step) or nothing."""
+    return context if hasattr(context, "__enter__") else _Null()

@@ -1,0 +1,93 @@
+"""Scripted memory timelines: steps at offsets, oscillation, and a seeded random walk that
+stays within what the host's version lets a running VM change (reference §2.3).
+"""
+
+from __future__ import annotations
+
+import random
+import threading
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+
+from harness.levers import MemoryLevers
+from harness.settings import Change, runtime_rules
+from harness.units import MB
+
+
+@dataclass(frozen=True)
+class Step:
+    at: float  # seconds after the schedule starts
+    label: str
+    action: Callable[[MemoryLevers], object]
+
+
+def oscillate(low_mb: int, high_mb: int, period: float, cycles: int) -> list[Step]:
+    """Guest load swinging between `low_mb` and `high_mb` of demand every half period."""
+    steps: list[Step] = []
+    for i in range(cycles):
+        base = i * period
+        steps.append(
+            Step(
+                base,
+                f"load up to {high_mb} MB",
+                lambda lv, mb=high_mb - low_mb: lv.add_load(mb * MB),
+            )
+        )
+        steps.append(Step(base + period / 2, "load down", lambda lv: lv.drop_load()))
+    return steps
+
+
+def random_walk(
+    levers: MemoryLevers, seed: int, count: int, interval: float, max_load_mb: int
+) -> list[Step]:
+    """A reproducible walk of load changes, and of buffer and bound changes the host allows."""
+    rng = random.Random(seed)
+    vm = levers.host.vm(levers.vm_name)
+    rules = runtime_rules(levers.host.version, vm.memory.dynamic)
+    maximum, minimum = vm.memory.maximum // MB, vm.memory.minimum // MB
+    steps: list[Step] = []
+    for i in range(count):
+        at = i * interval
+        choice = rng.choice(("load", "drop", "buffer", "maximum", "minimum"))
+        if choice == "load":
+            mb = rng.randrange(64, max_load_mb + 1, 64)
+            steps.append(Step(at, f"load +{mb} MB", lambda lv, mb=mb: lv.add_load(mb * MB)))
+        elif choice == "buffer" and rules["buffer"] is Change.ANY:
+            buffer = rng.choice((5, 10, 20, 50, 100))
+            steps.append(
+                Step(at, f"buffer {buffer}%", lambda lv, b=buffer: lv.set_bounds(buffer=b))
+            )
+        elif choice == "maximum" and rules["maximum"] is Change.INCREASE:
+            maximum += 128 * rng.randint(1, 4)
+            steps.append(
+                Step(
+                    at, f"maximum {maximum} MB", lambda lv, m=maximum: lv.set_bounds(maximum=m * MB)
+                )
+            )
+        elif choice == "minimum" and rules["minimum"] is Change.DECREASE and minimum - 128 >= 256:
+            minimum -= 128
+            steps.append(
+                Step(
+                    at, f"minimum {minimum} MB", lambda lv, m=minimum: lv.set_bounds(minimum=m * MB)
+                )
+            )
+        else:
+            steps.append(Step(at, "drop load", lambda lv: lv.drop_load()))
+    return steps
+
+
+def run_schedule(
+    levers: MemoryLevers, steps: Sequence[Step], stop: threading.Event | None = None
+) -> list[Step]:
+    """Run the steps at their offsets (waiting on the clock, interruptible); returns those run."""
+    stop = stop or threading.Event()
+    start = time.monotonic()
+    done: list[Step] = []
+    for step in sorted(steps, key=lambda s: s.at):
+        if stop.wait(max(0.0, start + step.at - time.monotonic())):
+            break
+        levers.timeline.add_event("schedule", step.label, {"at": step.at})
+        step.action(levers)
+        done.append(step)
+    return done

@@ -22,6 +22,14 @@ class Step:
     action: Callable[[MemoryLevers], object]
 
 
+def _load(mb: int) -> Callable[[MemoryLevers], object]:
+    return lambda levers: levers.add_load(mb * MB)
+
+
+def _bounds(**changes: int) -> Callable[[MemoryLevers], object]:
+    return lambda levers: levers.set_bounds(**changes)
+
+
 def oscillate(low_mb: int, high_mb: int, period: float, cycles: int) -> list[Step]:
     """Guest load swinging between `low_mb` and `high_mb` of demand every half period."""
     steps: list[Step] = []
@@ -31,7 +39,7 @@ def oscillate(low_mb: int, high_mb: int, period: float, cycles: int) -> list[Ste
             Step(
                 base,
                 f"load up to {high_mb} MB",
-                lambda lv, mb=high_mb - low_mb: lv.add_load(mb * MB),
+                _load(high_mb - low_mb),
             )
         )
         steps.append(Step(base + period / 2, "load down", lambda lv: lv.drop_load()))
@@ -52,26 +60,16 @@ def random_walk(
         choice = rng.choice(("load", "drop", "buffer", "maximum", "minimum"))
         if choice == "load":
             mb = rng.randrange(64, max_load_mb + 1, 64)
-            steps.append(Step(at, f"load +{mb} MB", lambda lv, mb=mb: lv.add_load(mb * MB)))
+            steps.append(Step(at, f"load +{mb} MB", _load(mb)))
         elif choice == "buffer" and rules["buffer"] is Change.ANY:
             buffer = rng.choice((5, 10, 20, 50, 100))
-            steps.append(
-                Step(at, f"buffer {buffer}%", lambda lv, b=buffer: lv.set_bounds(buffer=b))
-            )
+            steps.append(Step(at, f"buffer {buffer}%", _bounds(buffer=buffer)))
         elif choice == "maximum" and rules["maximum"] is Change.INCREASE:
             maximum += 128 * rng.randint(1, 4)
-            steps.append(
-                Step(
-                    at, f"maximum {maximum} MB", lambda lv, m=maximum: lv.set_bounds(maximum=m * MB)
-                )
-            )
+            steps.append(Step(at, f"maximum {maximum} MB", _bounds(maximum=maximum * MB)))
         elif choice == "minimum" and rules["minimum"] is Change.DECREASE and minimum - 128 >= 256:
             minimum -= 128
-            steps.append(
-                Step(
-                    at, f"minimum {minimum} MB", lambda lv, m=minimum: lv.set_bounds(minimum=m * MB)
-                )
-            )
+            steps.append(Step(at, f"minimum {minimum} MB", _bounds(minimum=minimum * MB)))
         else:
             steps.append(Step(at, "drop load", lambda lv: lv.drop_load()))
     return steps

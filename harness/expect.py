@@ -9,21 +9,12 @@ from __future__ import annotations
 
 import re
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
 
 from harness.errors import ExpectationFailed
+from harness.report.model import ExpectationResult as Outcome
 from harness.timeline import Event, Sample, Timeline
 
 DEFAULT_ERROR_PATTERNS = (r"\bFATAL\b", r"Traceback \(most recent call last\)", r"\bpanic\b")
-
-
-@dataclass(frozen=True)
-class Outcome:
-    name: str
-    passed: bool
-    detail: str
-    window_start: float | None = None
-    window_end: float | None = None
 
 
 def window_table(samples: Sequence[Sample], metric: str | None = None) -> str:

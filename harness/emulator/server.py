@@ -1,0 +1,418 @@
+"""The emulator's WinRM endpoint: WS-Management over HTTP or HTTPS with Basic auth, on loopback
+unless told otherwise.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import contextlib
+import datetime
+import hmac
+import ipaddress
+import logging
+import os
+import shutil
+import socket
+import ssl
+import tempfile
+import threading
+import time
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from types import TracebackType
+from typing import Any
+
+from harness.emulator.psrp import PipelineHandler, PSRPEndpoint
+from harness.errors import ConfigError
+
+__all__ = ["EmulatorServer"]
+
+log = logging.getLogger(__name__)
+
+_PATH = "/wsman"
+_MAX_BODY = 16 * 1024 * 1024
+_CONTENT_TYPE = "application/soap+xml;charset=UTF-8"
+
+
+def _is_loopback(host: str) -> bool:
+    if host.lower() == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host.strip("[]")).is_loopback
+    except ValueError:
+        return False  # a host name other than localhost may resolve anywhere
+
+
+def _self_signed(directory: str, host: str) -> tuple[str, str]:
+    """A throwaway certificate for 127.0.0.1 and localhost (plus `host`), written to directory."""
+    from cryptography import x509
+    from cryptography.hazmat.primitives import hashes, serialization
+    from cryptography.hazmat.primitives.asymmetric import ec
+    from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
+
+    key = ec.generate_private_key(ec.SECP256R1())
+    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "DM Harness emulator")])
+    alt_names: list[x509.GeneralName] = [
+        x509.IPAddress(ipaddress.ip_address("127.0.0.1")),
+        x509.DNSName("localhost"),
+    ]
+    try:
+        address = ipaddress.ip_address(host.strip("[]"))
+        if not address.is_unspecified and str(address) != "127.0.0.1":
+            alt_names.append(x509.IPAddress(address))
+    except ValueError:
+        if host.lower() != "localhost":
+            alt_names.append(x509.DNSName(host))
+    now = datetime.datetime.now(datetime.timezone.utc)
+    public_key = key.public_key()
+    cert = (
+        x509.CertificateBuilder()
+        .subject_name(name)
+        .issuer_name(name)
+        .public_key(public_key)
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - datetime.timedelta(minutes=5))
+        .not_valid_after(now + datetime.timedelta(days=7))
+        .add_extension(x509.SubjectAlternativeName(alt_names), critical=False)
+        # Marked as its own CA so it can serve as the trust anchor passed as cert_validation,
+        # with the key identifiers strict verifiers (Python 3.13+) insist on.
+        .add_extension(x509.BasicConstraints(ca=True, path_length=0), critical=True)
+        .add_extension(
+            x509.KeyUsage(
+                digital_signature=True,
+                content_commitment=False,
+                key_encipherment=False,
+                data_encipherment=False,
+                key_agreement=False,
+                key_cert_sign=True,
+                crl_sign=False,
+                encipher_only=False,
+                decipher_only=False,
+            ),
+            critical=True,
+        )
+        .add_extension(x509.ExtendedKeyUsage([ExtendedKeyUsageOID.SERVER_AUTH]), critical=False)
+        .add_extension(x509.SubjectKeyIdentifier.from_public_key(public_key), critical=False)
+        .add_extension(
+            x509.AuthorityKeyIdentifier.from_issuer_public_key(public_key), critical=False
+        )
+        .sign(key, hashes.SHA256())
+    )
+    cert_path = os.path.join(directory, "emulator-cert.pem")
+    key_path = os.path.join(directory, "emulator-key.pem")
+    with open(cert_path, "wb") as fh:
+        fh.write(cert.public_bytes(serialization.Encoding.PEM))
+    fd = os.open(key_path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    with os.fdopen(fd, "wb") as fh:
+        fh.write(
+            key.private_bytes(
+                serialization.Encoding.PEM,
+                serialization.PrivateFormat.PKCS8,
+                serialization.NoEncryption(),
+            )
+        )
+    return cert_path, key_path
+
+
+class _HTTPServer(ThreadingHTTPServer):
+    daemon_threads = True
+    block_on_close = False
+    allow_reuse_address = True
+
+    def __init__(
+        self,
+        address: tuple[str, int],
+        family: socket.AddressFamily,
+        owner: EmulatorServer,
+    ) -> None:
+        self.address_family = family
+        self.owner = owner
+        self.connections: set[socket.socket] = set()
+        self.connection_threads: set[threading.Thread] = set()
+        self.connections_lock = threading.Lock()
+        super().__init__(address, _RequestHandler)
+
+    def process_request(self, request: Any, client_address: Any) -> None:
+        thread = threading.Thread(
+            target=self.process_request_thread,
+            args=(request, client_address),
+            name=f"dmh-http-{client_address[1]}",
+            daemon=True,
+        )
+        with self.connections_lock:
+            self.connection_threads.add(thread)
+        thread.start()
+
+    def process_request_thread(self, request: Any, client_address: Any) -> None:
+        try:
+            super().process_request_thread(request, client_address)
+        finally:
+            with self.connections_lock:
+                self.connection_threads.discard(threading.current_thread())
+
+    def handle_error(self, request: Any, client_address: Any) -> None:
+        # Clients that drop the connection or refuse our certificate are not server errors.
+        log.debug("connection from %s ended with an error", client_address[0], exc_info=True)
+
+
+class _RequestHandler(BaseHTTPRequestHandler):
+    protocol_version = "HTTP/1.1"
+    server_version = "Microsoft-HTTPAPI/2.0"
+    sys_version = ""
+    timeout = 120  # idle keep-alive connections are closed after this
+    server: _HTTPServer
+
+    def setup(self) -> None:
+        self.request.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        context = self.server.owner._ssl_context
+        if context is not None:
+            # The handshake happens here, in the connection's thread, not in the accept loop.
+            self.request.settimeout(self.timeout)
+            self.request = context.wrap_socket(self.request, server_side=True)
+        with self.server.connections_lock:
+            self.server.connections.add(self.request)
+        super().setup()
+
+    def finish(self) -> None:
+        try:
+            super().finish()
+        finally:
+            with self.server.connections_lock:
+                self.server.connections.discard(self.request)
+            if isinstance(self.request, ssl.SSLSocket):
+                self.request.close()  # the socketserver only closes the unwrapped socket
+
+    def log_message(self, format: str, *args: Any) -> None:
+        log.debug("%s %s", self.address_string(), format % args)
+
+    def _reply(
+        self,
+        status: int,
+        body: bytes,
+        *,
+        extra: tuple[tuple[str, str], ...] = (),
+        close: bool = False,
+    ) -> None:
+        lines = [f"{self.protocol_version} {status} {self.responses[status][0]}"]
+        lines.append(f"Server: {self.server_version}")
+        if body:
+            lines.append(f"Content-Type: {_CONTENT_TYPE}")
+        lines.append(f"Content-Length: {len(body)}")
+        lines.extend(f"{name}: {value}" for name, value in extra)
+        if close:
+            lines.append("Connection: close")
+            self.close_connection = True
+        head = ("\r\n".join(lines) + "\r\n\r\n").encode("latin-1")
+        # One write per response: with Nagle, a header write then a body write costs ~40 ms.
+        self.wfile.write(head + body)
+        self.log_request(status, len(body))
+
+    def _user(self) -> str | None:
+        header = self.headers.get("Authorization", "")
+        scheme, _, token = header.partition(" ")
+        if scheme.lower() != "basic":
+            return None
+        try:
+            decoded = base64.b64decode(token.strip(), validate=True)
+        except (binascii.Error, ValueError):
+            return None
+        user, sep, password = decoded.partition(b":")
+        owner = self.server.owner
+        # Compare both parts in constant time, and always both, so timing tells nothing.
+        user_ok = hmac.compare_digest(user, owner._username)
+        password_ok = hmac.compare_digest(password, owner._password)
+        if not (sep and user_ok and password_ok):
+            return None
+        return user.decode("utf-8", "replace")
+
+    def do_POST(self) -> None:
+        if self.path.split("?", 1)[0].rstrip("/") != _PATH:
+            self._reply(404, b"", close=True)
+            return
+        user = self._user()
+        if user is None:
+            log.debug("401 for a request from %s", self.client_address[0])
+            # The body is left unread, so the connection cannot be reused.
+            self._reply(401, b"", extra=(("WWW-Authenticate", 'Basic realm="WSMAN"'),), close=True)
+            return
+        length_text = self.headers.get("Content-Length")
+        if length_text is None or not length_text.isdigit():
+            self._reply(411, b"", close=True)
+            return
+        length = int(length_text)
+        if length > _MAX_BODY:
+            self._reply(413, b"", close=True)
+            return
+        body = self.rfile.read(length)
+        if self.headers.get("Content-Type", "").startswith("multipart/"):
+            # pypsrp wraps messages when encryption is not 'never' over plain HTTP.
+            log.warning("encrypted WinRM message refused: use HTTPS or encryption='never'")
+            self._reply(415, b"", close=True)
+            return
+        owner = self.server.owner
+        endpoint = owner._endpoint
+        if endpoint is None:  # a request that raced stop()
+            self._reply(503, b"", close=True)
+            return
+        status, answer = endpoint.handle(
+            body, user=user, client_ip=self.client_address[0], address=owner.url
+        )
+        self._reply(status, answer)
+
+    def _not_allowed(self) -> None:
+        self._reply(405, b"", extra=(("Allow", "POST"),), close=True)
+
+    do_GET = do_PUT = do_DELETE = do_HEAD = _not_allowed
+
+
+class EmulatorServer:
+    """A WinRM (WS-Management/PSRP) endpoint that runs every pipeline through `handler`.
+
+    Clients connect with pypsrp: `WSMan(host, port=server.port, path="wsman", auth="basic",
+    username=..., password=..., ssl=server.tls, encryption="never" for HTTP,
+    cert_validation=server.cert_path for HTTPS)`.
+    """
+
+    def __init__(
+        self,
+        handler: PipelineHandler,
+        *,
+        password: str,
+        username: str = "dmh",
+        host: str = "127.0.0.1",
+        port: int = 0,
+        tls: bool = False,
+        certfile: str | None = None,
+        keyfile: str | None = None,
+        allow_remote: bool = False,
+        max_workers: int = 16,
+    ) -> None:
+        if not password:
+            raise ConfigError("the emulator needs a non-empty password for Basic auth")
+        if not username or ":" in username:
+            raise ConfigError(f"emulator username {username!r} must be non-empty without ':'")
+        if not _is_loopback(host):
+            if not allow_remote:
+                raise ConfigError(
+                    f"refusing to bind the emulator to {host!r}: it is not a loopback address, "
+                    "so other machines could reach it; pass allow_remote=True to allow that"
+                )
+            log.warning("emulator will accept connections from other machines on %s", host)
+        if (certfile is None) != (keyfile is None):
+            raise ConfigError("give both certfile and keyfile, or neither")
+        if certfile is not None and not tls:
+            raise ConfigError("certfile/keyfile given but tls=False")
+        self.host = host
+        self.tls = tls
+        self.username = username
+        self._username = username.encode("utf-8")
+        self._password = password.encode("utf-8")
+        self._requested_port = port
+        self._certfile = certfile
+        self._keyfile = keyfile
+        self._cert_dir: str | None = None
+        self._ssl_context: ssl.SSLContext | None = None
+        self._handler = handler
+        self._max_workers = max_workers
+        self._endpoint: PSRPEndpoint | None = None
+        self._httpd: _HTTPServer | None = None
+        self._thread: threading.Thread | None = None
+        self.port = 0
+        self.cert_path: str | None = None
+
+    def __repr__(self) -> str:
+        return f"EmulatorServer({self.url if self.port else 'not started'})"
+
+    @property
+    def url(self) -> str:
+        scheme = "https" if self.tls else "http"
+        host = f"[{self.host}]" if ":" in self.host else self.host
+        return f"{scheme}://{host}:{self.port}{_PATH}"
+
+    @property
+    def shell_count(self) -> int:
+        """Open runspace pools (shells); for tests that check clients clean up."""
+        return self._endpoint.shell_count if self._endpoint is not None else 0
+
+    def start(self) -> None:
+        if self._httpd is not None:
+            raise RuntimeError("the emulator server is already started")
+        family = socket.AF_INET6 if ":" in self.host else socket.AF_INET
+        try:
+            httpd = _HTTPServer((self.host.strip("[]"), self._requested_port), family, self)
+        except OSError as err:
+            raise ConfigError(
+                f"cannot listen on {self.host}:{self._requested_port}: {err.strerror or err}"
+            ) from err
+        try:
+            if self.tls:
+                self._ssl_context = self._make_context()
+        except BaseException:
+            httpd.server_close()
+            self._remove_generated_cert()
+            raise
+        self._endpoint = PSRPEndpoint(
+            self._handler, max_workers=self._max_workers, machine=socket.gethostname()
+        )
+        self._httpd = httpd
+        self.port = httpd.server_address[1]
+        self._thread = threading.Thread(
+            target=self._httpd.serve_forever,
+            kwargs={"poll_interval": 0.2},
+            name=f"dmh-emulator-{self.port}",
+            daemon=True,
+        )
+        self._thread.start()
+        log.info("emulator listening on %s", self.url)
+
+    def _make_context(self) -> ssl.SSLContext:
+        if self._certfile is None or self._keyfile is None:
+            self._cert_dir = tempfile.mkdtemp(prefix="dmh-emulator-tls-")
+            self._certfile, self._keyfile = _self_signed(self._cert_dir, self.host)
+        self.cert_path = self._certfile
+        context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+        context.minimum_version = ssl.TLSVersion.TLSv1_2
+        context.load_cert_chain(self._certfile, self._keyfile)
+        return context
+
+    def stop(self, timeout: float = 5.0) -> None:
+        """Stop listening, close every shell, end connections and join the server's threads."""
+        httpd, self._httpd = self._httpd, None
+        if httpd is None:
+            return
+        deadline = time.monotonic() + timeout
+        httpd.shutdown()
+        if self._thread is not None:
+            self._thread.join(max(0.0, deadline - time.monotonic()))
+        endpoint, self._endpoint = self._endpoint, None
+        if endpoint is not None:
+            endpoint.close(max(0.0, deadline - time.monotonic()))
+        with httpd.connections_lock:
+            connections = list(httpd.connections)
+            threads = list(httpd.connection_threads)
+        for conn in connections:
+            with contextlib.suppress(OSError):  # already closed by the peer
+                conn.shutdown(socket.SHUT_RDWR)
+        for thread in threads:
+            thread.join(max(0.0, deadline - time.monotonic()))
+        httpd.server_close()
+        self._remove_generated_cert()
+        log.info("emulator on port %d stopped", self.port)
+
+    def _remove_generated_cert(self) -> None:
+        if self._cert_dir is not None:
+            shutil.rmtree(self._cert_dir, ignore_errors=True)
+            self._cert_dir = None
+            self._certfile = self._keyfile = self.cert_path = None
+
+    def __enter__(self) -> EmulatorServer:
+        self.start()
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.stop()

@@ -1,0 +1,1004 @@
+"""The emulated Hyper-V host: VMs, their states, memory settings and checkpoints, the DM
+balancer and its counters, and the guests that run real processes. What cmdlets call.
+"""
+
+from __future__ import annotations
+
+import enum
+import logging
+import platform
+import re
+import shutil
+import tempfile
+import threading
+import time
+import uuid
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from datetime import datetime, timedelta, timezone
+from pathlib import Path
+
+from harness.emulator.balancer import (
+    Balancer,
+    MemoryState,
+    NotEnoughMemory,
+    Phase,
+    Timings,
+    VmMemory,
+)
+from harness.emulator.errors import (
+    AmbiguousVmError,
+    CheckpointError,
+    CheckpointNotFoundError,
+    EmulatorError,
+    MemorySettingError,
+    NotEnoughMemoryError,
+    ParameterMismatchError,
+    RuntimeMemoryChangeError,
+    VmNotFoundError,
+    VmStateError,
+)
+from harness.emulator.guest import (
+    EmulatedGuest,
+    GuestProcess,
+    GuestProfile,
+    GuestView,
+    LinuxProfile,
+    WindowsProfile,
+)
+from harness.errors import RuntimeChangeError, SettingError
+from harness.settings import (
+    HostVersion,
+    MemorySettings,
+    check_runtime_change,
+    max_memory_per_vm,
+)
+from harness.units import MB, TB, parse_size
+
+log = logging.getLogger(__name__)
+
+DEFAULT_STARTUP = 512 * MB  # New-VM's documented default (§1.4)
+MAX_NAME_LENGTH = 100  # VM and checkpoint names (§1.5)
+
+
+class VMState(enum.IntEnum):
+    """Hyper-V's VMState values (Microsoft.HyperV.PowerShell.VMState)."""
+
+    Other = 1
+    Running = 2
+    Off = 3
+    Stopping = 4
+    Saved = 6
+    Paused = 9
+    Starting = 10
+    Reset = 11
+    Saving = 32773
+    Pausing = 32776
+    Resuming = 32777
+
+
+class Heartbeat(enum.IntEnum):
+    """VMHeartbeatStatus (§1.3)."""
+
+    Unknown = 0
+    Disabled = 1
+    NoContact = 2
+    Error = 3
+    LostCommunication = 4
+    OkApplicationsUnknown = 5
+    OkApplicationsHealthy = 6
+    OkApplicationsCritical = 7
+    Paused = 8
+
+
+class CheckpointType(enum.IntEnum):
+    """Set-VM -CheckpointType values, numbered as in Msvm_VirtualSystemSettingData (§1.5)."""
+
+    Disabled = 2
+    Production = 3
+    ProductionOnly = 4
+    Standard = 5
+
+
+_CONFIG_VERSION = {
+    HostVersion.V2008R2SP1: "3.0",
+    HostVersion.V2012: "4.0",
+    HostVersion.V2012R2: "5.0",
+    HostVersion.V2016: "8.0",
+    HostVersion.V2019: "9.0",
+    HostVersion.V2022: "10.0",
+}
+
+
+def default_reserve(total_memory: int) -> int:
+    """Host memory reserve: 384 MB + 64 MB per GB of host RAM (the 2008 R2 formula, §3.8,
+    §8.11), capped at 4 GB and at half the host so small emulated hosts stay usable."""
+    total_mb = total_memory // MB
+    reserve_mb = min(384 + 64 * (total_mb // 1024), 4096, total_mb // 2)
+    return (reserve_mb - reserve_mb % 2) * MB
+
+
+# -- names --------------------------------------------------------------------------------
+def has_wildcards(pattern: str) -> bool:
+    """True if PowerShell would treat `pattern` as a wildcard pattern (*, ?, [..])."""
+    escaped = False
+    for char in pattern:
+        if escaped:
+            escaped = False
+        elif char == "`":
+            escaped = True
+        elif char in "*?[":
+            return True
+    return False
+
+
+def wildcard_regex(pattern: str) -> re.Pattern[str]:
+    """PowerShell -like semantics, case-insensitive: * ? [set] [a-z], ` escapes."""
+    out: list[str] = []
+    i = 0
+    while i < len(pattern):
+        char = pattern[i]
+        if char == "`" and i + 1 < len(pattern):
+            out.append(re.escape(pattern[i + 1]))
+            i += 2
+            continue
+        if char == "*":
+            out.append(".*")
+        elif char == "?":
+            out.append(".")
+        elif char == "[" and (end := pattern.find("]", i + 2)) != -1:
+            body = "".join("\\" + c if c in "\\^[]" else c for c in pattern[i + 1 : end])
+            out.append(f"[{body}]")
+            i = end + 1
+            continue
+        else:
+            out.append(re.escape(char))
+        i += 1
+    return re.compile("".join(out) + r"\Z", re.IGNORECASE | re.DOTALL)
+
+
+def like(name: str, pattern: str) -> bool:
+    return wildcard_regex(pattern).match(name) is not None
+
+
+# -- snapshots ----------------------------------------------------------------------------
+@dataclass(frozen=True)
+class VmSnapshot:
+    """One VM as Get-VM and Get-VMMemory show it (§1.2, §1.3); sizes in bytes."""
+
+    id: uuid.UUID
+    name: str
+    computer_name: str
+    generation: int
+    state: VMState
+    heartbeat: Heartbeat | None  # None when the VM is off or saved (§1.3)
+    uptime: timedelta
+    notes: str
+    vhd_path: str
+    guest_os: str
+    checkpoint_type: CheckpointType
+    creation_time: datetime
+    processor_count: int
+    version: str
+    memory: MemorySettings
+    memory_assigned: int
+    memory_demand: int
+    memory_status: str
+    smart_paging_file_in_use: bool
+    smart_paging_file_path: str
+    memory_available: int  # Msvm_SummaryInformation.MemoryAvailable %, INVALID if no data
+    available_memory_buffer: int  # Msvm_SummaryInformation.AvailableMemoryBuffer %
+    parent_checkpoint_id: uuid.UUID | None
+
+    @property
+    def dynamic_memory_enabled(self) -> bool:
+        return self.memory.dynamic
+
+    @property
+    def memory_startup(self) -> int:
+        return self.memory.startup
+
+    @property
+    def memory_minimum(self) -> int:
+        return self.memory.minimum
+
+    @property
+    def memory_maximum(self) -> int:
+        return self.memory.maximum
+
+
+@dataclass(frozen=True)
+class CheckpointInfo:
+    """A checkpoint as Get-VMCheckpoint shows it; `memory` is what Get-VMMemory -VMSnapshot
+    reads (§1.5). `checkpoint_type` is Standard (with memory state) or Production."""
+
+    id: uuid.UUID
+    name: str
+    vm_id: uuid.UUID
+    vm_name: str
+    creation_time: datetime
+    checkpoint_type: CheckpointType
+    vm_state: VMState
+    memory: MemorySettings
+    parent_checkpoint_id: uuid.UUID | None
+
+
+@dataclass
+class _Checkpoint:
+    info: CheckpointInfo
+    memory_state: MemoryState | None  # Standard checkpoints of a VM that was on
+
+
+class _Vm:
+    def __init__(
+        self,
+        name: str,
+        generation: int,
+        settings: MemorySettings,
+        guest: EmulatedGuest,
+        vm_id: uuid.UUID,
+        vhd_path: str,
+        notes: str,
+    ) -> None:
+        self.id = vm_id
+        self.key = str(vm_id)
+        self.name = name
+        self.generation = generation
+        self.settings = settings
+        self.guest = guest
+        self.state = VMState.Off
+        self.notes = notes
+        self.vhd_path = vhd_path
+        self.checkpoint_type = CheckpointType.Production
+        self.smart_paging_path = ""
+        self.created = datetime.now(timezone.utc)
+        self.checkpoints: list[_Checkpoint] = []
+        self.parent_checkpoint: uuid.UUID | None = None
+        self.boot_done_at = 0.0
+        self.uptime_base = 0.0
+        self.running_since: float | None = None
+        self.committed_mb = guest.profile.baseline_commit_mb
+
+
+VmRef = uuid.UUID | str  # an id, or an exact VM name (not a wildcard pattern)
+_ON = (VMState.Starting, VMState.Running, VMState.Paused)
+
+
+class EmulatedHost:
+    """A Hyper-V host with Dynamic Memory, in process. Thread-safe (one RLock).
+
+    Sizes are bytes (ints) or strings like "16GB". VMs are addressed by `uuid.UUID` id or
+    by exact name; `find_vms` takes PowerShell wildcards.
+    """
+
+    def __init__(
+        self,
+        total_memory: int | str = "16GB",
+        *,
+        reserve: int | str | None = None,
+        version: HostVersion | str = HostVersion.V2022,
+        guest_os: str = "windows",
+        timings: Timings | None = None,
+        clock: Callable[[], float] = time.monotonic,
+        name: str | None = None,
+        hot_add_block: int | str = 128 * MB,
+        numa_node_memory: int | str | None = None,
+        guest_root: str | Path | None = None,
+        windows_profile: GuestProfile | None = None,
+        linux_profile: GuestProfile | None = None,
+        disks: Mapping[str, str] | None = None,
+    ) -> None:
+        self.total_memory = parse_size(total_memory, "total_memory")
+        self.reserve = (
+            default_reserve(self.total_memory)
+            if reserve is None
+            else parse_size(reserve, "reserve")
+        )
+        self.version = HostVersion.parse(version)
+        self.guest_os = _check_os(guest_os)
+        self.timings = timings or Timings.fast()
+        self.clock = clock
+        self.name = name or (platform.node() or "localhost").upper()
+        self._profiles: dict[str, GuestProfile] = {
+            "windows": windows_profile or WindowsProfile(),
+            "linux": linux_profile or LinuxProfile(),
+        }
+        numa = None if numa_node_memory is None else parse_size(numa_node_memory) // MB
+        self.balancer = Balancer(
+            self.total_memory // MB,
+            self.reserve // MB,
+            self.timings,
+            block_mb=parse_size(hot_add_block, "hot_add_block") // MB,
+            numa_node_mb=numa,
+            guest_available_counter=self.version is HostVersion.V2022,  # build ≥ 20348 (§4.1)
+        )
+        self._owns_root = guest_root is None
+        self._root = (
+            Path(tempfile.gettempdir()) / f"dmh-host-{uuid.uuid4().hex[:12]}"
+            if guest_root is None
+            else Path(guest_root)
+        )
+        self._lock = threading.RLock()
+        self._vms: dict[uuid.UUID, _Vm] = {}
+        self._disks: dict[str, tuple[str, str]] = {}
+        self._closed = False
+        for path, os_name in (disks or {}).items():
+            self.add_disk(path, os_name)
+
+    # -- lookup -----------------------------------------------------------------------
+    def _find(self, ref: VmRef) -> _Vm:
+        if isinstance(ref, uuid.UUID):
+            vm = self._vms.get(ref)
+            if vm is None:
+                raise VmNotFoundError(str(ref), by_id=True)
+            return vm
+        folded = ref.casefold()
+        found = [vm for vm in self._vms.values() if vm.name.casefold() == folded]
+        if not found:
+            raise VmNotFoundError(ref)
+        if len(found) > 1:
+            raise AmbiguousVmError(ref, len(found))
+        return found[0]
+
+    def find_vms(self, pattern: str = "*") -> list[VmSnapshot]:
+        """VMs whose name matches a PowerShell wildcard pattern, by name (Get-VM -Name).
+        No match is an empty list; the cmdlet layer decides whether that is an error."""
+        regex = wildcard_regex(pattern)
+        with self._lock:
+            now = self._advance()
+            vms = [vm for vm in self._vms.values() if regex.match(vm.name)]
+            vms.sort(key=lambda vm: (vm.name.casefold(), vm.created))
+            return [self._snapshot(vm, now) for vm in vms]
+
+    def get_vm(self, ref: VmRef) -> VmSnapshot:
+        with self._lock:
+            now = self._advance()
+            return self._snapshot(self._find(ref), now)
+
+    def guest(self, ref: VmRef) -> EmulatedGuest:
+        with self._lock:
+            return self._find(ref).guest
+
+    # -- virtual disks ----------------------------------------------------------------
+    def add_disk(self, path: str, guest_os: str) -> None:
+        """Register a virtual disk (a template or a VM's disk) and the guest OS on it, so a
+        VM created from it gets that guest. Paths compare case-insensitively, like Windows'."""
+        with self._lock:
+            self._disks[_disk_key(path)] = (path, _check_os(guest_os))
+
+    def remove_disk(self, path: str) -> bool:
+        """Forget a virtual disk; False if it was not registered."""
+        with self._lock:
+            return self._disks.pop(_disk_key(path), None) is not None
+
+    def disk_os(self, path: str) -> str | None:
+        """The guest OS on a registered disk, None if there is no such disk."""
+        with self._lock:
+            entry = self._disks.get(_disk_key(path))
+            return None if entry is None else entry[1]
+
+    def disks(self) -> Mapping[str, str]:
+        """Registered disk paths → guest OS."""
+        with self._lock:
+            return dict(self._disks.values())
+
+    # -- creation and settings --------------------------------------------------------
+    def new_vm(
+        self,
+        name: str,
+        memory_startup: int | str = DEFAULT_STARTUP,
+        *,
+        generation: int = 2,
+        guest_os: str | None = None,
+        profile: GuestProfile | None = None,
+        vhd_path: str = "",
+        notes: str = "",
+    ) -> VmSnapshot:
+        """New-VM (§1.4): static memory of `memory_startup`; DM is enabled later with
+        set_memory, and then uses Minimum 512 MB (or Startup if lower), Maximum 1 TB (or
+        the version's limit), Buffer 20, Priority 50 (§8.12: common values, unconfirmed)."""
+        if not name or len(name) > MAX_NAME_LENGTH:
+            raise EmulatorError(
+                f"The virtual machine name must have 1 to {MAX_NAME_LENGTH} characters.",
+                target=name,
+                category="InvalidArgument",
+                error_id="InvalidParameter",
+            )
+        if generation not in (1, 2):
+            raise EmulatorError(
+                f"The generation '{generation}' is not valid; use 1 or 2.",
+                target=name,
+                category="InvalidArgument",
+                error_id="InvalidParameter",
+            )
+        os_name = _check_os(guest_os or (profile.os_name if profile else self.guest_os))
+        vm_id = uuid.uuid4()
+        startup = _to_mb_bytes(memory_startup, "MemoryStartupBytes")
+        settings = MemorySettings(
+            dynamic=False,
+            startup=startup,
+            minimum=min(512 * MB, startup),
+            maximum=min(1 * TB, max_memory_per_vm(self.version, generation)),
+        )
+        self._check_settings(name, vm_id, settings, generation, ("startup",), creating=True)
+        with self._lock:
+            guest = EmulatedGuest(name, profile or self._profiles[os_name], self._root / str(vm_id))
+            vm = _Vm(name, generation, settings, guest, vm_id, vhd_path, notes)
+            self._vms[vm_id] = vm
+            self.balancer.add(vm.key, settings, guest.profile)
+            log.debug("new VM %r (%s)", name, vm_id)
+            return self._snapshot(vm, self.clock())
+
+    def set_memory(
+        self,
+        ref: VmRef,
+        *,
+        dynamic: bool | None = None,
+        startup: int | str | None = None,
+        minimum: int | str | None = None,
+        maximum: int | str | None = None,
+        buffer: int | None = None,
+        priority: int | None = None,
+    ) -> VmSnapshot:
+        """Set-VMMemory: every given value goes into ONE write and the final combination is
+        validated (§1.1). Byte values are truncated to whole MB as the cmdlet does."""
+        with self._lock:
+            now = self._advance()
+            vm = self._find(ref)
+            final_dynamic = vm.settings.dynamic if dynamic is None else dynamic
+            dm_only = (("Buffer", buffer), ("MinimumBytes", minimum), ("MaximumBytes", maximum))
+            given = tuple(label for label, value in dm_only if value is not None)
+            if given and not final_dynamic:
+                raise ParameterMismatchError(vm.name, given)
+            changes: dict[str, object] = {}
+            if dynamic is not None:
+                changes["dynamic"] = dynamic
+            for field, label, size in (
+                ("startup", "StartupBytes", startup),
+                ("minimum", "MinimumBytes", minimum),
+                ("maximum", "MaximumBytes", maximum),
+            ):
+                if size is not None:
+                    changes[field] = _to_mb_bytes(size, label)
+            if buffer is not None:
+                changes["buffer"] = buffer
+            if priority is not None:
+                changes["priority"] = priority
+            new = vm.settings.with_changes(**changes)
+            if new == vm.settings:
+                return self._snapshot(vm, now)
+            if vm.state is VMState.Saved:
+                raise VmStateError(vm.name, vm.id, "Saved", "memory cannot change in saved state")
+            sizes = tuple(f for f in ("startup", "minimum", "maximum") if f in changes)
+            self._check_settings(vm.name, vm.id, new, vm.generation, sizes)
+            if vm.state in _ON:
+                try:
+                    check_runtime_change(vm.settings, new, self.version)
+                except RuntimeChangeError as exc:
+                    raise RuntimeMemoryChangeError(vm.name, vm.id, exc, str(exc)) from exc
+            try:
+                self.balancer.update(vm.key, new)
+            except NotEnoughMemory as exc:
+                raise NotEnoughMemoryError(
+                    vm.name, vm.id, exc.needed_mb, exc.available_mb, "resize"
+                ) from exc
+            vm.settings = new
+            self._publish_now(vm)
+            return self._snapshot(vm, now)
+
+    def _check_settings(
+        self,
+        vm_name: str,
+        vm_id: uuid.UUID,
+        settings: MemorySettings,
+        generation: int,
+        sizes: tuple[str, ...],
+        *,
+        creating: bool = False,
+    ) -> None:
+        for field in sizes:
+            mb = getattr(settings, field) // MB
+            if mb % 2:  # §1.9: Hyper-V's own words for an odd MB size
+                reason = SettingError(field, f"{mb}MB", "memory sizes must be 2 MB aligned (§2.1)")
+                detail = (
+                    f"Invalid memory value assigned for '{vm_name}'. Memory values must be"
+                    f" properly aligned.\nThe memory value assigned ('{mb}' MB) is not properly"
+                    " aligned. Try again with a memory value that is properly aligned."
+                )
+                raise MemorySettingError(vm_name, vm_id, reason, detail, creating=creating)
+        try:
+            settings.validate(self.version, generation)
+        except SettingError as exc:
+            raise MemorySettingError(vm_name, vm_id, exc, str(exc), creating=creating) from exc
+
+    def set_notes(self, ref: VmRef, notes: str) -> VmSnapshot:
+        with self._lock:
+            vm = self._find(ref)
+            vm.notes = notes
+            return self._snapshot(vm, self._advance())
+
+    def set_checkpoint_type(self, ref: VmRef, checkpoint_type: CheckpointType) -> VmSnapshot:
+        with self._lock:
+            vm = self._find(ref)
+            vm.checkpoint_type = CheckpointType(checkpoint_type)
+            return self._snapshot(vm, self._advance())
+
+    def set_smart_paging_path(self, ref: VmRef, path: str) -> VmSnapshot:
+        with self._lock:
+            vm = self._find(ref)
+            vm.smart_paging_path = path
+            return self._snapshot(vm, self._advance())
+
+    # -- power ------------------------------------------------------------------------
+    def start(self, ref: VmRef) -> VmSnapshot:
+        """Start-VM: from Off it needs Startup memory free (§3.1); from Saved, the memory it
+        had; a paused VM is resumed; a VM that is on stays as it is."""
+        with self._lock:
+            now = self._advance()
+            vm = self._find(ref)
+            if vm.state is VMState.Off:
+                self._power_on(vm, now, restart=False)
+            elif vm.state is VMState.Saved:
+                try:
+                    self.balancer.resume(vm.key, now)
+                except NotEnoughMemory as exc:
+                    raise NotEnoughMemoryError(
+                        vm.name, vm.id, exc.needed_mb, exc.available_mb, "start"
+                    ) from exc
+                vm.state = VMState.Running
+                vm.running_since = now
+                vm.guest.thaw()
+                self._publish_now(vm)
+            elif vm.state is VMState.Paused:
+                self._resume_paused(vm, now)
+            return self._snapshot(vm, now)
+
+    def _power_on(self, vm: _Vm, now: float, *, restart: bool) -> None:
+        try:
+            self.balancer.power_on(vm.key, now, restart=restart)
+        except NotEnoughMemory as exc:
+            vm.state = VMState.Off
+            raise NotEnoughMemoryError(
+                vm.name, vm.id, exc.needed_mb, exc.available_mb, "start"
+            ) from exc
+        vm.state = VMState.Starting
+        vm.boot_done_at = now + self.timings.boot
+        vm.uptime_base = 0.0
+        vm.running_since = now
+        vm.committed_mb = vm.guest.profile.baseline_commit_mb
+        vm.guest.boot()
+        if self.balancer.memory(vm.key).smart_paging_in_use:
+            log.info("VM %r restarts on Smart Paging (§3.6)", vm.name)
+        self._publish_now(vm)
+        self._advance(now)
+
+    def stop(self, ref: VmRef, *, turn_off: bool = False) -> VmSnapshot:
+        """Stop-VM (graceful shutdown) or Stop-VM -TurnOff; a saved VM loses its saved state.
+        Every process the guest started is stopped."""
+        with self._lock:
+            now = self._advance()
+            vm = self._find(ref)
+            leftovers: tuple[GuestProcess, ...] = ()
+            if vm.state is not VMState.Off:
+                leftovers = self._power_off(vm)
+            snapshot = self._snapshot(vm, now)
+        _stop_all(leftovers, graceful=not turn_off)
+        return snapshot
+
+    def _power_off(self, vm: _Vm) -> tuple[GuestProcess, ...]:
+        self.balancer.power_off(vm.key)
+        vm.state = VMState.Off
+        vm.running_since = None
+        vm.uptime_base = 0.0
+        return vm.guest.power_off()
+
+    def restart(self, ref: VmRef) -> VmSnapshot:
+        """Restart-VM: the guest reboots (its processes end) and the VM needs Startup memory
+        again; if the host lacks it, Smart Paging bridges the gap (§3.6)."""
+        leftovers: tuple[GuestProcess, ...] = ()
+        try:
+            with self._lock:
+                now = self._advance()
+                vm = self._find(ref)
+                if vm.state not in _ON:
+                    raise VmStateError(vm.name, vm.id, vm.state.name, "only a running VM restarts")
+                leftovers = self._power_off(vm)
+                self._power_on(vm, now, restart=True)
+                return self._snapshot(vm, now)
+        finally:
+            _stop_all(leftovers, graceful=False)
+
+    def save(self, ref: VmRef) -> VmSnapshot:
+        """Save-VM: memory goes to disk and back to the host; guest processes are frozen."""
+        with self._lock:
+            now = self._advance()
+            vm = self._find(ref)
+            if vm.state not in _ON:
+                raise VmStateError(vm.name, vm.id, vm.state.name, "only a running VM is saved")
+            self.balancer.save(vm.key)
+            vm.guest.freeze()
+            vm.running_since = None
+            vm.uptime_base = 0.0  # a saved VM reports no uptime
+            vm.state = VMState.Saved
+            return self._snapshot(vm, now)
+
+    def pause(self, ref: VmRef) -> VmSnapshot:
+        """Suspend-VM: memory stays assigned; guest processes are frozen."""
+        with self._lock:
+            now = self._advance()
+            vm = self._find(ref)
+            if vm.state not in (VMState.Running, VMState.Starting):
+                raise VmStateError(vm.name, vm.id, vm.state.name, "only a running VM pauses")
+            self.balancer.pause(vm.key)
+            vm.guest.freeze()
+            vm.state = VMState.Paused
+            return self._snapshot(vm, now)
+
+    def resume(self, ref: VmRef) -> VmSnapshot:
+        """Resume-VM (from Paused)."""
+        with self._lock:
+            now = self._advance()
+            vm = self._find(ref)
+            if vm.state is not VMState.Paused:
+                raise VmStateError(vm.name, vm.id, vm.state.name, "only a paused VM resumes")
+            self._resume_paused(vm, now)
+            return self._snapshot(vm, now)
+
+    def _resume_paused(self, vm: _Vm, now: float) -> None:
+        self.balancer.resume(vm.key, now)
+        vm.state = VMState.Running if now >= vm.boot_done_at else VMState.Starting
+        vm.guest.thaw()
+
+    def remove(self, ref: VmRef) -> None:
+        """Remove-VM: the VM must be off; its checkpoints go with it."""
+        with self._lock:
+            self._advance()
+            vm = self._find(ref)
+            if vm.state is not VMState.Off:
+                raise VmStateError(vm.name, vm.id, vm.state.name, "turn it off before removing")
+            del self._vms[vm.id]
+            self.balancer.remove(vm.key)
+        _stop_all(vm.guest.power_off(), graceful=False)
+
+    # -- checkpoints ------------------------------------------------------------------
+    def checkpoint(self, ref: VmRef, name: str | None = None) -> CheckpointInfo:
+        """Checkpoint-VM. Production (the default, §1.5) keeps no memory state; Standard keeps
+        the VM's memory state (assigned, balloon and hot-add state, counters)."""
+        with self._lock:
+            now = self._advance()
+            vm = self._find(ref)
+            kind = vm.checkpoint_type
+            if kind is CheckpointType.Disabled:
+                raise CheckpointError(
+                    f"Checkpoint operation failed for '{vm.name}'. Checkpoints are disabled"
+                    " for this virtual machine.",
+                    target=vm.name,
+                )
+            stamp = datetime.now().astimezone()
+            label = name if name is not None else f"{vm.name} - ({_hyperv_time(stamp)})"
+            if not label or len(label) > MAX_NAME_LENGTH:
+                raise EmulatorError(
+                    f"The checkpoint name must have 1 to {MAX_NAME_LENGTH} characters.",
+                    target=label,
+                    category="InvalidArgument",
+                    error_id="InvalidParameter",
+                )
+            booting = vm.state is VMState.Starting
+            if kind is CheckpointType.ProductionOnly and booting:
+                raise CheckpointError(
+                    f"Checkpoint operation failed for '{vm.name}'. A production checkpoint"
+                    " needs the guest's integration services, which are not running yet.",
+                    target=vm.name,
+                )
+            # a Production checkpoint falls back to Standard if the guest cannot quiesce yet
+            standard = kind is CheckpointType.Standard or (
+                kind is CheckpointType.Production and booting
+            )
+            keeps_memory = standard and vm.state is not VMState.Off
+            info = CheckpointInfo(
+                id=uuid.uuid4(),
+                name=label,
+                vm_id=vm.id,
+                vm_name=vm.name,
+                creation_time=stamp,
+                checkpoint_type=CheckpointType.Standard if standard else CheckpointType.Production,
+                vm_state=vm.state,
+                memory=vm.settings,
+                parent_checkpoint_id=vm.parent_checkpoint,
+            )
+            state = self.balancer.capture(vm.key) if keeps_memory else None
+            vm.checkpoints.append(_Checkpoint(info, state))
+            vm.parent_checkpoint = info.id
+            log.debug("checkpoint %r of %r at %.3f", label, vm.name, now)
+            return info
+
+    def checkpoints(self, ref: VmRef, pattern: str = "*") -> list[CheckpointInfo]:
+        regex = wildcard_regex(pattern)
+        with self._lock:
+            vm = self._find(ref)
+            return [cp.info for cp in vm.checkpoints if regex.match(cp.info.name)]
+
+    def _find_checkpoint(self, vm: _Vm, ref: uuid.UUID | str) -> _Checkpoint:
+        for cp in vm.checkpoints:
+            if cp.info.id == ref or (isinstance(ref, str) and cp.info.name == ref):
+                return cp
+        raise CheckpointNotFoundError(vm.name, str(ref))
+
+    def restore_checkpoint(self, ref: VmRef, checkpoint: uuid.UUID | str) -> VmSnapshot:
+        """Restore-VMCheckpoint. The VM's current state is discarded (its processes end) and
+        the checkpoint's memory settings come back. A Production checkpoint leaves the VM
+        Off (§1.5); a Standard one of a VM that was on leaves it Saved with the old memory
+        state, so Start-VM resumes it with its old balloon and hot-add state."""
+        with self._lock:
+            now = self._advance()
+            vm = self._find(ref)
+            cp = self._find_checkpoint(vm, checkpoint)
+            leftovers = self._power_off(vm) if vm.state is not VMState.Off else ()
+            vm.settings = cp.info.memory
+            self.balancer.update(vm.key, vm.settings)
+            if cp.memory_state is not None:
+                phase = self.balancer.restore(vm.key, cp.memory_state, now)
+                vm.state = VMState.Saved if phase is Phase.SAVED else VMState.Off
+                vm.boot_done_at = now
+            vm.parent_checkpoint = cp.info.id
+            snapshot = self._snapshot(vm, now)
+        _stop_all(leftovers, graceful=False)
+        return snapshot
+
+    def remove_checkpoint(self, ref: VmRef, checkpoint: uuid.UUID | str) -> None:
+        with self._lock:
+            vm = self._find(ref)
+            cp = self._find_checkpoint(vm, checkpoint)
+            vm.checkpoints.remove(cp)
+            if vm.parent_checkpoint == cp.info.id:
+                vm.parent_checkpoint = cp.info.parent_checkpoint_id
+
+    # -- counters and views -----------------------------------------------------------
+    def memory(self, ref: VmRef) -> VmMemory:
+        """The balancer's full view of one VM (MB): assigned, demand, pressure, counts."""
+        with self._lock:
+            self._advance()
+            return self.balancer.memory(self._find(ref).key)
+
+    def vm_counters(self, ref: VmRef) -> Mapping[str, float]:
+        """ "Hyper-V Dynamic Memory VM" counters of one VM (§4.1)."""
+        with self._lock:
+            self._advance()
+            return self.balancer.counters(self._find(ref).key)
+
+    def balancer_counters(self) -> Mapping[str, float]:
+        """ "Hyper-V Dynamic Memory Balancer" counters (§4.2)."""
+        with self._lock:
+            self._advance()
+            return self.balancer.balancer_counters()
+
+    def guest_view(self, ref: VmRef) -> GuestView | None:
+        """The memory the guest shows its programs (last published), None before first boot."""
+        with self._lock:
+            return self._find(ref).guest.view
+
+    def available_memory(self) -> int:
+        """Bytes left for VMs after the host reserve (§3.8)."""
+        with self._lock:
+            return self.balancer.available_mb() * MB
+
+    # -- time -------------------------------------------------------------------------
+    def tick(self, now: float | None = None) -> None:
+        """One balancer pass: measure each running guest, feed the reports, balance, and
+        publish every guest's new view."""
+        with self._lock:
+            now = self._advance(now)
+            on = [
+                vm for vm in self._vms.values() if vm.state in (VMState.Running, VMState.Starting)
+            ]
+        # psutil reads /proc: done without the lock so cmdlets never wait on it
+        measured = [(vm, vm.guest.committed_mb()) for vm in on]
+        with self._lock:
+            for vm, committed in measured:
+                if vm.state in (VMState.Running, VMState.Starting):
+                    vm.committed_mb = committed
+                    self.balancer.report(vm.key, committed)
+            self.balancer.tick(now)
+            views = [(vm.guest, self._view(vm)) for vm in self._vms.values() if vm.state in _ON]
+        for guest, view in views:
+            guest.publish(view)
+
+    def _advance(self, now: float | None = None) -> float:
+        """Finish boots whose time has come; returns `now`."""
+        if now is None:
+            now = self.clock()
+        for vm in self._vms.values():
+            if vm.state is VMState.Starting and now >= vm.boot_done_at:
+                vm.state = VMState.Running
+                vm.guest.ready()
+        return now
+
+    def _view(self, vm: _Vm) -> GuestView:
+        assigned, high_water = self.balancer.sizes(vm.key)
+        s = vm.settings
+        maximum = s.maximum if s.dynamic else s.startup
+        return vm.guest.profile.view(vm.committed_mb, assigned, high_water, maximum // MB)
+
+    def _publish_now(self, vm: _Vm) -> None:
+        if vm.state in _ON:
+            vm.guest.publish(self._view(vm))
+
+    def _snapshot(self, vm: _Vm, now: float) -> VmSnapshot:
+        mem = self.balancer.memory(vm.key)
+        uptime = vm.uptime_base
+        if vm.running_since is not None and vm.state in _ON:
+            uptime += max(0.0, now - vm.running_since)
+        return VmSnapshot(
+            id=vm.id,
+            name=vm.name,
+            computer_name=self.name,
+            generation=vm.generation,
+            state=vm.state,
+            heartbeat=_heartbeat(vm.state),
+            uptime=timedelta(seconds=round(uptime, 3)),
+            notes=vm.notes,
+            vhd_path=vm.vhd_path,
+            guest_os=vm.guest.os_name,
+            checkpoint_type=vm.checkpoint_type,
+            creation_time=vm.created,
+            processor_count=1,
+            version=_CONFIG_VERSION[self.version],
+            memory=vm.settings,
+            memory_assigned=mem.assigned_mb * MB,
+            memory_demand=mem.demand_mb * MB,
+            memory_status=mem.status,
+            smart_paging_file_in_use=mem.smart_paging_in_use,
+            smart_paging_file_path=vm.smart_paging_path,
+            memory_available=mem.memory_available,
+            available_memory_buffer=mem.available_memory_buffer,
+            parent_checkpoint_id=vm.parent_checkpoint,
+        )
+
+    # -- shutdown ---------------------------------------------------------------------
+    def close(self) -> None:
+        """Turn every VM off (stopping every guest process) and delete the guests' files if
+        this host created their directory."""
+        with self._lock:
+            if self._closed:
+                return
+            self._closed = True
+            leftovers: list[GuestProcess] = []
+            for vm in self._vms.values():
+                if vm.state is not VMState.Off:
+                    leftovers.extend(self._power_off(vm))
+                else:
+                    leftovers.extend(vm.guest.power_off())
+        _stop_all(tuple(leftovers), graceful=False)
+        if self._owns_root:
+            shutil.rmtree(self._root, ignore_errors=True)
+
+    def __enter__(self) -> EmulatedHost:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+class HostDriver:
+    """Ticks a host's balancer in real time at its timings' cadence, on a daemon thread."""
+
+    def __init__(self, host: EmulatedHost, interval: float | None = None) -> None:
+        self.host = host
+        self.interval = interval if interval is not None else host.timings.tick
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+        self.ticks = 0
+        self.last_error: BaseException | None = None
+
+    @property
+    def running(self) -> bool:
+        return self._thread is not None and self._thread.is_alive()
+
+    def start(self) -> HostDriver:
+        if self.running:
+            return self
+        self._stop.clear()
+        self._thread = threading.Thread(
+            target=self._run, name=f"dmh-host-driver-{self.host.name}", daemon=True
+        )
+        self._thread.start()
+        return self
+
+    def stop(self, timeout: float = 5.0) -> None:
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join(timeout)
+            self._thread = None
+
+    def _run(self) -> None:
+        while True:
+            try:
+                self.host.tick()
+                self.ticks += 1
+            except Exception as exc:  # keep driving: one bad tick must not freeze the host
+                if self.last_error is None or type(exc) is not type(self.last_error):
+                    log.exception("balancer tick failed")
+                self.last_error = exc
+            if self._stop.wait(self.interval):
+                return
+
+    def __enter__(self) -> HostDriver:
+        return self.start()
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+
+def _heartbeat(state: VMState) -> Heartbeat | None:
+    if state is VMState.Running:
+        return Heartbeat.OkApplicationsUnknown
+    if state is VMState.Starting:
+        return Heartbeat.NoContact
+    if state is VMState.Paused:
+        return Heartbeat.Paused
+    return None
+
+
+def _disk_key(path: str) -> str:
+    return path.replace("/", "\\").casefold()
+
+
+def _check_os(os_name: str) -> str:
+    name = os_name.lower()
+    if name not in ("windows", "linux"):
+        raise EmulatorError(
+            f"Unknown guest OS '{os_name}'; use 'windows' or 'linux'.",
+            target=os_name,
+            category="InvalidArgument",
+            error_id="InvalidParameter",
+        )
+    return name
+
+
+def _to_mb_bytes(size: int | str, label: str) -> int:
+    """Bytes → whole MB → bytes, like the cmdlet's integer division by 2^20 (§1.1)."""
+    if isinstance(size, str):
+        try:
+            return parse_size(size, label)
+        except SettingError as exc:
+            raise EmulatorError(
+                str(exc), target=size, category="InvalidArgument", error_id="InvalidParameter"
+            ) from exc
+    if isinstance(size, bool) or size < 0:
+        raise EmulatorError(
+            f"Cannot validate argument on parameter '{label}'. The value {size} is not valid.",
+            target=str(size),
+            category="InvalidData",
+            error_id="ParameterArgumentValidationError",
+        )
+    return size // MB * MB
+
+
+def _hyperv_time(stamp: datetime) -> str:
+    """Checkpoint default name time: 'M/d/yyyy - h:mm:ss tt' (en-US)."""
+    hour = stamp.hour % 12 or 12
+    suffix = "AM" if stamp.hour < 12 else "PM"
+    return (
+        f"{stamp.month}/{stamp.day}/{stamp.year} - {hour}:{stamp.minute:02d}:"
+        f"{stamp.second:02d} {suffix}"
+    )
+
+
+def _stop_all(processes: tuple[GuestProcess, ...], *, graceful: bool) -> None:
+    for proc in processes:
+        proc.stop(timeout=5.0 if graceful else 1.0, graceful=graceful)
+
+
+__all__ = [
+    "CheckpointInfo",
+    "CheckpointType",
+    "EmulatedHost",
+    "Heartbeat",
+    "HostDriver",
+    "VMState",
+    "VmSnapshot",
+    "default_reserve",
+    "has_wildcards",
+    "like",
+    "wildcard_regex",
+]

@@ -1,0 +1,159 @@
+"""The embedded emulator as one service: an emulated Hyper-V host, its balancer driver, and
+its WinRM/PSRP endpoint on loopback (plus a WinRM endpoint per guest, made on demand).
+
+Only fixtures and the CLI wire this to the client: they take `target` (a HostTarget) and
+talk to it like any lab host.
+"""
+
+from __future__ import annotations
+
+import logging
+import secrets
+import threading
+import uuid
+from pathlib import Path
+
+from harness.config import HostTarget, Secret
+from harness.emulator.balancer import Timings
+from harness.emulator.cmdlets import TEMPLATE_DIR, GuestEndpoint, HyperVHandler
+from harness.emulator.host import EmulatedHost, HostDriver, VmSnapshot
+from harness.emulator.server import EmulatorServer
+from harness.settings import HostVersion
+
+log = logging.getLogger(__name__)
+
+GUEST_OS = ("windows", "linux")
+
+
+def template_path(guest_os: str) -> str:
+    """The emulated host's template disk for a guest OS (a template's OS is what it holds)."""
+    return f"{TEMPLATE_DIR}\\{guest_os}.vhdx"
+
+
+class EmbeddedEmulator:
+    """An emulated Hyper-V host behind a real WinRM/PSRP endpoint on 127.0.0.1."""
+
+    def __init__(
+        self,
+        *,
+        host_memory: int | str = "64GB",
+        version: HostVersion | str = HostVersion.V2022,
+        guest_os: str = "windows",
+        timings: Timings | str = "fast",
+        tls: bool = False,
+        username: str = "dmh",
+        password: str | None = None,
+        bind: str = "127.0.0.1",
+        port: int = 0,
+        allow_remote: bool = False,
+        certfile: str | None = None,
+        keyfile: str | None = None,
+    ) -> None:
+        if isinstance(timings, str):
+            timings = Timings.realistic() if timings == "realistic" else Timings.fast()
+        self.version = HostVersion.parse(version)
+        self.host = EmulatedHost(
+            host_memory,
+            version=self.version,
+            guest_os=guest_os,
+            timings=timings,
+            disks={template_path(os_name): os_name for os_name in GUEST_OS},
+        )
+        self.username = username
+        self.password = password or secrets.token_urlsafe(18)
+        self.guest_password = secrets.token_urlsafe(18)
+        self.tls = tls
+        self._bind = bind
+        self._allow_remote = allow_remote
+        self._guest_servers: dict[uuid.UUID, EmulatorServer] = {}
+        self._lock = threading.Lock()
+        self.driver = HostDriver(self.host)
+        self.handler = HyperVHandler(
+            self.host,
+            guest_username="guest",
+            guest_password=self.guest_password,
+            guest_endpoint=self._guest_endpoint,
+        )
+        self.server = EmulatorServer(
+            self.handler,
+            username=username,
+            password=self.password,
+            host=bind,
+            port=port,
+            tls=tls,
+            certfile=certfile,
+            keyfile=keyfile,
+            allow_remote=allow_remote,
+        )
+
+    def start(self) -> EmbeddedEmulator:
+        self.driver.start()
+        try:
+            self.server.start()
+        except BaseException:
+            self.driver.stop()
+            raise
+        return self
+
+    def close(self) -> None:
+        """Stop the endpoints, the driver and every guest process."""
+        with self._lock:
+            guests, self._guest_servers = list(self._guest_servers.values()), {}
+        for server in guests:
+            server.stop()
+        self.server.stop()
+        self.driver.stop()
+        self.host.close()
+
+    def __enter__(self) -> EmbeddedEmulator:
+        return self.start()
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    @property
+    def url(self) -> str:
+        return self.server.url
+
+    @property
+    def target(self) -> HostTarget:
+        """How a client reaches this host (Basic auth; the generated certificate under TLS)."""
+        return HostTarget(
+            hostname="127.0.0.1" if self._bind in ("0.0.0.0", "::") else self._bind.strip("[]"),
+            port=self.server.port,
+            username=self.username,
+            password=Secret(self.password),
+            auth="basic",
+            ssl=self.tls,
+            cert_validation=self.server.cert_path or True,
+        )
+
+    def template_path(self, guest_os: str) -> str:
+        return template_path(guest_os)
+
+    def _guest_endpoint(self, vm: VmSnapshot) -> GuestEndpoint:
+        """The guest's own WinRM listener (like a guest's IP), started the first time asked."""
+        with self._lock:
+            server = self._guest_servers.get(vm.id)
+            if server is None:
+                handler = HyperVHandler(
+                    self.host,
+                    guest_username="guest",
+                    guest_password=self.guest_password,
+                    bound_vm=vm.id,
+                )
+                server = EmulatorServer(
+                    handler,
+                    username="guest",
+                    password=self.guest_password,
+                    tls=self.tls,
+                    max_workers=4,
+                )
+                server.start()
+                self._guest_servers[vm.id] = server
+                log.info("guest %s listens on %s", vm.name, server.url)
+        return GuestEndpoint("127.0.0.1", server.port, "wsman", self.tls)
+
+    def guest_cert_path(self, vm_id: uuid.UUID) -> Path | None:
+        server = self._guest_servers.get(vm_id)
+        return Path(server.cert_path) if server and server.cert_path else None

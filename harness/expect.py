@@ -1,13 +1,14 @@
-"""Expectations over a timeline: did the app cope with hot-add and ballooning?
+"""Expectations over a live timeline: did the app cope with hot-add and ballooning?
 
-Each check is deadline-based (the app gets `within` seconds to react, no fixed sleeps), is
-recorded for the reports, and on failure raises ExpectationFailed showing the window of
-samples that failed.
+Each check is deadline-based: it passes as soon as the timeline shows what it needs, and
+fails only once its window is over (no fixed sleeps). Every outcome is recorded for the
+reports; a failure raises ExpectationFailed showing the window of samples that failed.
 """
 
 from __future__ import annotations
 
 import re
+import time
 from collections.abc import Callable, Sequence
 
 from harness.errors import ExpectationFailed
@@ -15,6 +16,7 @@ from harness.report.model import ExpectationResult as Outcome
 from harness.timeline import Event, Sample, Timeline
 
 DEFAULT_ERROR_PATTERNS = (r"\bFATAL\b", r"Traceback \(most recent call last\)", r"\bpanic\b")
+MEMORY_EVENTS = ("memory", "hot-add", "balloon", "load", "schedule")
 
 
 def window_table(samples: Sequence[Sample], metric: str | None = None) -> str:
@@ -27,7 +29,8 @@ def window_table(samples: Sequence[Sample], metric: str | None = None) -> str:
         row = (
             f"{s.t:6.1f}  {_v(s.host.assigned_mb if s.host else None):>8}"
             f"  {_v(s.host.demand_mb if s.host else None):>6}"
-            f"  {_v(s.guest.total_mb if s.guest else None):>7}  {_v(s.guest.available_mb if s.guest else None):>7}"
+            f"  {_v(s.guest.total_mb if s.guest else None):>7}"
+            f"  {_v(s.guest.available_mb if s.guest else None):>7}"
             f"  {_v(s.app.working_set_mb if s.app else None):>6}"
         )
         if metric:
@@ -44,6 +47,10 @@ def _v(value: float | int | None) -> str:
     return f"{value:.0f}" if isinstance(value, float) else str(value)
 
 
+def guest_total(sample: Sample) -> float | None:
+    return float(sample.guest.total_mb) if sample.guest else None
+
+
 class Expectations:
     """Checks against one test's timeline and app output; remembers every outcome."""
 
@@ -52,161 +59,154 @@ class Expectations:
         self.output = output
         self.outcomes: list[Outcome] = []
 
-    def _record(
-        self, outcome: Outcome, samples: Sequence[Sample] = (), metric: str | None = None
-    ) -> None:
+    def _record(self, outcome: Outcome, samples: Sequence[Sample] = (), metric: str | None = None) -> None:
         self.outcomes.append(outcome)
         if not outcome.passed:
-            table = (
-                f"\nsamples in the failing window:\n{window_table(samples, metric)}"
-                if samples
-                else ""
-            )
+            table = f"\nsamples in the failing window:\n{window_table(samples, metric)}" if samples else ""
             raise ExpectationFailed(f"{outcome.name}: {outcome.detail}{table}")
 
+    def _last_memory_event(self) -> Event | None:
+        events = [e for e in self.timeline.events if e.kind in MEMORY_EVENTS]
+        return events[-1] if events else None
+
+    # -- behaviour -------------------------------------------------------------------------
     def app_survived(self, error_patterns: Sequence[str] = DEFAULT_ERROR_PATTERNS) -> None:
         """The app is still running (or exited 0) and printed no error line."""
-        samples = [s for s in self.timeline.samples if s.app is not None]
         name = "app survived"
+        samples = [s for s in self.timeline.samples if s.app is not None]
         if not samples:
             self._record(Outcome(name, False, "no sample of the app was taken"))
             return
         dead = next((s for s in samples if s.app and s.app.exit_code not in (None, 0)), None)
         if dead is not None and dead.app is not None:
             window = [s for s in samples if dead.t - 5 <= s.t <= dead.t]
-            self._record(
-                Outcome(
-                    name,
-                    False,
-                    f"the app exited with code {dead.app.exit_code} at t={dead.t:.1f}s",
-                    window[0].t,
-                    dead.t,
-                ),
-                window,
-            )
+            detail = f"the app exited with code {dead.app.exit_code} at t={dead.t:.1f}s"
+            lines = [line for line in self.output().splitlines() if line.strip()]
+            if lines:
+                detail += f"; its last output line: {lines[-1].strip()[:200]!r}"
+            self._record(Outcome(name, False, detail, window[0].t, dead.t), window)
             return
         for line in self.output().splitlines():
             for pattern in error_patterns:
                 if re.search(pattern, line):
-                    self._record(
-                        Outcome(
-                            name, False, f"error line in the app's output: {line.strip()[:200]!r}"
-                        )
-                    )
+                    self._record(Outcome(name, False, f"error line in the app's output: {line.strip()[:200]!r}"))
                     return
         self._record(Outcome(name, True, f"running through {len(samples)} samples, no error lines"))
 
     def view_tracks_truth(
         self,
         metric: str = "total_mb",
-        truth: Callable[[Sample], float | None] = lambda s: s.guest.total_mb if s.guest else None,
+        truth: Callable[[Sample], float | None] = guest_total,
         tolerance_mb: float = 64,
         within: float = 5.0,
-        settle: float = 2.0,
     ) -> None:
         """After every change, the app's reported `metric` matches the guest's truth within
-        `tolerance_mb`, no later than `within` seconds after the truth took that value."""
+        `tolerance_mb`, no later than `within` seconds after the truth took that value.
+
+        Waits until `within` seconds after the last memory event, so the last change is seen."""
         name = f"app's {metric} tracks the guest"
+        last = self._last_memory_event()
+        if last is not None:
+            self.timeline.wait_until(last.t + within + 0.5)
         samples = [s for s in self.timeline.samples if s.app is not None and truth(s) is not None]
-        reported = [s for s in samples if metric in (s.app.reported if s.app else {})]
+        reported = [s for s in samples if s.app is not None and metric in s.app.reported]
         if not reported:
-            self._record(
-                Outcome(name, False, f"the app never reported {metric!r} (probe saw nothing)")
-            )
+            self._record(Outcome(name, False, f"the app never reported {metric!r} (its probe saw nothing)"))
             return
-        start = reported[0].t + settle
-        for s in samples:
-            if s.t < start or s.app is None or metric not in s.app.reported:
+        start = reported[0].t + within
+        for s in reported:
+            if s.t < start or s.app is None:
                 continue
             value = s.app.reported[metric]
-            recent = [truth(r) for r in samples if s.t - within <= r.t <= s.t]
-            if any(t is not None and abs(value - t) <= tolerance_mb for t in recent):
+            recent = [t for t in (truth(r) for r in samples if s.t - within <= r.t <= s.t) if t is not None]
+            if any(abs(value - t) <= tolerance_mb for t in recent):
                 continue
             window = [r for r in samples if s.t - 2 * within <= r.t <= s.t]
-            self._record(
-                Outcome(
-                    name,
-                    False,
-                    f"at t={s.t:.1f}s the app reported {metric}={value:.0f} but the guest showed "
-                    f"{', '.join(f'{t:.0f}' for t in recent if t is not None)} in the last {within:g}s "
-                    f"(tolerance {tolerance_mb:g} MB)",
-                    window[0].t,
-                    s.t,
-                ),
-                window,
-                metric,
+            shown = ", ".join(sorted({f"{t:.0f}" for t in recent}))
+            detail = (
+                f"at t={s.t:.1f}s the app reported {metric}={value:.0f} but the guest showed {shown} "
+                f"in the {within:g}s before (tolerance {tolerance_mb:g} MB)"
             )
+            self._record(Outcome(name, False, detail, window[0].t, s.t), window, metric)
             return
-        self._record(
-            Outcome(name, True, f"{len(reported)} reports within {tolerance_mb:g} MB, {within:g}s")
-        )
+        self._record(Outcome(name, True, f"{len(reported)} reports within {tolerance_mb:g} MB and {within:g}s"))
 
     def working_set_within_guest(self) -> None:
         """The app's working set never exceeds the memory the guest has."""
         name = "app's working set within guest memory"
         for s in self.timeline.samples:
             if s.app and s.guest and s.guest.total_mb and s.app.working_set_mb > s.guest.total_mb:
-                self._record(
-                    Outcome(
-                        name,
-                        False,
-                        f"working set {s.app.working_set_mb:.0f} MB > guest total {s.guest.total_mb} MB",
-                        s.t,
-                        s.t,
-                    ),
-                    [s],
-                )
+                detail = f"working set {s.app.working_set_mb:.0f} MB > guest total {s.guest.total_mb} MB"
+                self._record(Outcome(name, False, detail, s.t, s.t), [s])
                 return
         self._record(Outcome(name, True, "always within the guest's memory"))
+
+    def bounds_honoured(self) -> None:
+        """Host side: assigned memory stays within [minimum, maximum] while the VM runs."""
+        name = "assigned memory within minimum and maximum"
+        for s in self.timeline.samples:
+            h = s.host
+            if h is None or h.state != "Running" or not h.assigned_mb:
+                continue
+            if not h.minimum_mb <= h.assigned_mb <= h.maximum_mb:
+                detail = f"assigned {h.assigned_mb} MB outside [{h.minimum_mb}, {h.maximum_mb}] MB at t={s.t:.1f}s"
+                self._record(Outcome(name, False, detail, s.t, s.t), [s])
+                return
+        self._record(Outcome(name, True, "assigned memory always within the VM's bounds"))
 
     def releases_after(self, event: Event, within: float = 10.0, fraction: float = 0.2) -> None:
         """After a pressure event, the app's working set drops by at least `fraction`."""
         name = f"app releases memory after {event.message}"
         before = [s for s in self.timeline.samples if s.app and s.t <= event.t]
-        after = [s for s in self.timeline.samples if s.app and event.t < s.t <= event.t + within]
-        if not before or not after:
-            self._record(Outcome(name, False, "no samples of the app around the event"))
+        if not before or before[-1].app is None:
+            self._record(Outcome(name, False, "no sample of the app before the event"))
             return
-        peak = before[-1].app.working_set_mb if before[-1].app else 0.0
-        low = min(s.app.working_set_mb for s in after if s.app)
-        if low <= peak * (1 - fraction):
-            self._record(
-                Outcome(name, True, f"working set {peak:.0f} → {low:.0f} MB within {within:g}s")
-            )
+        peak = before[-1].app.working_set_mb
+        goal = peak * (1 - fraction)
+        try:
+            hit = self._wait(lambda s: s.app is not None and s.t > event.t and s.app.working_set_mb <= goal, event.t + within)
+        except _Missed:
+            after = self.timeline.samples_between(event.t, event.t + within)
+            low = min((s.app.working_set_mb for s in after if s.app), default=peak)
+            detail = f"working set stayed at {low:.0f} MB or more (was {peak:.0f} MB) for {within:g}s after the event"
+            self._record(Outcome(name, False, detail, event.t, event.t + within), before[-3:] + after)
             return
-        self._record(
-            Outcome(
-                name,
-                False,
-                f"working set stayed at {low:.0f} MB or more (was {peak:.0f} MB) for {within:g}s after the event",
-                event.t,
-                event.t + within,
-            ),
-            before[-3:] + after,
-        )
+        assert hit.app is not None
+        detail = f"working set {peak:.0f} → {hit.app.working_set_mb:.0f} MB in {hit.t - event.t:.1f}s"
+        self._record(Outcome(name, True, detail))
 
     def grows_after(self, event: Event, within: float = 10.0, min_growth_mb: float = 32) -> None:
         """After memory was added, the app makes use of it (its working set grows)."""
         name = f"app grows into memory after {event.message}"
         before = [s for s in self.timeline.samples if s.app and s.t <= event.t]
-        after = [s for s in self.timeline.samples if s.app and event.t < s.t <= event.t + within]
-        if not before or not after:
-            self._record(Outcome(name, False, "no samples of the app around the event"))
+        if not before or before[-1].app is None:
+            self._record(Outcome(name, False, "no sample of the app before the event"))
             return
-        base = before[-1].app.working_set_mb if before[-1].app else 0.0
-        high = max(s.app.working_set_mb for s in after if s.app)
-        if high >= base + min_growth_mb:
-            self._record(
-                Outcome(name, True, f"working set {base:.0f} → {high:.0f} MB within {within:g}s")
-            )
-            return
-        self._record(
-            Outcome(
-                name,
-                False,
-                f"working set grew only {high - base:.0f} MB (< {min_growth_mb:g}) in {within:g}s",
-                event.t,
+        base = before[-1].app.working_set_mb
+        try:
+            hit = self._wait(
+                lambda s: s.app is not None and s.t > event.t and s.app.working_set_mb >= base + min_growth_mb,
                 event.t + within,
-            ),
-            before[-3:] + after,
-        )
+            )
+        except _Missed:
+            after = self.timeline.samples_between(event.t, event.t + within)
+            high = max((s.app.working_set_mb for s in after if s.app), default=base)
+            detail = f"working set grew only {high - base:.0f} MB (< {min_growth_mb:g}) in {within:g}s"
+            self._record(Outcome(name, False, detail, event.t, event.t + within), before[-3:] + after)
+            return
+        assert hit.app is not None
+        detail = f"working set {base:.0f} → {hit.app.working_set_mb:.0f} MB in {hit.t - event.t:.1f}s"
+        self._record(Outcome(name, True, detail))
+
+    def _wait(self, condition: Callable[[Sample], bool], until: float) -> Sample:
+        while True:
+            for sample in self.timeline.samples:
+                if condition(sample):
+                    return sample
+            if self.timeline.now() > until:
+                raise _Missed
+            time.sleep(0.1)
+
+
+class _Missed(Exception):
+    """The window ended before the condition held."""

@@ -10,10 +10,12 @@ import csv
 import json
 import threading
 import time
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 from typing import Any
+
+from harness.errors import DeadlineError
 
 
 @dataclass(frozen=True)
@@ -120,6 +122,30 @@ class Timeline:
 
     def samples_between(self, start: float, end: float) -> list[Sample]:
         return [s for s in self.samples if start <= s.t <= end]
+
+    def latest(self) -> Sample | None:
+        with self._lock:
+            return self._samples[-1] if self._samples else None
+
+    def wait_for(self, condition: Callable[[Sample], bool], timeout: float, what: str) -> Sample:
+        """Wait until a new sample satisfies `condition`; DeadlineError (broken) if none does."""
+        end = time.monotonic() + timeout
+        seen = 0
+        while True:
+            samples = self.samples
+            for sample in samples[seen:]:
+                if condition(sample):
+                    return sample
+            seen = len(samples)
+            if time.monotonic() >= end:
+                last = samples[-1] if samples else None
+                raise DeadlineError(f"waited {timeout:g}s for {what}; last sample: {last}")
+            time.sleep(0.05)
+
+    def wait_until(self, t: float) -> None:
+        """Let the timeline run until its clock reaches `t` (so a window can be observed)."""
+        while self.now() < t:
+            time.sleep(min(0.1, max(0.0, t - self.now())))
 
     # -- persistence ------------------------------------------------------------------
     def to_jsonl(self, path: Path) -> Path:

@@ -1,0 +1,31 @@
+"""Shared steps of the certification suites."""
+
+from __future__ import annotations
+
+import pytest
+
+from harness.timeline import Sample, Timeline
+
+
+def _steady_since(timeline: Timeline, seconds: float) -> bool:
+    now = timeline.now()
+    window = timeline.samples_between(now - seconds, now)
+    if len(window) < 3 or window[0].t > now - seconds + 0.5:
+        return False
+    assigned = {s.host.assigned_mb for s in window if s.host}
+    reporting = all(s.app is not None and s.app.reported for s in window)
+    return len(assigned) == 1 and reporting
+
+
+@pytest.fixture
+def steady(timeline: Timeline):  # type: ignore[no-untyped-def]
+    """Wait (with a deadline) until assigned memory has held still and the app is reporting."""
+
+    def wait(seconds: float = 1.5, timeout: float = 45.0) -> Sample:
+        return timeline.wait_for(
+            lambda s: _steady_since(timeline, seconds),
+            timeout,
+            f"assigned memory steady for {seconds:g}s with the app reporting",
+        )
+
+    return wait

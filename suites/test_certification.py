@@ -1,0 +1,118 @@
+"""Dynamic Memory certification: does the app cope with hot-add and balloon removal?
+
+Each scenario runs for the Windows and the Linux guest profile (parametrized by the plugin)
+against the embedded emulator or a lab host (`--dm-host`).
+"""
+
+from __future__ import annotations
+
+import allure
+import pytest
+
+from harness.schedule import random_walk, run_schedule
+
+EPIC = "Hyper-V Dynamic Memory certification"
+pytestmark = allure.epic(EPIC)
+
+
+@allure.feature("Hot-add")
+@allure.story("Hot-add during steady load")
+@allure.severity(allure.severity_level.CRITICAL)
+@pytest.mark.dm_memory(startup="1GB", minimum="512MB", maximum="4GB")
+def test_hot_add_during_steady_load(guest_app, memory, timeline, steady, dm_expect):
+    """Memory is hot-added while the app runs steadily: it must survive, see the new total
+    and make use of it."""
+    steady()
+    move = memory.force_hot_add("512MB")
+    event = timeline.events[-1]
+    allure.dynamic.parameter("hot-add", f"{move.before_mb}→{move.after_mb} MB ({move.strategy})")
+    dm_expect.grows_after(event, within=10)
+    dm_expect.view_tracks_truth("total_mb")
+    dm_expect.app_survived()
+    dm_expect.working_set_within_guest()
+
+
+@allure.feature("Balloon removal")
+@allure.story("Balloon removal during load")
+@allure.severity(allure.severity_level.CRITICAL)
+@pytest.mark.dm_memory(startup="1GB", minimum="512MB", maximum="4GB")
+def test_balloon_removal_during_load(guest_app, memory, timeline, steady, dm_expect):
+    """Memory grows under load, then the host balloons it away: the app must survive, follow
+    the guest's view and give memory back."""
+    steady()
+    memory.force_hot_add("512MB")
+    steady()
+    memory.force_balloon("384MB")
+    event = timeline.events[-1]
+    dm_expect.releases_after(event, within=10)
+    dm_expect.view_tracks_truth("total_mb")
+    dm_expect.app_survived()
+    dm_expect.working_set_within_guest()
+
+
+@allure.feature("Start-up")
+@allure.story("Start below demand (minimum < startup < demand)")
+@allure.severity(allure.severity_level.NORMAL)
+@pytest.mark.dm_memory(startup="512MB", minimum="256MB", maximum="4GB")
+def test_start_below_demand(guest_app, timeline, steady, dm_expect):
+    """The VM starts with less memory than the guest needs: DM hot-adds right after boot and
+    the app must cope with memory arriving while it starts."""
+    timeline.wait_for(
+        lambda s: s.host is not None and s.host.assigned_mb > 512, 45, "a hot-add above startup"
+    )
+    steady()
+    dm_expect.view_tracks_truth("total_mb")
+    dm_expect.app_survived()
+    dm_expect.working_set_within_guest()
+
+
+@allure.feature("Bounds")
+@allure.story("Minimum floor and maximum ceiling honoured")
+@allure.severity(allure.severity_level.NORMAL)
+@pytest.mark.dm_memory(startup="1GB", minimum="768MB", maximum="1536MB")
+def test_minimum_floor_and_maximum_ceiling(guest_app, memory, timeline, steady, dm_expect):
+    """Demand beyond the maximum stops at the ceiling; when it drops, removal stops at the
+    floor. The app must live with both."""
+    steady()
+    memory.add_load("1GB")
+    timeline.wait_for(
+        lambda s: s.host is not None and s.host.assigned_mb >= 1536, 45, "assigned at the maximum"
+    )
+    memory.force_balloon("256MB")
+    steady()
+    dm_expect.bounds_honoured()
+    dm_expect.view_tracks_truth("total_mb")
+    dm_expect.app_survived()
+    dm_expect.working_set_within_guest()
+
+
+@allure.feature("Stability")
+@allure.story("Rapid oscillation (seeded random walk)")
+@allure.severity(allure.severity_level.NORMAL)
+@pytest.mark.dm_memory(startup="1GB", minimum="512MB", maximum="3GB")
+def test_rapid_oscillation(guest_app, memory, timeline, steady, dm_expect):
+    """Load, buffer and bounds change every second in a reproducible random walk."""
+    steady()
+    steps = random_walk(memory, seed=20261126, count=10, interval=1.0, max_load_mb=512)
+    with allure.step(f"random walk of {len(steps)} steps (seed 20261126)"):
+        run_schedule(memory, steps)
+    memory.drop_load()
+    steady()
+    dm_expect.view_tracks_truth("total_mb", tolerance_mb=128)
+    dm_expect.app_survived()
+    dm_expect.working_set_within_guest()
+
+
+@allure.feature("Pressure")
+@allure.story("Pressure response at the ceiling")
+@allure.severity(allure.severity_level.CRITICAL)
+@pytest.mark.dm_memory(startup="1GB", minimum="512MB", maximum="1536MB")
+def test_pressure_response(guest_app, memory, timeline, steady, dm_expect):
+    """The guest is at its maximum and another process needs memory: the app must give
+    some of its cache back."""
+    steady()
+    memory.add_load("1GB")
+    event = timeline.events[-1]
+    dm_expect.releases_after(event, within=10)
+    dm_expect.app_survived()
+    dm_expect.working_set_within_guest()

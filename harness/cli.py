@@ -222,6 +222,9 @@ def _serve(args: argparse.Namespace) -> int:
     from harness.emulator.service import EmbeddedEmulator
 
     password = os.environ.get("DMH_EMULATOR_PASSWORD") or None
+    # The same variables the client reads for guest credentials (harness.hyperv.guest).
+    guest_username = os.environ.get("DMH_GUEST_USERNAME") or "guest"
+    guest_password = os.environ.get("DMH_GUEST_PASSWORD") or None
     emulator = EmbeddedEmulator(
         host_memory=args.host_memory,
         version=args.host_version,
@@ -235,6 +238,8 @@ def _serve(args: argparse.Namespace) -> int:
         allow_remote=args.allow_remote,
         certfile=args.certfile,
         keyfile=args.keyfile,
+        guest_username=guest_username,
+        guest_password=guest_password,
     )
     stop = threading.Event()
     for sig in (signal.SIGINT, signal.SIGTERM):
@@ -247,6 +252,12 @@ def _serve(args: argparse.Namespace) -> int:
             # Shown once so the user can connect; never logged.
             print(
                 f"password: {emulator.password}  (set DMH_EMULATOR_PASSWORD to choose one)",
+                flush=True,
+            )
+        print(f"guest username: {guest_username}", flush=True)
+        if guest_password is None:
+            print(
+                f"guest password: {emulator.guest_password}  (set DMH_GUEST_PASSWORD to choose one)",
                 flush=True,
             )
         if emulator.server.cert_path:

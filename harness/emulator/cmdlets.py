@@ -8,6 +8,7 @@ failures come back as Hyper-V's error records (reference §1). Scripts are recog
 from __future__ import annotations
 
 import base64
+import codecs
 import contextlib
 import hmac
 import logging
@@ -20,7 +21,7 @@ from datetime import datetime, timezone
 from pathlib import PureWindowsPath
 from typing import Any
 
-from harness.emulator.errors import EmulatorError
+from harness.emulator.errors import EmulatorError, VmNotFoundError
 from harness.emulator.guest import (
     AVAILABLE_MBYTES,
     COMMITTED_BYTES,
@@ -29,7 +30,15 @@ from harness.emulator.guest import (
     EmulatedGuest,
     GuestProcess,
 )
-from harness.emulator.host import CheckpointInfo, EmulatedHost, VmSnapshot, VMState, like
+from harness.emulator.host import (
+    CheckpointInfo,
+    CheckpointType,
+    EmulatedHost,
+    VmSnapshot,
+    VMState,
+    has_wildcards,
+    like,
+)
 from harness.emulator.psobjects import int64, make_enum, make_object
 from harness.emulator.psrp import Command, ErrorRecord, PipelineOutput, TerminatingError
 from harness.errors import SettingError
@@ -106,6 +115,27 @@ def command_not_found(name: str) -> TerminatingError:
             category="ObjectNotFound",
             target_object=name,
             exception_type="System.Management.Automation.CommandNotFoundException",
+        )
+    )
+
+
+_EVALUATORS = frozenset({"invoke-expression", "iex"})
+
+
+def script_not_supported(via: str = "") -> TerminatingError:
+    """The refusal of arbitrary PowerShell (a script, or Invoke-Expression of one)."""
+    return TerminatingError(
+        ErrorRecord(
+            message=(
+                "The DM Harness emulator runs only the harness's named scripts "
+                "(a '# dmh-script: <name>' line) and Hyper-V cmdlets, not arbitrary PowerShell"
+                + (f" (here through {via})." if via else ".")
+            ),
+            error_id="ScriptNotSupported",
+            category="NotImplemented",
+            target_object=via or None,
+            exception_type="System.NotSupportedException",
+            activity=via,
         )
     )
 
@@ -368,20 +398,13 @@ class HyperVHandler:
         return item
 
     def _run_one(self, command: Command, items: list[Any]) -> list[Any]:
+        if command.name.lower() in _EVALUATORS:
+            # What pypsrp's Client.execute_ps sends: a script by another door.
+            raise script_not_supported(command.name)
         if command.is_script:
             match = _SCRIPT_LINE.search(command.name)
             if match is None or match.group(1) not in _SCRIPTS:
-                raise TerminatingError(
-                    ErrorRecord(
-                        message=(
-                            "The DM Harness emulator runs only the harness's named scripts "
-                            "(a '# dmh-script: <name>' line) and Hyper-V cmdlets, not arbitrary PowerShell."
-                        ),
-                        error_id="ScriptNotSupported",
-                        category="NotImplemented",
-                        exception_type="System.NotSupportedException",
-                    )
-                )
+                raise script_not_supported()
             name = match.group(1)
             if self.bound_vm is not None and name != "guest-ops":
                 raise command_not_found(name)
@@ -423,11 +446,13 @@ class HyperVHandler:
             return self.host.find_vms("*")
         found: list[VmSnapshot] = []
         for name in names if isinstance(names, list) else [names]:
-            matches = (
-                self.host.find_vms(str(name))
-                if _has_wildcard(str(name))
-                else [self.host.get_vm(str(name))]
-            )
+            # -Name is a wildcard pattern even without wildcards: `vm``1` is the VM "vm`1", as
+            # clients escape names (WildcardPattern.Escape). Only a plain name that matches
+            # nothing is an error.
+            pattern = str(name)
+            matches = self.host.find_vms(pattern)
+            if not matches and not has_wildcards(pattern):
+                raise VmNotFoundError(pattern)
             found.extend(matches)
         return found
 
@@ -462,10 +487,6 @@ class HyperVHandler:
             return known
         guest = self.host.guest(vm.id)
         return next((p for p in guest.processes() if p.pid == pid), None)
-
-
-def _has_wildcard(text: str) -> bool:
-    return any(ch in text for ch in "*?[")
 
 
 def _field(obj: Any, name: str) -> Any:
@@ -519,7 +540,7 @@ def _get_vm(h: HyperVHandler, c: Command, items: list[Any]) -> list[Any]:
     p = bind(c, ["Name", "ComputerName", "Id"], {"VMName": "Name"})
     if p.has("Id"):
         return [h.host.get_vm(uuid.UUID(str(p.get("Id"))))]
-    return _one_vm(h, p, items) if p.has("Name") else h.vms_for(p, items)
+    return h.vms_for(p, items)  # a wildcard pattern matching nothing is no error
 
 
 @cmdlet("New-VM")
@@ -562,6 +583,8 @@ def _set_vm(h: HyperVHandler, c: Command, items: list[Any]) -> list[Any]:
         ],
         {"VMName": "Name"},
     )  # fmt: skip
+    # bound before anything changes, as PowerShell binds parameters before the cmdlet runs
+    checkpoint_type = _checkpoint_type(p.get("CheckpointType")) if p.has("CheckpointType") else None
     results = []
     for vm in _one_vm(h, p, items):
         if p.has("Notes"):
@@ -580,15 +603,29 @@ def _set_vm(h: HyperVHandler, c: Command, items: list[Any]) -> list[Any]:
                 changes[key] = p.size(param)
         if changes:
             h.host.set_memory(vm.id, **changes)
-        if p.has("CheckpointType"):
-            from harness.emulator.host import CheckpointType
-
-            h.host.set_checkpoint_type(vm.id, CheckpointType[str(p.text("CheckpointType"))])
+        if checkpoint_type is not None:
+            h.host.set_checkpoint_type(vm.id, checkpoint_type)
         if p.has("SmartPagingFilePath"):
             h.host.set_smart_paging_path(vm.id, p.text("SmartPagingFilePath") or "")
         if p.switch("Passthru"):
             results.append(h.host.get_vm(vm.id))
     return results
+
+
+def _checkpoint_type(value: Any) -> CheckpointType:
+    """Bind -CheckpointType as PowerShell converts to an enum: a name in any case, or its value."""
+    for member in CheckpointType:
+        if str(value).casefold() in (member.name.casefold(), str(int(member))):
+            return member
+    names = ", ".join(m.name for m in sorted(CheckpointType, key=lambda m: m.name))
+    raise _argument_error(
+        "Set-VM",
+        f"Cannot bind parameter 'CheckpointType'. Cannot convert value \"{value}\" to type "
+        f'"{_NS}.CheckpointType". Error: "Unable to match the identifier name {value} to a valid '
+        f'enumerator name. Specify one of the following enumerator names and try again: {names}"',
+        str(value),
+        error_id="CannotConvertArgumentNoMessage",
+    )
 
 
 @cmdlet("Get-VMMemory")
@@ -712,7 +749,7 @@ def _get_checkpoint(h: HyperVHandler, c: Command, items: list[Any]) -> list[Any]
     found: list[Any] = []
     for vm in _one_vm(h, p, items, "VMName"):
         found.extend(h.host.checkpoints(vm.id, pattern))
-    if not found and not _has_wildcard(pattern):
+    if not found and not has_wildcards(pattern):
         raise EmulatorError(
             f'Hyper-V was unable to find a checkpoint with name "{pattern}".',
             target=pattern,
@@ -820,6 +857,26 @@ _COUNTER_PATH = re.compile(
 )
 
 
+_VM_SET = "hyper-v dynamic memory vm"
+_BALANCER_SET = "hyper-v dynamic memory balancer"
+_GUEST_SETS = ("memory", "hyper-v dynamic memory integration service")
+# A VM's counter instance exists while its partition holds memory, booting or paused too.
+_HAS_COUNTERS = (VMState.Starting, VMState.Running, VMState.Paused)
+
+
+def _counter_error(message: str) -> TerminatingError:
+    """Get-Counter's own failure (a PDH error): not a Hyper-V error record."""
+    return TerminatingError(
+        ErrorRecord(
+            message=message,
+            error_id="CounterApiError,Microsoft.PowerShell.Commands.GetCounterCommand",
+            category="InvalidResult",
+            exception_type="System.Exception",
+            activity="Get-Counter",
+        )
+    )
+
+
 @cmdlet("Get-Counter")
 def _get_counter(h: HyperVHandler, c: Command, items: list[Any]) -> list[Any]:
     p = bind(c, ["Counter", "SampleInterval", "MaxSamples", "ComputerName", "ErrorAction"])
@@ -831,55 +888,59 @@ def _get_counter(h: HyperVHandler, c: Command, items: list[Any]) -> list[Any]:
             error_id="MissingMandatoryParameter",
         )
     now = datetime.now(timezone.utc)
-    samples: list[Any] = []
+    samples: list[tuple[str, str, float]] = []
     for path in paths if isinstance(paths, list) else [paths]:
-        samples.extend(_counter_samples(h, str(path), now))
+        samples.extend(_counter_samples(h, str(path)))
     if not samples:
-        raise EmulatorError(
-            "The specified object was not found on the computer.",
-            target=str(paths),
-            category="ObjectNotFound",
-            error_id="CounterApiError",
+        raise _counter_error("The specified object was not found on the computer.")
+    shaped = [
+        make_object(
+            ("Microsoft.PowerShell.Commands.GetCounter.PerformanceCounterSample",),
+            {
+                "Path": shown,
+                "InstanceName": instance,
+                "CookedValue": value,
+                "RawValue": int64(int(value)),
+                "Timestamp": now,
+            },
+            to_string="Microsoft.PowerShell.Commands.GetCounter.PerformanceCounterSample",
         )
+        for shown, instance, value in samples
+    ]
     return [
         make_object(
             ("Microsoft.PowerShell.Commands.GetCounter.PerformanceCounterSampleSet",),
             {
                 "Timestamp": now,
-                "CounterSamples": samples,
-                "Readings": "\n".join(str(s) for s in samples),
+                "CounterSamples": shaped,
+                # PerformanceCounterSampleSet.Readings: "<path> :\n<value>\n\n" per sample
+                "Readings": "".join(f"{shown} :\n{value:.15g}\n\n" for shown, _, value in samples),
             },
             to_string="Microsoft.PowerShell.Commands.GetCounter.PerformanceCounterSampleSet",
         )
     ]
 
 
-def _counter_samples(h: HyperVHandler, path: str, now: datetime) -> list[Any]:
+def _counter_samples(h: HyperVHandler, path: str) -> list[tuple[str, str, float]]:
+    """(path as Get-Counter shows it, instance, value) for each counter `path` names, wildcards expanded;
+    PDH's errors for a set, an instance or a counter that does not exist."""
     match = _COUNTER_PATH.match(path)
     if match is None:
-        raise EmulatorError(
-            f"The specified counter path could not be interpreted: {path}",
-            target=path,
-            category="InvalidArgument",
-            error_id="CounterPathIsInvalid",
-        )
+        raise _counter_error("The specified counter path could not be interpreted.")
     counter_set, instance, counter = (
         match["set"].strip().lower(),
         match["instance"],
         match["counter"],
     )
     sources: list[tuple[str, Mapping[str, float]]] = []
-    if counter_set == "hyper-v dynamic memory vm" and h.bound_vm is None:
+    if counter_set == _VM_SET and h.bound_vm is None:
         for vm in h.host.find_vms("*"):
-            if vm.state is VMState.Running and like(vm.name, instance or "*"):
+            if vm.state in _HAS_COUNTERS and like(vm.name, instance or "*"):
                 sources.append((vm.name, h.host.vm_counters(vm.id)))
-    elif counter_set == "hyper-v dynamic memory balancer" and h.bound_vm is None:
+    elif counter_set == _BALANCER_SET and h.bound_vm is None:
         if like("system balancer", instance or "*"):
             sources.append(("system balancer", h.host.balancer_counters()))
-    elif h.bound_vm is not None and counter_set in (
-        "memory",
-        "hyper-v dynamic memory integration service",
-    ):
+    elif h.bound_vm is not None and counter_set in _GUEST_SETS:
         view = h.host.guest_view(h.bound_vm)
         if view is not None:
             prefix = "\\" + counter_set + "\\"
@@ -893,7 +954,11 @@ def _counter_samples(h: HyperVHandler, path: str, now: datetime) -> list[Any]:
                     },
                 )
             )
-    result = []
+    else:
+        raise _counter_error("The specified object was not found on the computer.")
+    if not sources and instance is not None and not has_wildcards(instance):
+        raise _counter_error("The specified instance is not present.")
+    result: list[tuple[str, str, float]] = []
     for inst, values in sources:
         for name, value in values.items():
             if counter != "*" and not like(name, counter):
@@ -903,19 +968,9 @@ def _counter_samples(h: HyperVHandler, path: str, now: datetime) -> list[Any]:
                 + (f"({inst.lower()})" if inst else "")
                 + f"\\{name.lower()}"
             )
-            result.append(
-                make_object(
-                    ("Microsoft.PowerShell.Commands.GetCounter.PerformanceCounterSample",),
-                    {
-                        "Path": shown,
-                        "InstanceName": inst.lower(),
-                        "CookedValue": float(value),
-                        "RawValue": int64(int(value)),
-                        "Timestamp": now,
-                    },
-                    to_string="Microsoft.PowerShell.Commands.GetCounter.PerformanceCounterSample",
-                )
-            )
+            result.append((shown, inst.lower(), float(value)))
+    if sources and not result and not has_wildcards(counter):
+        raise _counter_error("The specified counter could not be found.")
     return result
 
 
@@ -1160,7 +1215,10 @@ def guest_operation(
             with contextlib.suppress(OSError), open(found.stdout_path, "rb") as stream:
                 stream.seek(offset)
                 data = stream.read()
-                text, next_offset = data.decode("utf-8", "replace"), offset + len(data)
+                # A character cut by the end of what is written so far waits for the next read.
+                decoder = codecs.getincrementaldecoder("utf-8")("replace")
+                text = decoder.decode(data)
+                next_offset = offset + len(data) - len(decoder.getstate()[0])
         code = None if found is None else found.exit_code
         running = found is not None and found.running
         return _custom(

@@ -48,6 +48,8 @@ class EmbeddedEmulator:
         allow_remote: bool = False,
         certfile: str | None = None,
         keyfile: str | None = None,
+        guest_username: str = "guest",
+        guest_password: str | None = None,
     ) -> None:
         if isinstance(timings, str):
             timings = Timings.realistic() if timings == "realistic" else Timings.fast()
@@ -61,7 +63,10 @@ class EmbeddedEmulator:
         )
         self.username = username
         self.password = password or secrets.token_urlsafe(18)
-        self.guest_password = secrets.token_urlsafe(18)
+        # What guests accept (PowerShell Direct and their WinRM); the client reads them from
+        # DMH_GUEST_USERNAME / DMH_GUEST_PASSWORD, so a served emulator must be able to take them.
+        self.guest_username = guest_username
+        self.guest_password = guest_password or secrets.token_urlsafe(18)
         self.tls = tls
         self._bind = bind
         self._allow_remote = allow_remote
@@ -70,7 +75,7 @@ class EmbeddedEmulator:
         self.driver = HostDriver(self.host)
         self.handler = HyperVHandler(
             self.host,
-            guest_username="guest",
+            guest_username=guest_username,
             guest_password=self.guest_password,
             guest_endpoint=self._guest_endpoint,
         )
@@ -138,13 +143,13 @@ class EmbeddedEmulator:
             if server is None:
                 handler = HyperVHandler(
                     self.host,
-                    guest_username="guest",
+                    guest_username=self.guest_username,
                     guest_password=self.guest_password,
                     bound_vm=vm.id,
                 )
                 server = EmulatorServer(
                     handler,
-                    username="guest",
+                    username=self.guest_username,
                     password=self.guest_password,
                     tls=self.tls,
                     max_workers=4,

@@ -9,7 +9,8 @@ from __future__ import annotations
 
 import re
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
 
 from harness.errors import ExpectationFailed
 from harness.report.model import ExpectationResult as Outcome
@@ -25,7 +26,9 @@ def window_table(samples: Sequence[Sample], metric: str | None = None) -> str:
     if metric:
         header += f"  app.{metric}"
     lines = [header]
-    for s in samples[:20]:
+    if len(samples) > 20:
+        lines.append(f"  ... {len(samples) - 20} earlier samples")
+    for s in samples[-20:]:
         row = (
             f"{s.t:6.1f}  {_v(s.host.assigned_mb if s.host else None):>8}"
             f"  {_v(s.host.demand_mb if s.host else None):>6}"
@@ -36,8 +39,6 @@ def window_table(samples: Sequence[Sample], metric: str | None = None) -> str:
         if metric:
             row += f"  {_v(s.app.reported.get(metric) if s.app else None):>{len(metric) + 4}}"
         lines.append(row)
-    if len(samples) > 20:
-        lines.append(f"  ... {len(samples) - 20} more samples")
     return "\n".join(lines)
 
 
@@ -58,12 +59,35 @@ class Expectations:
         self.timeline = timeline
         self.output = output
         self.outcomes: list[Outcome] = []
+        self._collecting: list[str] | None = None
 
-    def _record(self, outcome: Outcome, samples: Sequence[Sample] = (), metric: str | None = None) -> None:
+    @contextmanager
+    def together(self) -> Iterator[None]:
+        """Check every expectation in the block, then fail once listing all that failed, so
+        a report shows each reason, not only the first."""
+        self._collecting = []
+        try:
+            yield
+        finally:
+            failures, self._collecting = self._collecting, None
+        if failures:
+            raise ExpectationFailed(
+                f"{len(failures)} expectation(s) failed:\n\n" + "\n\n".join(failures)
+            )
+
+    def _record(
+        self, outcome: Outcome, samples: Sequence[Sample] = (), metric: str | None = None
+    ) -> None:
         self.outcomes.append(outcome)
-        if not outcome.passed:
-            table = f"\nsamples in the failing window:\n{window_table(samples, metric)}" if samples else ""
-            raise ExpectationFailed(f"{outcome.name}: {outcome.detail}{table}")
+        if outcome.passed:
+            return
+        table = (
+            f"\nsamples in the failing window:\n{window_table(samples, metric)}" if samples else ""
+        )
+        message = f"{outcome.name}: {outcome.detail}{table}"
+        if self._collecting is None:
+            raise ExpectationFailed(message)
+        self._collecting.append(message)
 
     def _last_memory_event(self) -> Event | None:
         events = [e for e in self.timeline.events if e.kind in MEMORY_EVENTS]
@@ -89,7 +113,11 @@ class Expectations:
         for line in self.output().splitlines():
             for pattern in error_patterns:
                 if re.search(pattern, line):
-                    self._record(Outcome(name, False, f"error line in the app's output: {line.strip()[:200]!r}"))
+                    self._record(
+                        Outcome(
+                            name, False, f"error line in the app's output: {line.strip()[:200]!r}"
+                        )
+                    )
                     return
         self._record(Outcome(name, True, f"running through {len(samples)} samples, no error lines"))
 
@@ -111,15 +139,23 @@ class Expectations:
         samples = [s for s in self.timeline.samples if s.app is not None and truth(s) is not None]
         reported = [s for s in samples if s.app is not None and metric in s.app.reported]
         if not reported:
-            self._record(Outcome(name, False, f"the app never reported {metric!r} (its probe saw nothing)"))
+            self._record(
+                Outcome(name, False, f"the app never reported {metric!r} (its probe saw nothing)")
+            )
             return
         start = reported[0].t + within
         for s in reported:
             if s.t < start or s.app is None:
                 continue
             value = s.app.reported[metric]
-            recent = [t for t in (truth(r) for r in samples if s.t - within <= r.t <= s.t) if t is not None]
-            if any(abs(value - t) <= tolerance_mb for t in recent):
+            recent = [
+                t
+                for t in (truth(r) for r in samples if s.t - within <= r.t <= s.t)
+                if t is not None
+            ]
+            # Samples can miss values the guest passed through between two ticks, so any value
+            # within the range the truth spanned in the window counts as tracking it.
+            if recent and min(recent) - tolerance_mb <= value <= max(recent) + tolerance_mb:
                 continue
             window = [r for r in samples if s.t - 2 * within <= r.t <= s.t]
             shown = ", ".join(sorted({f"{t:.0f}" for t in recent}))
@@ -129,14 +165,20 @@ class Expectations:
             )
             self._record(Outcome(name, False, detail, window[0].t, s.t), window, metric)
             return
-        self._record(Outcome(name, True, f"{len(reported)} reports within {tolerance_mb:g} MB and {within:g}s"))
+        self._record(
+            Outcome(
+                name, True, f"{len(reported)} reports within {tolerance_mb:g} MB and {within:g}s"
+            )
+        )
 
     def working_set_within_guest(self) -> None:
         """The app's working set never exceeds the memory the guest has."""
         name = "app's working set within guest memory"
         for s in self.timeline.samples:
             if s.app and s.guest and s.guest.total_mb and s.app.working_set_mb > s.guest.total_mb:
-                detail = f"working set {s.app.working_set_mb:.0f} MB > guest total {s.guest.total_mb} MB"
+                detail = (
+                    f"working set {s.app.working_set_mb:.0f} MB > guest total {s.guest.total_mb} MB"
+                )
                 self._record(Outcome(name, False, detail, s.t, s.t), [s])
                 return
         self._record(Outcome(name, True, "always within the guest's memory"))
@@ -164,15 +206,22 @@ class Expectations:
         peak = before[-1].app.working_set_mb
         goal = peak * (1 - fraction)
         try:
-            hit = self._wait(lambda s: s.app is not None and s.t > event.t and s.app.working_set_mb <= goal, event.t + within)
+            hit = self._wait(
+                lambda s: s.app is not None and s.t > event.t and s.app.working_set_mb <= goal,
+                event.t + within,
+            )
         except _Missed:
             after = self.timeline.samples_between(event.t, event.t + within)
             low = min((s.app.working_set_mb for s in after if s.app), default=peak)
             detail = f"working set stayed at {low:.0f} MB or more (was {peak:.0f} MB) for {within:g}s after the event"
-            self._record(Outcome(name, False, detail, event.t, event.t + within), before[-3:] + after)
+            self._record(
+                Outcome(name, False, detail, event.t, event.t + within), before[-3:] + after
+            )
             return
         assert hit.app is not None
-        detail = f"working set {peak:.0f} → {hit.app.working_set_mb:.0f} MB in {hit.t - event.t:.1f}s"
+        detail = (
+            f"working set {peak:.0f} → {hit.app.working_set_mb:.0f} MB in {hit.t - event.t:.1f}s"
+        )
         self._record(Outcome(name, True, detail))
 
     def grows_after(self, event: Event, within: float = 10.0, min_growth_mb: float = 32) -> None:
@@ -185,17 +234,27 @@ class Expectations:
         base = before[-1].app.working_set_mb
         try:
             hit = self._wait(
-                lambda s: s.app is not None and s.t > event.t and s.app.working_set_mb >= base + min_growth_mb,
+                lambda s: (
+                    s.app is not None
+                    and s.t > event.t
+                    and s.app.working_set_mb >= base + min_growth_mb
+                ),
                 event.t + within,
             )
         except _Missed:
             after = self.timeline.samples_between(event.t, event.t + within)
             high = max((s.app.working_set_mb for s in after if s.app), default=base)
-            detail = f"working set grew only {high - base:.0f} MB (< {min_growth_mb:g}) in {within:g}s"
-            self._record(Outcome(name, False, detail, event.t, event.t + within), before[-3:] + after)
+            detail = (
+                f"working set grew only {high - base:.0f} MB (< {min_growth_mb:g}) in {within:g}s"
+            )
+            self._record(
+                Outcome(name, False, detail, event.t, event.t + within), before[-3:] + after
+            )
             return
         assert hit.app is not None
-        detail = f"working set {base:.0f} → {hit.app.working_set_mb:.0f} MB in {hit.t - event.t:.1f}s"
+        detail = (
+            f"working set {base:.0f} → {hit.app.working_set_mb:.0f} MB in {hit.t - event.t:.1f}s"
+        )
         self._record(Outcome(name, True, detail))
 
     def _wait(self, condition: Callable[[Sample], bool], until: float) -> Sample:

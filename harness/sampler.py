@@ -13,6 +13,7 @@ from harness.hyperv.guest import (
     DirectChannel,
     Guest,
     GuestProcess,
+    ProcessResult,
     guest_sample,
     process_result,
     process_stats,
@@ -59,6 +60,7 @@ class Sampler:
         self.interval = interval
         self.errors = 0
         self._reported: dict[str, float] = {}
+        self._partial = ""  # the app's last output line, until its newline arrives
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
 
@@ -66,6 +68,7 @@ class Sampler:
         """Take one sample now (one host round trip with PowerShell Direct)."""
         direct = isinstance(self.guest.channel, DirectChannel) if self.guest else False
         params: dict[str, Any] = {"VMName": self.vm_name}
+        offset = 0
         if self.guest is not None and isinstance(self.guest.channel, DirectChannel):
             creds = self.guest.channel.credentials
             params.update(
@@ -74,10 +77,11 @@ class Sampler:
                 GuestPassword=creds.password.reveal(),
             )
             if self.process is not None:
+                offset = self.process.offset
                 params.update(
                     ProcessId=self.process.pid,
                     OutputPath=self.process.output_path,
-                    OutputOffset=self.process.offset,
+                    OutputOffset=offset,
                 )
         raw = self.host.session.script("sample-vm", **params)[0]
         host = _host_sample(raw)
@@ -87,7 +91,7 @@ class Sampler:
             guest = guest_sample(prop(raw, "Guest")) if prop(raw, "Guest") is not None else None
             if self.process is not None and prop(raw, "App") is not None:
                 stats = process_stats(prop(raw, "App"))
-                result = process_result(prop(raw, "Output"))
+                result = process_result(prop(raw, "Output"), offset)
                 app = self._app_sample(
                     stats.running, stats.working_set, stats.private_bytes, result
                 )
@@ -96,19 +100,25 @@ class Sampler:
             guest = self.guest.counters()
             if self.process is not None:
                 stats = self.process.stats()
-                result = self.process.poll()
+                result = self.process.fetch()
                 app = self._app_sample(
                     stats.running, stats.working_set, stats.private_bytes, result
                 )
                 return self.timeline.add_sample(host, guest, app)
         return self.timeline.add_sample(host, guest, app)
 
-    def _app_sample(self, running: bool, ws: int, private: int, result: Any) -> AppSample:
+    def _app_sample(self, running: bool, ws: int, private: int, result: ProcessResult) -> AppSample:
         assert self.process is not None
-        if result.next_offset > self.process.offset:
-            self.process.feed(result)
-            if self.probe is not None:
-                self._reported.update(self.probe.parse(result.output.splitlines()))
+        new = self.process.feed(result)
+        if self.probe is not None:
+            # Only whole lines: a tick may land mid-line; the rest comes with a later tick.
+            lines = (self._partial + new).split("\n")
+            self._partial = lines.pop()
+            if result.exit_code is not None and not new and self._partial:
+                # Exited and nothing more came: its last line had no newline.
+                lines.append(self._partial)
+                self._partial = ""
+            self._reported.update(self.probe.parse(lines))
         return AppSample(
             pid=self.process.pid,
             running=running and result.exit_code is None,

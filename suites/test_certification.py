@@ -26,10 +26,11 @@ def test_hot_add_during_steady_load(guest_app, memory, timeline, steady, dm_expe
     move = memory.force_hot_add("512MB")
     event = timeline.events[-1]
     allure.dynamic.parameter("hot-add", f"{move.before_mb}→{move.after_mb} MB ({move.strategy})")
-    dm_expect.grows_after(event, within=10)
-    dm_expect.view_tracks_truth("total_mb")
-    dm_expect.app_survived()
-    dm_expect.working_set_within_guest()
+    with dm_expect.together():
+        dm_expect.grows_after(event, within=10)
+        dm_expect.view_tracks_truth("total_mb")
+        dm_expect.app_survived()
+        dm_expect.working_set_within_guest()
 
 
 @allure.feature("Balloon removal")
@@ -44,10 +45,11 @@ def test_balloon_removal_during_load(guest_app, memory, timeline, steady, dm_exp
     steady()
     memory.force_balloon("384MB")
     event = timeline.events[-1]
-    dm_expect.releases_after(event, within=10)
-    dm_expect.view_tracks_truth("total_mb")
-    dm_expect.app_survived()
-    dm_expect.working_set_within_guest()
+    with dm_expect.together():
+        dm_expect.releases_after(event, within=10)
+        dm_expect.view_tracks_truth("total_mb")
+        dm_expect.app_survived()
+        dm_expect.working_set_within_guest()
 
 
 @allure.feature("Start-up")
@@ -61,9 +63,10 @@ def test_start_below_demand(guest_app, timeline, steady, dm_expect):
         lambda s: s.host is not None and s.host.assigned_mb > 512, 45, "a hot-add above startup"
     )
     steady()
-    dm_expect.view_tracks_truth("total_mb")
-    dm_expect.app_survived()
-    dm_expect.working_set_within_guest()
+    with dm_expect.together():
+        dm_expect.view_tracks_truth("total_mb")
+        dm_expect.app_survived()
+        dm_expect.working_set_within_guest()
 
 
 @allure.feature("Bounds")
@@ -80,10 +83,11 @@ def test_minimum_floor_and_maximum_ceiling(guest_app, memory, timeline, steady, 
     )
     memory.force_balloon("256MB")
     steady()
-    dm_expect.bounds_honoured()
-    dm_expect.view_tracks_truth("total_mb")
-    dm_expect.app_survived()
-    dm_expect.working_set_within_guest()
+    with dm_expect.together():
+        dm_expect.bounds_honoured()
+        dm_expect.view_tracks_truth("total_mb")
+        dm_expect.app_survived()
+        dm_expect.working_set_within_guest()
 
 
 @allure.feature("Stability")
@@ -98,9 +102,10 @@ def test_rapid_oscillation(guest_app, memory, timeline, steady, dm_expect):
         run_schedule(memory, steps)
     memory.drop_load()
     steady()
-    dm_expect.view_tracks_truth("total_mb", tolerance_mb=128)
-    dm_expect.app_survived()
-    dm_expect.working_set_within_guest()
+    with dm_expect.together():
+        dm_expect.view_tracks_truth("total_mb", tolerance_mb=128)
+        dm_expect.app_survived()
+        dm_expect.working_set_within_guest()
 
 
 @allure.feature("Pressure")
@@ -113,6 +118,7 @@ def test_pressure_response(guest_app, memory, timeline, steady, dm_expect):
     steady()
     memory.add_load("1GB")
     event = timeline.events[-1]
-    dm_expect.releases_after(event, within=10)
-    dm_expect.app_survived()
-    dm_expect.working_set_within_guest()
+    with dm_expect.together():
+        dm_expect.releases_after(event, within=10)
+        dm_expect.app_survived()
+        dm_expect.working_set_within_guest()

@@ -1211,6 +1211,9 @@ def guest_operation(
         found = h.process(vm, pid)
         offset = int(args.get("offset") or 0)
         text, next_offset = "", offset
+        # Exit state first: output read after it is complete when the process has exited.
+        code = None if found is None else found.exit_code
+        running = found is not None and found.running
         if found is not None:
             with contextlib.suppress(OSError), open(found.stdout_path, "rb") as stream:
                 stream.seek(offset)
@@ -1219,8 +1222,6 @@ def guest_operation(
                 decoder = codecs.getincrementaldecoder("utf-8")("replace")
                 text = decoder.decode(data)
                 next_offset = offset + len(data) - len(decoder.getstate()[0])
-        code = None if found is None else found.exit_code
-        running = found is not None and found.running
         return _custom(
             ProcessId=pid,
             Running=running,

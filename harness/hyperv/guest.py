@@ -8,13 +8,14 @@ from __future__ import annotations
 
 import base64
 import os
+import threading
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol
 
-from harness.config import Secret
+from harness.config import HostTarget, Secret
 from harness.errors import ConfigError
-from harness.hyperv.host import prop, text
+from harness.hyperv.host import HyperVHost, prop, text
 from harness.hyperv.session import HostSession, load_script
 from harness.timeline import GuestSample
 from harness.units import MB
@@ -78,6 +79,31 @@ class WinRMChannel:
         )
 
 
+def guest_target(
+    host: HyperVHost,
+    vm_name: str,
+    credentials: GuestCredentials,
+    *,
+    cert_validation: bool | str | None = None,
+) -> HostTarget:
+    """The WinRM endpoint of a guest, from the host's view of its network adapter (the
+    `vm-address` script). TLS is checked against the host's CA unless `cert_validation` says
+    otherwise (a guest's certificate may come from another CA)."""
+    raw = host.session.script("vm-address", VMName=vm_name)[0]
+    return HostTarget(
+        hostname=str(prop(raw, "Address")),
+        port=int(prop(raw, "Port", 5986)),
+        username=credentials.username,
+        password=credentials.password,
+        auth=str(prop(raw, "Auth", "negotiate")),
+        ssl=bool(prop(raw, "Ssl", True)),
+        path=str(prop(raw, "Path", "wsman")),
+        cert_validation=(
+            host.session.target.cert_validation if cert_validation is None else cert_validation
+        ),
+    )
+
+
 def _single(results: Sequence[Any]) -> Any:
     return results[0] if results else None
 
@@ -95,6 +121,7 @@ class ProcessResult:
     exit_code: int | None
     output: str
     next_offset: int
+    offset: int = 0  # the byte offset `output` starts at
 
 
 class GuestProcess:
@@ -106,33 +133,50 @@ class GuestProcess:
         self.output_path = output_path
         self._offset = 0
         self._output: list[str] = []
+        self._lock = threading.Lock()
 
     def stats(self) -> ProcessStats:
         return process_stats(self.guest.channel.run("ProcessStats", {"ProcessId": self.pid}))
 
     def poll(self) -> ProcessResult:
         """New output since the last poll (kept in `output`), running state and exit code."""
-        raw = self.guest.channel.run(
-            "ProcessResult",
-            {"ProcessId": self.pid, "OutputPath": self.output_path, "Offset": self._offset},
-        )
-        result = process_result(raw)
+        result = self.fetch()
         self.feed(result)
         return result
 
-    def feed(self, result: ProcessResult) -> None:
-        """Account output fetched elsewhere (the sampler's one-trip tick)."""
-        if result.output:
-            self._output.append(result.output)
-        self._offset = max(self._offset, result.next_offset)
+    def fetch(self) -> ProcessResult:
+        """Output from the current offset, running state and exit code, not yet accounted."""
+        offset = self.offset
+        raw = self.guest.channel.run(
+            "ProcessResult",
+            {"ProcessId": self.pid, "OutputPath": self.output_path, "Offset": offset},
+        )
+        return process_result(raw, offset)
+
+    def feed(self, result: ProcessResult) -> str:
+        """Account output fetched here or elsewhere (the sampler's one-trip tick); the text
+        that was new. Readers may overlap (a sampler and a caller polling), so only bytes past
+        the current offset count."""
+        with self._lock:
+            if result.next_offset <= self._offset or not result.output:
+                return ""
+            new = result.output
+            if result.offset < self._offset:
+                seen = self._offset - result.offset
+                new = result.output.encode("utf-8")[seen:].decode("utf-8", "replace")
+            self._output.append(new)
+            self._offset = result.next_offset
+            return new
 
     @property
     def offset(self) -> int:
-        return self._offset
+        with self._lock:
+            return self._offset
 
     @property
     def output(self) -> str:
-        return "".join(self._output)
+        with self._lock:
+            return "".join(self._output)
 
     def stop(self) -> None:
         self.guest.channel.run("StopProcess", {"ProcessId": self.pid})
@@ -190,11 +234,12 @@ def process_stats(raw: Any) -> ProcessStats:
     )
 
 
-def process_result(raw: Any) -> ProcessResult:
+def process_result(raw: Any, offset: int = 0) -> ProcessResult:
     code = prop(raw, "ExitCode")
     return ProcessResult(
         running=bool(prop(raw, "Running", False)),
         exit_code=None if code is None else int(code),
         output=text(prop(raw, "Output")),
         next_offset=int(prop(raw, "NextOffset", 0)),
+        offset=offset,
     )

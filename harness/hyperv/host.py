@@ -7,12 +7,18 @@ sent, so an invalid or runtime-forbidden change never reaches a host.
 from __future__ import annotations
 
 import logging
+import re
 import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import Any
 
-from harness.errors import DeadlineError, InfrastructureError, ObjectNotFoundError
+from harness.errors import (
+    DeadlineError,
+    InfrastructureError,
+    InvalidArgumentError,
+    ObjectNotFoundError,
+)
 from harness.hyperv.session import HostSession
 from harness.settings import HostVersion, MemorySettings, check_runtime_change
 from harness.units import MB
@@ -34,6 +40,13 @@ def prop(obj: Any, name: str, default: Any = None) -> Any:
         if name in values:
             return values[name]
     return default
+
+
+def literal(name: str) -> str:
+    """A VM name as a -Name/-VMName value that matches only that VM: Hyper-V's cmdlets take
+    wildcards there (`vm[1]` would mean `vm1`, `a*` every VM starting with a), so wildcard
+    characters and the backtick are escaped with a backtick, as WildcardPattern.Escape does."""
+    return re.sub(r"([`*?\[\]])", r"`\1", name)
 
 
 def text(value: Any) -> str:
@@ -152,12 +165,12 @@ class HyperVHost:
     def adopt_vm(self, name: str, checkpoint: str | None = None) -> VMInfo:
         """Use an existing VM, first restoring a named checkpoint when given."""
         if checkpoint:
-            self.session.cmdlet("Restore-VMCheckpoint", VMName=name, Name=checkpoint, Confirm=False)
+            self.restore(name, checkpoint)
         return self.vm(name)
 
     def vm(self, name: str) -> VMInfo:
-        raw = _one(self.session.cmdlet("Get-VM", Name=name), name)
-        mem = _one(self.session.cmdlet("Get-VMMemory", VMName=name), name)
+        raw = _one(self.session.cmdlet("Get-VM", Name=literal(name)), name, self.label)
+        mem = _one(self.session.cmdlet("Get-VMMemory", VMName=literal(name)), name, self.label)
         return _vm_info(raw, mem)
 
     def vms(self) -> list[VMInfo]:
@@ -176,7 +189,7 @@ class HyperVHost:
         """Write all memory settings in one Set-VMMemory (validated as one, §1.1)."""
         memory.validate(self.version)
         params: dict[str, Any] = {
-            "VMName": name,
+            "VMName": literal(name),
             "DynamicMemoryEnabled": memory.dynamic,
             "StartupBytes": memory.startup,
         }
@@ -196,7 +209,7 @@ class HyperVHost:
         wanted.validate(self.version, current.generation)
         if current.state != "Off":
             check_runtime_change(current.memory, wanted, self.version)
-        params: dict[str, Any] = {"VMName": name}
+        params: dict[str, Any] = {"VMName": literal(name)}
         names = {
             "dynamic": "DynamicMemoryEnabled",
             "startup": "StartupBytes",
@@ -212,7 +225,7 @@ class HyperVHost:
 
     def start_vm(self, name: str, heartbeat_deadline: float = 120.0) -> VMInfo:
         """Start the VM and wait until its heartbeat is OK, within a deadline."""
-        self.session.cmdlet("Start-VM", Name=name)
+        self.session.cmdlet("Start-VM", Name=literal(name))
         return self.wait_for(
             name,
             lambda vm: vm.state == "Running" and vm.heartbeat in _HEARTBEAT_OK,
@@ -221,7 +234,7 @@ class HyperVHost:
         )
 
     def stop_vm(self, name: str, turn_off: bool = True) -> None:
-        params: dict[str, Any] = {"Name": name, "Force": True}
+        params: dict[str, Any] = {"Name": literal(name), "Force": True}
         if turn_off:
             params["TurnOff"] = True
         self.session.cmdlet("Stop-VM", **params)
@@ -230,14 +243,19 @@ class HyperVHost:
         """Turn off, remove, and delete the differencing disk the harness created."""
         try:
             self.session.script("remove-vm", Name=name)
-        except ObjectNotFoundError:
+        except (ObjectNotFoundError, InvalidArgumentError):
+            # Hyper-V reports a missing VM as InvalidArgument, like a bad argument: look.
+            if any(text(prop(raw, "Name")) == name for raw in self.session.cmdlet("Get-VM")):
+                raise
             log.info("%s: VM %r was already gone", self.label, name)
 
     def checkpoint(self, name: str, checkpoint: str) -> None:
-        self.session.cmdlet("Checkpoint-VM", Name=name, SnapshotName=checkpoint)
+        self.session.cmdlet("Checkpoint-VM", Name=literal(name), SnapshotName=checkpoint)
 
     def restore(self, name: str, checkpoint: str) -> None:
-        self.session.cmdlet("Restore-VMCheckpoint", VMName=name, Name=checkpoint, Confirm=False)
+        self.session.cmdlet(
+            "Restore-VMCheckpoint", VMName=literal(name), Name=literal(checkpoint), Confirm=False
+        )
 
     def wait_for(
         self, name: str, condition: Callable[[VMInfo], bool], deadline: float, what: str
@@ -257,10 +275,11 @@ class HyperVHost:
             delay = min(delay * 2, 1.0)
 
 
-def _one(results: Iterable[Any], name: str) -> Any:
+def _one(results: Iterable[Any], name: str, host: str) -> Any:
+    # A wildcard pattern that matches nothing is no error to Hyper-V: say it here.
     items = list(results)
     if not items:
-        raise ObjectNotFoundError(f"no VM named {name!r}", command="Get-VM")
+        raise ObjectNotFoundError(f"no VM named {name!r}", host=host, command="Get-VM")
     return items[0]
 
 

@@ -35,6 +35,27 @@ from harness.errors import (
 
 log = logging.getLogger(__name__)
 
+
+class _PayloadFilter(logging.Filter):
+    """Keeps protocol payloads out of log records: pypsrp logs every message it sends and
+    receives at DEBUG (CLIXML, or SOAP with base64 fragments), and those carry every parameter
+    value, guest passwords included. psrpcore, the emulator's server side, does the same when
+    the embedded emulator runs in this process."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        message = record.getMessage()
+        cut = message.find("<")
+        if cut != -1:
+            record.msg = f"{message[:cut]}[{len(message) - cut} characters of payload not logged]"
+            record.args = None
+        return True
+
+
+_PAYLOAD_LOGGERS = ("pypsrp.wsman", "pypsrp.messages", "pypsrp.serializer", "psrpcore._base")
+_payload_filter = _PayloadFilter()
+for _name in _PAYLOAD_LOGGERS:
+    logging.getLogger(_name).addFilter(_payload_filter)
+
 # System.Management.Automation.ErrorCategory values that decide the error class.
 _CATEGORIES = {5: "InvalidArgument", 7: "InvalidOperation", 13: "ObjectNotFound"}
 _CATEGORY_ERRORS: dict[str, type[CommandError]] = {

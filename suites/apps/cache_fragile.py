@@ -13,7 +13,7 @@ def decide(cache: Cache, total_mb: int, available_mb: int) -> int:
     if total_mb != FIRST_TOTAL:
         print(f"FATAL: total memory changed from {FIRST_TOTAL} MB to {total_mb} MB", flush=True)
         sys.exit(3)
-    return total_mb // 4 if available_mb > total_mb // 5 else cache.mb
+    return total_mb // 4 if available_mb > total_mb // 10 else cache.mb
 
 
 if __name__ == "__main__":

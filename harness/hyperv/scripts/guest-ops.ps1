@@ -39,19 +39,28 @@ switch ($Operation) {
         $p = Get-Process -Id $Arguments.ProcessId -ErrorAction SilentlyContinue
         $offset = [int64]$Arguments.Offset
         $text = ''
+        # Exit state first: output read after it is complete when the process has exited.
+        $code = $null
+        if ($null -ne $p -and $p.HasExited) { $code = $p.ExitCode }
+        $running = $null -ne $p -and -not $p.HasExited
         if ($Arguments.OutputPath -and (Test-Path -LiteralPath $Arguments.OutputPath)) {
             $stream = [IO.File]::Open($Arguments.OutputPath, 'Open', 'Read', 'ReadWrite')
             try {
                 [void]$stream.Seek($offset, 'Begin')
                 $bytes = New-Object byte[] ($stream.Length - $offset)
                 $read = $stream.Read($bytes, 0, $bytes.Length)
+                # A character cut by the end of what is written so far waits for the next read.
+                $i = $read - 1
+                while ($i -ge 0 -and $read - $i -le 4 -and ($bytes[$i] -band 0xC0) -eq 0x80) { $i-- }
+                if ($i -ge 0 -and $bytes[$i] -ge 0xC0) {
+                    $need = if ($bytes[$i] -ge 0xF0) { 4 } elseif ($bytes[$i] -ge 0xE0) { 3 } else { 2 }
+                    if ($read - $i -lt $need) { $read = $i }
+                }
                 $text = [Text.Encoding]::UTF8.GetString($bytes, 0, $read)
                 $offset += $read
             } finally { $stream.Dispose() }
         }
-        $code = $null
-        if ($null -ne $p -and $p.HasExited) { $code = $p.ExitCode }
-        [pscustomobject]@{ ProcessId = $Arguments.ProcessId; Running = ($null -ne $p -and -not $p.HasExited); ExitCode = $code; Output = $text; NextOffset = $offset }
+        [pscustomobject]@{ ProcessId = $Arguments.ProcessId; Running = $running; ExitCode = $code; Output = $text; NextOffset = $offset }
     }
     'StopProcess' {
         & taskkill.exe /PID $Arguments.ProcessId /T /F 2>&1 | Out-Null

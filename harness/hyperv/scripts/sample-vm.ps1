@@ -12,8 +12,11 @@ param(
     [string]$GuestPassword
 )
 $ErrorActionPreference = 'Stop'
-$vm = Get-VM -Name $VMName
-$memory = Get-VMMemory -VMName $VMName
+# -Name/-VMName take wildcards: escape them so a VM name only ever matches itself.
+$pattern = $VMName -replace '([`*?\[\]])', '`$1'
+$vm = Get-VM -Name $pattern
+if (-not $vm) { Write-Error -Message "Hyper-V was unable to find a virtual machine with name `"$VMName`"." -Category ObjectNotFound -TargetObject $VMName -ErrorId ObjectNotFound }
+$memory = Get-VMMemory -VMName $pattern
 $counters = @{}
 $guest = $null
 $app = $null

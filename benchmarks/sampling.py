@@ -1,0 +1,203 @@
+"""Cost of one sampling tick (Sampler.tick: the `sample-vm` script, one host round trip with the
+guest's counters, the app's stats and its new output over PowerShell Direct), and the harness
+process's CPU use while sampling at 1 Hz.
+
+The emulated host runs in a child process (this script with --serve: an EmbeddedEmulator,
+like `dmh emulator serve`, which also hands over the guest credentials PowerShell Direct
+needs), so the CPU figure for this process is the harness side only; the child's is shown
+apart. The baseline is a plain `Get-VM -Name` round trip over the same session. Run:
+
+    .venv/bin/python benchmarks/sampling.py [--ticks 100] [--seconds 30] [--tls]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import statistics
+import subprocess
+import sys
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+if str(ROOT) not in sys.path:
+    sys.path.insert(0, str(ROOT))  # run from a checkout without installing
+
+import psutil  # noqa: E402
+
+from harness.config import HostTarget, Secret  # noqa: E402
+from harness.hyperv.guest import DirectChannel, Guest, GuestCredentials  # noqa: E402
+from harness.hyperv.host import HyperVHost, literal  # noqa: E402
+from harness.hyperv.session import HostSession  # noqa: E402
+from harness.probe import JsonLinesProbe  # noqa: E402
+from harness.sampler import Sampler  # noqa: E402
+from harness.settings import MemorySettings  # noqa: E402
+from harness.timeline import Timeline  # noqa: E402
+
+VM = "bench-sampling"
+APP = (
+    "import json, time\n"
+    "block = bytearray(64 << 20)\n"
+    "for i in range(0, len(block), 4096): block[i] = 1\n"
+    "n = 0\n"
+    "while True:\n"
+    "    n += 1\n"
+    "    print(json.dumps({'metric': 'ticks', 'value': n}), flush=True)\n"
+    "    time.sleep(0.5)\n"
+)
+
+
+def serve(tls: bool) -> int:
+    """Child: an emulated host on loopback; connection details on stdout, until stdin closes."""
+    from harness.emulator.service import EmbeddedEmulator
+
+    with EmbeddedEmulator(tls=tls) as emu:
+        details = {
+            "port": emu.server.port,
+            "username": emu.username,
+            "password": emu.password,
+            "guest_password": emu.guest_password,
+            "cert": emu.server.cert_path,
+            "template": emu.template_path("windows"),
+        }
+        print(json.dumps(details), flush=True)
+        sys.stdin.read()
+    return 0
+
+
+def _stats(samples: list[float]) -> tuple[float, float]:
+    ordered = sorted(samples)
+    p95 = ordered[min(len(ordered) - 1, round(0.95 * (len(ordered) - 1)))]
+    return statistics.median(ordered) * 1000, p95 * 1000
+
+
+def _time(action: Callable[[], object], iterations: int, warmup: int = 10) -> list[float]:
+    for _ in range(warmup):
+        action()
+    samples = []
+    for _ in range(iterations):
+        start = time.perf_counter()
+        action()
+        samples.append(time.perf_counter() - start)
+    return samples
+
+
+def _cpu(process: psutil.Process, children: bool = False) -> float:
+    times = process.cpu_times()
+    total = times.user + times.system
+    if children:
+        total += times.children_user + times.children_system
+        for child in process.children(recursive=True):
+            try:
+                child_times = child.cpu_times()
+            except psutil.NoSuchProcess:
+                continue
+            total += child_times.user + child_times.system
+    return total
+
+
+def run(ticks: int, seconds: float, interval: float, tls: bool) -> None:
+    child = subprocess.Popen(
+        [sys.executable, __file__, "--serve", *(["--tls"] if tls else [])],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        assert child.stdout is not None and child.stdin is not None
+        details = json.loads(child.stdout.readline())
+        target = HostTarget(
+            "127.0.0.1",
+            details["port"],
+            details["username"],
+            Secret(details["password"]),
+            auth="basic",
+            ssl=tls,
+            cert_validation=details["cert"] or True,
+        )
+        with HostSession(target) as session:
+            host = HyperVHost(session)
+            settings = MemorySettings.build(startup="1GB", minimum="512MB", maximum="4GB")
+            host.create_vm(VM, settings, run_id="bench", template=details["template"])
+            host.start_vm(VM, heartbeat_deadline=30)
+            creds = GuestCredentials("guest", Secret(details["guest_password"]))
+            guest = Guest(DirectChannel(session, VM, creds))
+            process = guest.start_process(sys.executable, ["-c", APP])
+            timeline = Timeline()
+            sampler = Sampler(
+                host, VM, timeline, guest=guest, process=process, probe=JsonLinesProbe(),
+                interval=interval,
+            )  # fmt: skip
+            host_only = Sampler(host, VM, Timeline())
+
+            baseline = _time(lambda: session.cmdlet("Get-VM", Name=literal(VM)), ticks)
+            full = _time(sampler.tick, ticks)
+            bare = _time(host_only.tick, ticks)
+            base_med = _stats(baseline)[0]
+            print(f"round trips over loopback ({'HTTPS' if tls else 'HTTP'}), {ticks} each:")
+            for label, samples in (
+                ("baseline Get-VM -Name", baseline),
+                ("tick: host + guest + app (Direct)", full),
+                ("tick: host only", bare),
+            ):
+                med, p95 = _stats(samples)
+                print(
+                    f"  {label:<36} median {med:6.2f} ms  p95 {p95:6.2f} ms"
+                    f"  = {med / base_med:4.2f}x baseline"
+                )
+
+            me = psutil.Process()
+            emulator = psutil.Process(child.pid)
+            samples_before = len(timeline.samples)
+            cpu_me, cpu_emu = _cpu(me), _cpu(emulator, children=True)
+            started = time.monotonic()
+            with sampler:
+                time.sleep(seconds)  # a benchmark's measuring window, not a test's wait
+            wall = time.monotonic() - started
+            used_me = _cpu(me) - cpu_me
+            used_emu = _cpu(emulator, children=True) - cpu_emu
+            taken = len(timeline.samples) - samples_before
+            print(f"sampling at {1 / interval:g} Hz for {wall:.1f} s ({taken} samples):")
+            print(
+                f"  harness process (this one)   {used_me:6.3f} s CPU"
+                f" = {100 * used_me / wall:5.2f}% of one core,"
+                f" {1000 * used_me / max(taken, 1):5.2f} ms CPU per tick"
+            )
+            print(
+                f"  emulator process + guest app {used_emu:6.3f} s CPU"
+                f" = {100 * used_emu / wall:5.2f}% of one core (not the harness)"
+            )
+            reported = timeline.samples[-1].app
+            print(f"  sampler errors {sampler.errors}; app reported {dict(reported.reported)}"
+                  if reported else f"  sampler errors {sampler.errors}")  # fmt: skip
+            process.stop()
+            host.remove_vm(VM)
+    finally:
+        if child.stdin is not None:
+            child.stdin.close()
+        try:
+            child.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            child.kill()
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--ticks", type=int, default=100)
+    parser.add_argument("--seconds", type=float, default=30.0)
+    parser.add_argument("--interval", type=float, default=1.0)
+    parser.add_argument("--tls", action="store_true")
+    parser.add_argument("--serve", action="store_true", help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args.serve:
+        return serve(args.tls)
+    os.environ.setdefault("PYTHONUNBUFFERED", "1")
+    run(args.ticks, args.seconds, args.interval, args.tls)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,261 @@
+"""Helpers for the client's tests: emulators with a recording handler, VMs, guest programs."""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import re
+import sys
+import threading
+import time
+import uuid
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass
+from typing import Any, TypeVar
+
+import pytest
+
+from harness.config import Secret
+from harness.emulator.cmdlets import HyperVHandler
+from harness.emulator.psrp import Command, PipelineOutput
+from harness.emulator.server import EmulatorServer
+from harness.emulator.service import EmbeddedEmulator
+from harness.errors import HostUnreachableError
+from harness.hyperv.guest import (
+    DirectChannel,
+    Guest,
+    GuestCredentials,
+    GuestProcess,
+    WinRMChannel,
+    guest_target,
+)
+from harness.hyperv.host import HyperVHost
+from harness.hyperv.session import HostSession
+from harness.settings import MemorySettings
+
+T = TypeVar("T")
+_SCRIPT_NAME = re.compile(r"^#\s*dmh-script:\s*([a-z0-9-]+)\s*$", re.MULTILINE)
+
+# Every kind of character that could break out of a value if a layer spliced it into text:
+# quotes, subexpressions, backticks (PowerShell's escape and wildcard escape), statement and
+# pipeline separators, wildcards, a newline and non-ASCII. No path separators or colons, so
+# the same string also works as one path component.
+HOSTILE = 'it\'s "q" $(Remove-VM *) `t ; & | Remove-VM * [x]? %PATH% ünï 名\nline2'
+
+
+class RecordingHandler:
+    """The emulator's real Hyper-V handler, plus a record of every statement it was sent
+    (instrumentation, not a mock: it only lets a test see what reached the host)."""
+
+    def __init__(self, inner: HyperVHandler) -> None:
+        self.inner = inner
+        self._lock = threading.Lock()
+        self._statements: list[str] = []
+
+    def run(
+        self, commands: Sequence[Command], pipeline_input: Sequence[Any], out: PipelineOutput
+    ) -> None:
+        with self._lock:
+            self._statements.extend(_statement(c) for c in commands)
+        self.inner.run(commands, pipeline_input, out)
+
+    @property
+    def statements(self) -> list[str]:
+        with self._lock:
+            return list(self._statements)
+
+
+def _statement(command: Command) -> str:
+    if command.is_script:
+        match = _SCRIPT_NAME.search(command.name)
+        return f"script {match.group(1) if match else '?'}"
+    return command.name
+
+
+@dataclass
+class Emulator:
+    """A started EmbeddedEmulator and the recording wrapped around its handler."""
+
+    emu: EmbeddedEmulator
+    recorder: RecordingHandler
+
+    @property
+    def credentials(self) -> GuestCredentials:
+        return GuestCredentials(self.recorder.inner.guest_username, Secret(self.emu.guest_password))
+
+    def session(self, *, retries: int = 2, backoff: float = 0.05) -> HostSession:
+        return HostSession(self.emu.target, retries=retries, backoff=backoff)
+
+    def restart_server(self) -> EmulatorServer:
+        """Stop the endpoint (dropping every connection and shell) and listen again on the same
+        port with the same handler, as a host whose WinRM service restarted."""
+        port = self.emu.server.port
+        self.emu.server.stop()
+        server = EmulatorServer(
+            self.recorder,
+            username=self.emu.username,
+            password=self.emu.password,
+            port=port,
+            tls=self.emu.tls,
+        )
+        server.start()
+        self.emu.server = server
+        return server
+
+
+def start_emulator(
+    *,
+    tls: bool = False,
+    version: str = "2022",
+    guest_username: str = "guest",
+    guest_password: str | None = None,
+) -> Emulator:
+    emu = EmbeddedEmulator(tls=tls, version=version)
+    if guest_password is not None:
+        emu.guest_password = guest_password
+    handler = HyperVHandler(
+        emu.host,
+        guest_username=guest_username,
+        guest_password=emu.guest_password,
+        guest_endpoint=emu._guest_endpoint,
+    )
+    recorder = RecordingHandler(handler)
+    # The server is built around the recording handler before anything listens.
+    emu.server = EmulatorServer(recorder, username=emu.username, password=emu.password, tls=tls)
+    emu.start()
+    return Emulator(emu, recorder)
+
+
+@contextlib.contextmanager
+def running_emulator(**kwargs: Any) -> Iterator[Emulator]:
+    emulator = start_emulator(**kwargs)
+    try:
+        yield emulator
+    finally:
+        emulator.emu.close()
+
+
+def memory(startup: str = "1GB", minimum: str = "512MB", maximum: str = "2GB") -> MemorySettings:
+    return MemorySettings.build(startup=startup, minimum=minimum, maximum=maximum)
+
+
+@contextlib.contextmanager
+def running_vm(
+    host: HyperVHost, name: str, emulator: Emulator, settings: MemorySettings | None = None
+) -> Iterator[str]:
+    """A VM from the emulator's Windows template, started; removed afterwards."""
+    host.create_vm(
+        name,
+        settings or memory(),
+        run_id="client-tests",
+        template=emulator.emu.template_path("windows"),
+    )
+    try:
+        host.start_vm(name, heartbeat_deadline=20)
+        yield name
+    finally:
+        host.remove_vm(name)
+
+
+def direct_guest(session: HostSession, vm: str, emulator: Emulator) -> Guest:
+    return Guest(DirectChannel(session, vm, emulator.credentials))
+
+
+@contextlib.contextmanager
+def guest_over(channel: str, emulator: Emulator, host: HyperVHost, vm: str) -> Iterator[Guest]:
+    if channel == "direct":
+        yield Guest(DirectChannel(host.session, vm, emulator.credentials))
+        return
+    target = guest_target(host, vm, emulator.credentials)
+    assert (target.hostname, target.ssl, target.auth) == ("127.0.0.1", emulator.emu.tls, "basic")
+    assert target.port not in (0, emulator.emu.server.port)
+    if emulator.emu.tls:
+        # The guest's listener has its own certificate; the host's CA does not vouch for it.
+        with pytest.raises(HostUnreachableError, match="TLS"):
+            HostSession(target, retries=0).script("guest-ops", Operation="Counters")
+        cert = emulator.emu.guest_cert_path(uuid.UUID(host.vm(vm).id))
+        assert cert is not None
+        target = dataclasses.replace(target, cert_validation=str(cert))
+    with HostSession(target, retries=1, backoff=0.05) as session:
+        yield Guest(WinRMChannel(session))
+
+
+def wait_for(condition: Callable[[], T | None], timeout: float, what: str) -> T:
+    """Poll `condition` until it returns something truthy; fail naming `what` at the deadline."""
+    deadline = time.monotonic() + timeout
+    delay = 0.02
+    while True:
+        value = condition()
+        if value:
+            return value
+        if time.monotonic() >= deadline:
+            pytest.fail(f"waited {timeout:g}s for {what}")
+        time.sleep(delay)
+        delay = min(delay * 1.5, 0.2)
+
+
+def finish(process: GuestProcess, timeout: float = 15.0) -> int:
+    """Poll a guest process until it exits; its exit code."""
+    result = wait_for(
+        lambda: (r := process.poll()).exit_code is not None and r, timeout, "the process to exit"
+    )
+    assert result.exit_code is not None
+    return result.exit_code
+
+
+PYTHON = sys.executable
+
+# A guest program that reports what it was given: argv, chosen environment variables, its
+# working directory and, for each path in DMH_READ (JSON list), the file's text.
+ECHO_PROGRAM = """\
+import json, os, sys
+names = json.loads(os.environ.get("DMH_ENV_NAMES", "[]"))
+files = {p: open(p, encoding="utf-8").read() for p in json.loads(os.environ.get("DMH_READ", "[]"))}
+print(json.dumps({
+    "argv": sys.argv[1:],
+    "env": {n: os.environ.get(n) for n in names},
+    "cwd": os.getcwd(),
+    "files": files,
+}))
+sys.exit(int(os.environ.get("DMH_EXIT", "0")))
+"""
+
+# Allocates and touches MB megabytes when a `go` file appears in its directory, frees them when
+# `free` appears, exits when `exit` appears; reports each step as JSON lines for a probe.
+ALLOC_PROGRAM = """\
+import json, os, sys, time
+size_mb = int(sys.argv[1])
+here = os.path.dirname(os.path.abspath(__file__))
+def report(value):
+    print(json.dumps({"metric": "allocated_mb", "value": value}), flush=True)
+def wait(name):
+    while not os.path.exists(os.path.join(here, name)):
+        time.sleep(0.02)
+report(0)
+wait("go")
+block = bytearray(size_mb << 20)
+for i in range(0, len(block), 4096):
+    block[i] = 1
+report(size_mb)
+wait("free")
+del block
+report(0)
+wait("exit")
+"""
+
+# Writes a JSON line and a two-byte UTF-8 character each in two halves, waiting between the
+# halves, so a reader polling in between sees them split.
+SPLIT_PROGRAM = """\
+import os, sys, time
+here = os.path.dirname(os.path.abspath(__file__))
+def wait(name):
+    while not os.path.exists(os.path.join(here, name)):
+        time.sleep(0.02)
+out = sys.stdout.buffer
+out.write(b'{"metric": "split", "va'); out.flush()
+wait("half1")
+out.write(b'lue": 7}\\n'); out.flush()
+out.write(b'caf\\xc3'); out.flush()
+wait("half2")
+out.write(b'\\xa9\\n'); out.flush()
+"""

@@ -14,23 +14,22 @@ function Get-DmhProcessStats([int]$ProcessId) {
 }
 switch ($Operation) {
     'StartProcess' {
+        # Start-Process runs the program itself (no cmd.exe), so no argument or environment
+        # value is ever parsed by a shell. Each argument is quoted by the MSVC rules.
         $dir = Join-Path $env:TEMP ('dmh-' + [guid]::NewGuid().ToString('N'))
         New-Item -ItemType Directory -Path $dir | Out-Null
-        $info = New-Object System.Diagnostics.ProcessStartInfo
-        $info.FileName = $Arguments.FilePath
-        $info.Arguments = (@($Arguments.ArgumentList) | ForEach-Object { '"' + ($_ -replace '(\\*)"', '$1$1\"') + '"' }) -join ' '
-        $info.UseShellExecute = $false
-        $info.RedirectStandardOutput = $false
-        if ($Arguments.WorkingDirectory) { $info.WorkingDirectory = $Arguments.WorkingDirectory }
-        foreach ($key in @($Arguments.Environment.Keys)) { $info.EnvironmentVariables[$key] = [string]$Arguments.Environment[$key] }
         $out = Join-Path $dir 'output.txt'
-        $wrapper = New-Object System.Diagnostics.ProcessStartInfo
-        $wrapper.FileName = 'cmd.exe'
-        $wrapper.Arguments = '/d /c "' + '"' + $info.FileName + '" ' + $info.Arguments + ' > "' + $out + '" 2>&1"'
-        $wrapper.UseShellExecute = $false
-        foreach ($key in @($info.EnvironmentVariables.Keys)) { $wrapper.EnvironmentVariables[$key] = $info.EnvironmentVariables[$key] }
-        if ($info.WorkingDirectory) { $wrapper.WorkingDirectory = $info.WorkingDirectory }
-        $p = [System.Diagnostics.Process]::Start($wrapper)
+        $quoted = @(@($Arguments.ArgumentList) | ForEach-Object { '"' + (($_ -replace '(\\*)"', '$1$1\"') -replace '(\\+)$', '$1$1') + '"' })
+        $start = @{ FilePath = $Arguments.FilePath; RedirectStandardOutput = $out; RedirectStandardError = "$out.err"; NoNewWindow = $true; PassThru = $true }
+        if ($quoted.Count) { $start.ArgumentList = $quoted -join ' ' }
+        if ($Arguments.WorkingDirectory) { $start.WorkingDirectory = $Arguments.WorkingDirectory }
+        $saved = @{}
+        foreach ($key in @($Arguments.Environment.Keys)) {
+            $saved[$key] = [Environment]::GetEnvironmentVariable($key, 'Process')
+            [Environment]::SetEnvironmentVariable($key, [string]$Arguments.Environment[$key], 'Process')
+        }
+        try { $p = Start-Process @start }
+        finally { foreach ($key in $saved.Keys) { [Environment]::SetEnvironmentVariable($key, $saved[$key], 'Process') } }
         [pscustomobject]@{ ProcessId = $p.Id; OutputPath = $out }
     }
     'ProcessStats' { Get-DmhProcessStats $Arguments.ProcessId }
@@ -47,7 +46,7 @@ switch ($Operation) {
             $stream = [IO.File]::Open($Arguments.OutputPath, 'Open', 'Read', 'ReadWrite')
             try {
                 [void]$stream.Seek($offset, 'Begin')
-                $bytes = New-Object byte[] ($stream.Length - $offset)
+                $bytes = New-Object byte[] ([Math]::Max([int64]0, $stream.Length - $offset))
                 $read = $stream.Read($bytes, 0, $bytes.Length)
                 # A character cut by the end of what is written so far waits for the next read.
                 $i = $read - 1
@@ -58,7 +57,18 @@ switch ($Operation) {
                 }
                 $text = [Text.Encoding]::UTF8.GetString($bytes, 0, $read)
                 $offset += $read
+                $outLength = $stream.Length
             } finally { $stream.Dispose() }
+            # Once the process has exited, its error output follows its output in one stream.
+            $errPath = $Arguments.OutputPath + '.err'
+            if ($null -ne $code -and $offset -ge $outLength -and (Test-Path -LiteralPath $errPath)) {
+                $errBytes = [IO.File]::ReadAllBytes($errPath)
+                $skip = $offset - $outLength
+                if ($errBytes.Length -gt $skip) {
+                    $text += [Text.Encoding]::UTF8.GetString($errBytes, $skip, $errBytes.Length - $skip)
+                    $offset += $errBytes.Length - $skip
+                }
+            }
         }
         [pscustomobject]@{ ProcessId = $Arguments.ProcessId; Running = $running; ExitCode = $code; Output = $text; NextOffset = $offset }
     }

@@ -135,9 +135,9 @@ class HostSession:
             try:
                 with self._lock:
                     return self._invoke_once(invocation)
-            except HostUnreachableError:
+            except HostUnreachableError as exc:
                 self._drop_pool()
-                if attempt > self.retries:
+                if attempt > self.retries or not exc.retryable:
                     raise
                 delay = self.backoff * 2 ** (attempt - 1)
                 log.warning(
@@ -228,6 +228,7 @@ class HostSession:
                 "cert_validation=/path/ca.pem in the host URL)",
                 host=host,
                 command=command,
+                retryable=False,
             )
         if isinstance(exc, requests.RequestException | ConnectionError | TimeoutError):
             return HostUnreachableError(

@@ -52,7 +52,9 @@ class HostError(InfrastructureError):
 class HostUnreachableError(HostError):
     """The host could not be reached (DNS, TCP, TLS, HTTP) after the retries allowed."""
 
-    def __init__(self, message: str, *, host: str = "", command: str = "", retryable: bool = True) -> None:
+    def __init__(
+        self, message: str, *, host: str = "", command: str = "", retryable: bool = True
+    ) -> None:
         self.retryable = retryable  # False when retrying cannot help (a certificate refused)
         super().__init__(message, host=host, command=command)
 

@@ -14,10 +14,9 @@ from contextlib import contextmanager
 
 from harness.errors import ExpectationFailed
 from harness.report.model import ExpectationResult as Outcome
-from harness.timeline import Event, Sample, Timeline
+from harness.timeline import MEMORY_EVENT_KINDS, Event, Sample, Timeline
 
 DEFAULT_ERROR_PATTERNS = (r"\bFATAL\b", r"Traceback \(most recent call last\)", r"\bpanic\b")
-MEMORY_EVENTS = ("memory", "hot-add", "balloon", "load", "schedule")
 
 
 def window_table(samples: Sequence[Sample], metric: str | None = None) -> str:
@@ -90,7 +89,7 @@ class Expectations:
         self._collecting.append(message)
 
     def _last_memory_event(self) -> Event | None:
-        events = [e for e in self.timeline.events if e.kind in MEMORY_EVENTS]
+        events = [e for e in self.timeline.events if e.kind in MEMORY_EVENT_KINDS]
         return events[-1] if events else None
 
     # -- behaviour -------------------------------------------------------------------------

@@ -17,6 +17,10 @@ from typing import Any
 
 from harness.errors import DeadlineError
 
+# Event kinds that change the VM's memory or the guest's demand: bounds set ("memory"), guest
+# load started or dropped ("load"), verified moves ("hot-add", "balloon"), other levers ("lever").
+MEMORY_EVENT_KINDS = frozenset({"memory", "lever", "load", "hot-add", "balloon"})
+
 
 @dataclass(frozen=True)
 class HostSample:

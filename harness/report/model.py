@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Any, Literal, Protocol, cast, get_args
 
 from harness.errors import HarnessError
-from harness.timeline import Event, HostSample, Sample
+from harness.timeline import MEMORY_EVENT_KINDS, Event, HostSample, Sample
 
 Outcome = Literal["passed", "failed", "broken", "skipped"]
 OUTCOMES: tuple[Outcome, ...] = get_args(Outcome)
@@ -25,8 +25,6 @@ OUTCOMES: tuple[Outcome, ...] = get_args(Outcome)
 RECORD_VERSION = 1
 RECORD_PREFIX = "record-"
 
-# Event kinds that mean "memory was (asked to be) moved"; reaction times are measured from these.
-MEMORY_EVENT_KINDS = frozenset({"memory", "lever"})
 # The app's own view, in order of preference: the total it believes it has is what a
 # memory-sizing app acts on; available/cache are the fallbacks for apps that report no total.
 REACTION_KEYS = ("total_mb", "available_mb", "cache_mb")

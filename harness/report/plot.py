@@ -17,8 +17,8 @@ from matplotlib.axes import Axes
 from matplotlib.figure import Figure
 from PIL import Image
 
-from harness.report.model import MEMORY_EVENT_KINDS, TimelineView
-from harness.timeline import Sample
+from harness.report.model import TimelineView
+from harness.timeline import MEMORY_EVENT_KINDS, Sample
 
 GB_THRESHOLD_MB = 2048  # at or above this peak, GB reads better than four-digit MB
 MINUTES_THRESHOLD_S = 900

@@ -1,0 +1,131 @@
+"""Levers and schedules against the emulator: memory really moves, or the lever says it is
+broken; schedules are reproducible and stay within what the host version allows."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import pytest
+
+from harness.errors import LeverError, RuntimeChangeError
+from harness.hyperv.guest import DirectChannel, Guest
+from harness.hyperv.host import HyperVHost
+from harness.levers import LoadCommand, MemoryLevers
+from harness.schedule import Step, oscillate, random_walk, run_schedule
+from harness.settings import MemorySettings
+from harness.timeline import Timeline
+
+from .support import Emulator, memory, running_emulator, running_vm
+
+LOAD = Path(__file__).resolve().parents[2] / "suites" / "apps" / "load.py"
+
+
+def levers_for(
+    host: HyperVHost, name: str, emulator: Emulator, deadline: float = 20.0
+) -> MemoryLevers:
+    guest = Guest(DirectChannel(host.session, name, emulator.credentials))
+    guest.copy_in(str(LOAD), "load.py")
+    load = LoadCommand(sys.executable, ["load.py"])
+    return MemoryLevers(host, name, Timeline(), guest=guest, load=load, deadline=deadline)
+
+
+def test_hot_add_by_load_then_balloon_by_dropping_it(http_emulator: Emulator, vm_name: str) -> None:
+    with http_emulator.session() as session:
+        host = HyperVHost(session)
+        with running_vm(host, vm_name, http_emulator, memory("1GB", "512MB", "4GB")):
+            levers = levers_for(host, vm_name, http_emulator)
+            up = levers.force_hot_add("256MB")
+            assert up.strategy == "load" and up.after_mb >= up.before_mb + 256
+            down = levers.force_balloon("256MB")
+            assert down.strategy == "drop-load" and down.after_mb <= down.before_mb - 256
+            kinds = [e.kind for e in levers.timeline.events]
+            assert kinds.count("hot-add") == 1 and kinds.count("balloon") == 1
+            assert not levers.loads
+
+
+def test_hot_add_at_the_ceiling_raises_the_maximum(http_emulator: Emulator, vm_name: str) -> None:
+    with http_emulator.session() as session:
+        host = HyperVHost(session)
+        with running_vm(host, vm_name, http_emulator, memory("1GB", "512MB", "1GB")):
+            levers = levers_for(host, vm_name, http_emulator)
+            move = levers.force_hot_add("128MB")
+            assert move.strategy == "raise-maximum"
+            assert host.vm(vm_name).memory.maximum > 1 << 30
+            levers.drop_load()
+
+
+def test_a_lever_that_cannot_move_memory_is_broken_not_failed(
+    http_emulator: Emulator, vm_name: str
+) -> None:
+    with http_emulator.session() as session:
+        host = HyperVHost(session)
+        # At its minimum with a 5% buffer already: lowering the buffer cannot balloon anything.
+        settings = MemorySettings.build(startup="512MB", minimum="512MB", maximum="2GB", buffer=5)
+        with running_vm(host, vm_name, http_emulator, settings):
+            levers = levers_for(host, vm_name, http_emulator, deadline=2.0)
+            with pytest.raises(LeverError, match="no balloon strategy"):
+                levers.force_balloon()
+            with pytest.raises(LeverError, match="memory did not move"):
+                levers.force_hot_add("64GB", strategy="raise-buffer")
+
+
+def test_set_bounds_refuses_what_the_version_forbids_before_sending(
+    http_emulator: Emulator, vm_name: str
+) -> None:
+    with http_emulator.session() as session:
+        host = HyperVHost(session)
+        with running_vm(host, vm_name, http_emulator, memory("1GB", "512MB", "2GB")):
+            levers = levers_for(host, vm_name, http_emulator)
+            before = len(http_emulator.recorder.statements)
+            with pytest.raises(RuntimeChangeError, match="maximum"):
+                levers.set_bounds(maximum="1GB")
+            sent = http_emulator.recorder.statements[before:]
+            assert not any(s.startswith("Set-VMMemory") for s in sent)
+            assert not [e for e in levers.timeline.events if e.kind == "memory"]
+
+
+def test_random_walk_is_reproducible_and_within_the_runtime_rules() -> None:
+    with running_emulator(version="2008R2SP1") as old, old.session() as session:
+        host = HyperVHost(session)
+        with running_vm(host, "walk-2008", old, memory("1GB", "512MB", "2GB")):
+            levers = levers_for(host, "walk-2008", old)
+            first = [
+                s.label
+                for s in random_walk(levers, seed=7, count=30, interval=0.1, max_load_mb=256)
+            ]
+            second = [
+                s.label
+                for s in random_walk(levers, seed=7, count=30, interval=0.1, max_load_mb=256)
+            ]
+            other = [
+                s.label
+                for s in random_walk(levers, seed=8, count=30, interval=0.1, max_load_mb=256)
+            ]
+            assert first == second and first != other
+            # 2008 R2 SP1 changes nothing of a running VM: only guest load moves.
+            assert all(label.startswith(("load", "drop")) for label in first)
+
+
+def test_schedule_runs_steps_in_order_at_their_offsets(
+    http_emulator: Emulator, vm_name: str
+) -> None:
+    with http_emulator.session() as session:
+        host = HyperVHost(session)
+        with running_vm(host, vm_name, http_emulator, memory("1GB", "512MB", "2GB")):
+            levers = levers_for(host, vm_name, http_emulator)
+            steps = [
+                Step(0.6, "buffer 50", lambda lv: lv.set_bounds(buffer=50)),
+                Step(0.0, "buffer 30", lambda lv: lv.set_bounds(buffer=30)),
+                *oscillate(256, 384, period=0.8, cycles=1),
+            ]
+            done = run_schedule(levers, steps)
+            assert [s.label for s in done] == [
+                "buffer 30",
+                "load up to 384 MB",
+                "load down",
+                "buffer 50",
+            ]
+            times = [e.t for e in levers.timeline.events if e.kind == "schedule"]
+            assert times == sorted(times) and times[-1] - times[0] >= 0.6
+            assert host.vm(vm_name).memory.buffer == 50

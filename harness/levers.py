@@ -17,14 +17,14 @@ from typing import Any
 from harness.errors import LeverError
 from harness.hyperv.guest import Guest, GuestProcess
 from harness.hyperv.host import HyperVHost, VMInfo
-from harness.settings import Change, MemorySettings, runtime_rules
+from harness.settings import ALIGNMENT, MINIMUM_FLOOR, Change, MemorySettings, runtime_rules
 from harness.timeline import Timeline
 from harness.units import MB, format_size, parse_size
 
 log = logging.getLogger(__name__)
 
 HOT_ADD_STRATEGIES = ("raise-maximum", "load", "raise-buffer")
-BALLOON_STRATEGIES = ("drop-load", "lower-buffer")
+BALLOON_STRATEGIES = ("drop-load", "lower-minimum", "lower-buffer")
 
 
 @dataclass(frozen=True)
@@ -179,6 +179,13 @@ class MemoryLevers:
                 self.drop_load()
                 if self._rule(vm, "buffer") is Change.ANY and vm.memory.buffer > 5:
                     self.set_bounds(buffer=5)
+            elif chosen == "lower-minimum":
+                # Only helps a VM held up by its floor: its demand is below the minimum.
+                lowered = max(
+                    MINIMUM_FLOOR, (vm.memory.minimum - 2 * need * MB) // ALIGNMENT * ALIGNMENT
+                )
+                self.set_bounds(minimum=lowered)
+                vm = self.host.vm(self.vm_name)
             elif chosen == "lower-buffer":
                 self.set_bounds(buffer=5)
             else:
@@ -219,6 +226,13 @@ class MemoryLevers:
     def _pick_balloon(self, vm: VMInfo) -> str:
         if self.loads:
             return "drop-load"
+        pinned = vm.memory_assigned - vm.memory.minimum < 128 * MB
+        if (
+            pinned
+            and vm.memory.minimum > MINIMUM_FLOOR
+            and self._rule(vm, "minimum") is Change.DECREASE
+        ):
+            return "lower-minimum"
         if self._rule(vm, "buffer") is Change.ANY and vm.memory.buffer > 5:
             return "lower-buffer"
         raise LeverError(

@@ -60,8 +60,9 @@ def test_a_lever_that_cannot_move_memory_is_broken_not_failed(
 ) -> None:
     with http_emulator.session() as session:
         host = HyperVHost(session)
-        # At its minimum with a 5% buffer already: lowering the buffer cannot balloon anything.
-        settings = MemorySettings.build(startup="512MB", minimum="512MB", maximum="2GB", buffer=5)
+        # Well above its minimum (the Windows guest needs ~750 MB), no load, and a 5% buffer
+        # already: no balloon strategy applies.
+        settings = MemorySettings.build(startup="1GB", minimum="256MB", maximum="2GB", buffer=5)
         with running_vm(host, vm_name, http_emulator, settings):
             levers = levers_for(host, vm_name, http_emulator, deadline=2.0)
             with pytest.raises(LeverError, match="no balloon strategy"):
@@ -129,3 +130,17 @@ def test_schedule_runs_steps_in_order_at_their_offsets(
             times = [e.t for e in levers.timeline.events if e.kind == "schedule"]
             assert times == sorted(times) and times[-1] - times[0] >= 0.6
             assert host.vm(vm_name).memory.buffer == 50
+
+
+def test_balloon_of_a_vm_held_by_its_floor_lowers_the_minimum(
+    http_emulator: Emulator, vm_name: str
+) -> None:
+    with http_emulator.session() as session:
+        host = HyperVHost(session)
+        settings = MemorySettings.build(startup="2GB", minimum="2GB", maximum="4GB", buffer=5)
+        with running_vm(host, vm_name, http_emulator, settings):
+            levers = levers_for(host, vm_name, http_emulator)
+            move = levers.force_balloon("128MB")
+            assert move.strategy == "lower-minimum"
+            assert move.after_mb <= move.before_mb - 128
+            assert host.vm(vm_name).memory.minimum < 2 << 30

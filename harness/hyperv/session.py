@@ -74,6 +74,7 @@ _CATEGORY_NAMES = [
 ]  # fmt: skip
 
 SCRIPT_MARKER = "# dmh-script:"
+_READ_ONLY_SCRIPTS = frozenset({"host-facts", "sample-vm", "vm-address"})
 
 
 def int64(value: int) -> TaggedValue:
@@ -92,6 +93,13 @@ class Invocation:
     @property
     def label(self) -> str:
         return f"script {self.name}" if self.is_script else self.name
+
+    @property
+    def read_only(self) -> bool:
+        """Safe to send again after a connection broke mid-call (it changes nothing)."""
+        if self.is_script:
+            return self.name in _READ_ONLY_SCRIPTS
+        return self.name.lower().startswith("get-")
 
 
 def load_script(name: str) -> str:
@@ -169,10 +177,28 @@ class HostSession:
             ps.add_cmdlet(invocation.name)
         for key, value in invocation.parameters.items():
             ps.add_parameter(key, _tag(value))
+        sent = False
         try:
-            output = ps.invoke()
+            ps.begin_invoke()
+            sent = True  # the host accepted the pipeline: from here on, it may run
+            output = ps.end_invoke()
         except Exception as exc:  # mapped below; anything else is a bug and re-raised
-            raise self._map(exc, invocation.label) from None
+            error = self._map(exc, invocation.label)
+            may_have_run = sent or not _never_ran(exc)
+            if (
+                isinstance(error, HostUnreachableError)
+                and may_have_run
+                and not invocation.read_only
+            ):
+                # Sending it again could, say, create a second VM: only reads, and failures
+                # that prove nothing ran, are retried.
+                error = HostUnreachableError(
+                    f"{error.host_message} (not retried: the command may have run on the host)",
+                    host=error.host,
+                    command=error.command,
+                    retryable=False,
+                )
+            raise error from None
         if ps.had_errors or ps.streams.error:
             raise self._record_error(ps.streams.error, invocation.label)
         return list(output)
@@ -272,6 +298,20 @@ class HostSession:
             category=category,
             target=str(getattr(record, "target_name", "") or ""),
         )
+
+
+def _never_ran(exc: Exception) -> bool:
+    """Failures that prove the command never reached a runspace: the connection was refused
+    or could not be made, or the remote shell was already gone."""
+    if isinstance(exc, requests.exceptions.ConnectTimeout | ConnectionRefusedError):
+        return True
+    if isinstance(exc, requests.exceptions.ConnectionError):
+        text = str(exc)
+        return "NewConnectionError" in text or "Connection refused" in text
+    if isinstance(exc, WSManFaultError):
+        reason = str(exc.reason or "").lower()
+        return "shell" in reason and "not" in reason
+    return False
 
 
 def _record_message(record: Any) -> str:

@@ -4,6 +4,7 @@ goes away for good (bounded retries, then HostUnreachableError, without hanging)
 from __future__ import annotations
 
 import logging
+import threading
 import time
 
 import pytest
@@ -11,6 +12,7 @@ import pytest
 from harness.errors import HostUnreachableError
 from harness.hyperv.host import HyperVHost
 from harness.hyperv.session import HostSession
+from harness.settings import MemorySettings
 
 from .support import running_emulator
 
@@ -64,3 +66,51 @@ def test_default_retries_are_bounded() -> None:
     with pytest.raises(HostUnreachableError):
         HostSession(target).script("host-facts")
     assert 3.5 <= time.monotonic() - started < 10.0
+
+
+def test_a_write_is_retried_only_when_it_cannot_have_run(vm_name: str) -> None:
+    with (
+        running_emulator() as emulator,
+        emulator.session(retries=RETRIES, backoff=BACKOFF) as session,
+    ):
+        host = HyperVHost(session)
+        host.create_vm(vm_name, MemorySettings.build(startup="512MB"), run_id="reconnect")
+        # The endpoint restarts: the old shell is gone, so the write never ran anywhere and
+        # sending it again on a new pool is safe.
+        emulator.restart_server()
+        session.cmdlet("Set-VM", Name=vm_name, Notes="after restart")
+        assert host.vm(vm_name).notes == "after restart"
+        # The endpoint is gone for good: refused connections prove nothing ran, so the write
+        # is retried (bounded) and then reported unreachable.
+        emulator.emu.server.stop()
+        with pytest.raises(HostUnreachableError) as gone:
+            session.cmdlet("Set-VM", Name=vm_name, Notes="never")
+        assert "may have run" not in str(gone.value)
+        assert emulator.emu.host.get_vm(vm_name).notes == "after restart"
+
+
+def test_a_write_cut_off_mid_call_is_not_sent_again(vm_name: str) -> None:
+    """The host's endpoint dies while Set-VM runs (caused for real: the server is stopped from
+    inside the call). The write may have happened, so it must not be retried."""
+    with (
+        running_emulator() as emulator,
+        emulator.session(retries=RETRIES, backoff=BACKOFF) as session,
+    ):
+        host = HyperVHost(session)
+        host.create_vm(vm_name, MemorySettings.build(startup="512MB"), run_id="reconnect")
+        recorder = emulator.recorder
+        inner_run = recorder.inner.run
+        stopping = threading.Event()
+
+        def run_then_die(commands, pipeline_input, out):  # type: ignore[no-untyped-def]
+            inner_run(commands, pipeline_input, out)
+            if commands[0].name == "Set-VM":
+                threading.Thread(target=emulator.emu.server.stop, daemon=True).start()
+                stopping.wait(0.5)  # let the shutdown cut the client's connection first
+
+        recorder.inner.run = run_then_die  # type: ignore[method-assign]
+        with pytest.raises(HostUnreachableError) as cut:
+            session.cmdlet("Set-VM", Name=vm_name, Notes="once")
+        assert "may have run" in str(cut.value) and not cut.value.retryable
+        assert recorder.statements.count("Set-VM") == 1
+        assert emulator.emu.host.get_vm(vm_name).notes == "once"

@@ -1,8 +1,8 @@
 """The embedded emulator as one service: an emulated Hyper-V host, its balancer driver, and
 its WinRM/PSRP endpoint on loopback (plus a WinRM endpoint per guest, made on demand).
 
-Only fixtures and the CLI wire this to the client: they take `target` (a HostTarget) and
-talk to it like any lab host.
+Only fixtures and the CLI wire this to the client (`fixtures.wiring.emulator_target`); the
+emulator never imports the client.
 """
 
 from __future__ import annotations
@@ -13,7 +13,6 @@ import threading
 import uuid
 from pathlib import Path
 
-from harness.config import HostTarget, Secret
 from harness.emulator.balancer import Timings
 from harness.emulator.cmdlets import TEMPLATE_DIR, GuestEndpoint, HyperVHandler
 from harness.emulator.host import EmulatedHost, HostDriver, VmSnapshot
@@ -121,17 +120,9 @@ class EmbeddedEmulator:
         return self.server.url
 
     @property
-    def target(self) -> HostTarget:
-        """How a client reaches this host (Basic auth; the generated certificate under TLS)."""
-        return HostTarget(
-            hostname="127.0.0.1" if self._bind in ("0.0.0.0", "::") else self._bind.strip("[]"),
-            port=self.server.port,
-            username=self.username,
-            password=Secret(self.password),
-            auth="basic",
-            ssl=self.tls,
-            cert_validation=self.server.cert_path or True,
-        )
+    def address(self) -> str:
+        """The address a client connects to (loopback when bound to every interface)."""
+        return "127.0.0.1" if self._bind in ("0.0.0.0", "::") else self._bind.strip("[]")
 
     def template_path(self, guest_os: str) -> str:
         return template_path(guest_os)

@@ -21,7 +21,6 @@ from harness.errors import (
 )
 from harness.hyperv.session import HostSession
 from harness.settings import HostVersion, MemorySettings, check_runtime_change
-from harness.units import MB
 
 log = logging.getLogger(__name__)
 
@@ -303,7 +302,3 @@ def _vm_info(raw: Any, mem: Any) -> VMInfo:
             priority=int(prop(mem, "Priority", 50)),
         ),
     )
-
-
-def mb(size: int) -> int:
-    return size // MB

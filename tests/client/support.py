@@ -15,6 +15,7 @@ from typing import Any, TypeVar
 
 import pytest
 
+from fixtures.wiring import emulator_target
 from harness.config import Secret
 from harness.emulator.cmdlets import HyperVHandler
 from harness.emulator.psrp import Command, PipelineOutput
@@ -84,7 +85,7 @@ class Emulator:
         return GuestCredentials(self.recorder.inner.guest_username, Secret(self.emu.guest_password))
 
     def session(self, *, retries: int = 2, backoff: float = 0.05) -> HostSession:
-        return HostSession(self.emu.target, retries=retries, backoff=backoff)
+        return HostSession(emulator_target(self.emu), retries=retries, backoff=backoff)
 
     def restart_server(self) -> EmulatorServer:
         """Stop the endpoint (dropping every connection and shell) and listen again on the same

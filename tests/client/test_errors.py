@@ -9,6 +9,7 @@ import time
 
 import pytest
 
+from fixtures.wiring import emulator_target
 from harness.config import HostTarget, Secret
 from harness.errors import (
     AuthenticationError,
@@ -26,7 +27,9 @@ from .support import Emulator, running_vm
 
 
 def test_wrong_password_is_an_authentication_error(http_emulator: Emulator) -> None:
-    target = dataclasses.replace(http_emulator.emu.target, password=Secret("not-the-password"))
+    target = dataclasses.replace(
+        emulator_target(http_emulator.emu), password=Secret("not-the-password")
+    )
     shells = http_emulator.emu.server.shell_count
     started = time.monotonic()
     with pytest.raises(AuthenticationError) as error:
@@ -50,7 +53,7 @@ def test_nothing_listening_is_unreachable() -> None:
 
 
 def test_tls_without_the_ca_names_tls(https_emulator: Emulator) -> None:
-    target = dataclasses.replace(https_emulator.emu.target, cert_validation=True)
+    target = dataclasses.replace(emulator_target(https_emulator.emu), cert_validation=True)
     with pytest.raises(HostUnreachableError) as error:
         HostSession(target, retries=0).script("host-facts")
     assert "TLS certificate verification failed" in str(error.value)

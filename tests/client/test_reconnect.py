@@ -9,6 +9,7 @@ import time
 
 import pytest
 
+from fixtures.wiring import emulator_target
 from harness.errors import HostUnreachableError
 from harness.hyperv.host import HyperVHost
 from harness.hyperv.session import HostSession
@@ -61,7 +62,7 @@ def test_default_retries_are_bounded() -> None:
     """With the defaults (3 retries, 0.5 s backoff doubling) an unreachable host fails in
     about 3.5 s, not after a transport timeout."""
     with running_emulator() as emulator:
-        target = emulator.emu.target
+        target = emulator_target(emulator.emu)
     started = time.monotonic()
     with pytest.raises(HostUnreachableError):
         HostSession(target).script("host-facts")

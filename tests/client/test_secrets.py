@@ -10,6 +10,7 @@ from collections.abc import Callable
 
 import pytest
 
+from fixtures.wiring import emulator_target
 from harness.config import HostTarget, Secret
 from harness.errors import HarnessError
 from harness.hyperv.guest import DirectChannel, Guest, GuestCredentials, guest_target
@@ -50,7 +51,7 @@ def test_no_secret_in_logs_errors_targets_or_ids(
             action()
         raised.append(error.value)
 
-    target = emu.target
+    target = emulator_target(emu)
     creds = https_emulator.credentials
     with HostSession(target, retries=0) as session:
         host = HyperVHost(session)

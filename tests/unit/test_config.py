@@ -28,7 +28,12 @@ def test_full_url_parses_every_option(tmp_path) -> None:
 
 def test_defaults_are_https_negotiate_and_verified_tls() -> None:
     target = HostTarget.parse("psrp://qa@hv", ENV)
-    assert (target.port, target.ssl, target.auth, target.cert_validation) == (5986, True, "negotiate", True)
+    assert (target.port, target.ssl, target.auth, target.cert_validation) == (
+        5986,
+        True,
+        "negotiate",
+        True,
+    )
     assert target.encryption == "auto"
 
 

@@ -347,3 +347,56 @@ def test_bad_option_value_is_a_usage_error_naming_it(collect: Any, where: str, s
     result = collect(*args, **({} if where == "cli" else {where: "solaris"}))
     assert result.ret == pytest.ExitCode.USAGE_ERROR
     assert f"{source}: 'solaris' is not one of windows, linux, both" in result.stderr.str()
+
+
+# -- an existing VM, restored for the test ---------------------------------------------------
+
+
+def test_adopted_vm_is_restored_used_and_restored_again_never_removed(
+    pytester: pytest.Pytester,
+) -> None:
+    pytester.makepyfile(
+        test_adopt="""
+        import pytest
+        from harness.settings import MemorySettings
+
+        def test_1_prepare_an_existing_vm(dm_host):
+            host = dm_host.host
+            host.create_vm("golden", MemorySettings.build(startup="1GB"), run_id="not-this-run",
+                           template=dm_host.template_for("linux"))
+            host.checkpoint("golden", "base")
+
+        @pytest.mark.dm_memory(startup="512MB", minimum="256MB", maximum="2GB")
+        def test_2_uses_it(dm_vm, dm_host):
+            assert dm_vm.name == "golden" and dm_vm.state == "Running"
+            assert dm_vm.memory.maximum == 2 * 2**30  # the marker's settings, applied
+
+        def test_3_afterwards(dm_host):
+            vm = dm_host.host.vm("golden")
+            assert vm.state == "Off"  # restored again (a Production checkpoint: off)
+            assert vm.memory.maximum == 2**30  # the checkpoint's settings, not the test's
+        """
+    )
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("PYTHONPATH", str(REPO))
+        result = pytester.runpytest_subprocess(
+            *PLUGIN,
+            "--dm-guest-os=linux",
+            "--dm-adopt=golden@base",
+            "-p",
+            "no:randomly",
+            timeout=120,
+        )
+    result.assert_outcomes(passed=3)
+
+
+def test_adopt_needs_name_and_checkpoint_and_no_xdist(pytester: pytest.Pytester) -> None:
+    pytester.makepyfile(test_nothing="def test_x():\n    pass\n")
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("PYTHONPATH", str(REPO))
+        bad = pytester.runpytest_subprocess(*PLUGIN, "--dm-adopt=golden", timeout=60)
+        parallel = pytester.runpytest_subprocess(
+            *PLUGIN, "--dm-adopt=golden@base", "-n", "2", timeout=60
+        )
+    assert "'golden' is not NAME@CHECKPOINT" in bad.stderr.str()
+    assert "run it without -n" in parallel.stderr.str()

@@ -66,7 +66,7 @@ class Sampler:
 
     def tick(self) -> Sample:
         """Take one sample now (one host round trip with PowerShell Direct)."""
-        direct = isinstance(self.guest.channel, DirectChannel) if self.guest else False
+        direct = self.guest is not None and isinstance(self.guest.channel, DirectChannel)
         params: dict[str, Any] = {"VMName": self.vm_name}
         offset = 0
         if self.guest is not None and isinstance(self.guest.channel, DirectChannel):
@@ -104,7 +104,6 @@ class Sampler:
                 app = self._app_sample(
                     stats.running, stats.working_set, stats.private_bytes, result
                 )
-                return self.timeline.add_sample(host, guest, app)
         return self.timeline.add_sample(host, guest, app)
 
     def _app_sample(self, running: bool, ws: int, private: int, result: ProcessResult) -> AppSample:

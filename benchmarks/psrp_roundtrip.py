@@ -19,9 +19,7 @@ Usage:
 from __future__ import annotations
 
 import argparse
-import statistics
 import sys
-import time
 import uuid
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
@@ -34,6 +32,7 @@ if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))  # run from a checkout without installing
 
 import requests  # noqa: E402
+from _timing import stats, time_calls  # noqa: E402
 from pypsrp.powershell import PowerShell, RunspacePool  # noqa: E402
 from pypsrp.serializer import TaggedValue  # noqa: E402
 from pypsrp.wsman import WSMan  # noqa: E402
@@ -87,23 +86,6 @@ class Endpoint:
     cert: str | None
 
 
-def _stats(samples: list[float]) -> tuple[float, float]:
-    ordered = sorted(samples)
-    p95 = ordered[min(len(ordered) - 1, round(0.95 * (len(ordered) - 1)))]
-    return statistics.median(ordered) * 1000, p95 * 1000
-
-
-def _time(action: Callable[[], object], iterations: int, warmup: int = 10) -> list[float]:
-    for _ in range(warmup):
-        action()
-    samples = []
-    for _ in range(iterations):
-        start = time.perf_counter()
-        action()
-        samples.append(time.perf_counter() - start)
-    return samples
-
-
 def _get_config_body(url: str) -> bytes:
     return (
         '<s:Envelope xmlns:s="http://www.w3.org/2003/05/soap-envelope" '
@@ -149,10 +131,10 @@ def measure(
             answer = session.post(endpoint.url, data=body, headers=headers, verify=verify)
             answer.raise_for_status()
 
-        baseline = _time(post, iterations)
+        baseline = time_calls(post, iterations)
 
     figures: dict[str, float] = {}
-    base_med, base_p95 = _stats(baseline)
+    base_med, base_p95 = stats(baseline)
     figures["baseline_median_ms"], figures["baseline_p95_ms"] = base_med, base_p95
     with _connect(endpoint) as conn, RunspacePool(conn) as pool:
         for label, build in invokes:
@@ -164,7 +146,7 @@ def measure(
                 if ps.had_errors:
                     raise RuntimeError(f"{label} failed: {[str(e) for e in ps.streams.error]}")
 
-            med, p95 = _stats(_time(invoke, iterations, warmup=20))
+            med, p95 = stats(time_calls(invoke, iterations, warmup=20))
             figures[f"{label}_median_ms"], figures[f"{label}_p95_ms"] = med, p95
             figures[f"{label}_ratio"] = med / base_med
 
@@ -172,7 +154,7 @@ def measure(
             with RunspacePool(conn):
                 pass
 
-        med, p95 = _stats(_time(open_close, pool_iterations, warmup=3))
+        med, p95 = stats(time_calls(open_close, pool_iterations, warmup=3))
         figures["pool_median_ms"], figures["pool_p95_ms"] = med, p95
         figures["pool_ratio"] = med / base_med
     return figures

@@ -15,11 +15,9 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import statistics
 import subprocess
 import sys
 import time
-from collections.abc import Callable
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -27,6 +25,7 @@ if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))  # run from a checkout without installing
 
 import psutil  # noqa: E402
+from _timing import stats, time_calls  # noqa: E402
 
 from harness.config import HostTarget, Secret  # noqa: E402
 from harness.hyperv.guest import DirectChannel, Guest, GuestCredentials  # noqa: E402
@@ -66,23 +65,6 @@ def serve(tls: bool) -> int:
         print(json.dumps(details), flush=True)
         sys.stdin.read()
     return 0
-
-
-def _stats(samples: list[float]) -> tuple[float, float]:
-    ordered = sorted(samples)
-    p95 = ordered[min(len(ordered) - 1, round(0.95 * (len(ordered) - 1)))]
-    return statistics.median(ordered) * 1000, p95 * 1000
-
-
-def _time(action: Callable[[], object], iterations: int, warmup: int = 10) -> list[float]:
-    for _ in range(warmup):
-        action()
-    samples = []
-    for _ in range(iterations):
-        start = time.perf_counter()
-        action()
-        samples.append(time.perf_counter() - start)
-    return samples
 
 
 def _cpu(process: psutil.Process, children: bool = False) -> float:
@@ -133,17 +115,17 @@ def run(ticks: int, seconds: float, interval: float, tls: bool) -> None:
             )  # fmt: skip
             host_only = Sampler(host, VM, Timeline())
 
-            baseline = _time(lambda: session.cmdlet("Get-VM", Name=literal(VM)), ticks)
-            full = _time(sampler.tick, ticks)
-            bare = _time(host_only.tick, ticks)
-            base_med = _stats(baseline)[0]
+            baseline = time_calls(lambda: session.cmdlet("Get-VM", Name=literal(VM)), ticks)
+            full = time_calls(sampler.tick, ticks)
+            bare = time_calls(host_only.tick, ticks)
+            base_med = stats(baseline)[0]
             print(f"round trips over loopback ({'HTTPS' if tls else 'HTTP'}), {ticks} each:")
             for label, samples in (
                 ("baseline Get-VM -Name", baseline),
                 ("tick: host + guest + app (Direct)", full),
                 ("tick: host only", bare),
             ):
-                med, p95 = _stats(samples)
+                med, p95 = stats(samples)
                 print(
                     f"  {label:<36} median {med:6.2f} ms  p95 {p95:6.2f} ms"
                     f"  = {med / base_med:4.2f}x baseline"

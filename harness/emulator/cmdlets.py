@@ -977,10 +977,6 @@ def _counter_samples(h: HyperVHandler, path: str) -> list[tuple[str, str, float]
 # -- the harness's named scripts (harness/hyperv/scripts) -----------------------------------
 
 
-def _script_params(c: Command, names: Sequence[str]) -> Params:
-    return bind(c, names)
-
-
 @script("host-facts")
 def _host_facts(h: HyperVHandler, c: Command, items: list[Any]) -> list[Any]:
     caption, version = _OS[h.host.version]
@@ -1007,9 +1003,7 @@ def _custom(**values: Any) -> Any:
 
 @script("new-vm-from-template")
 def _new_vm_from_template(h: HyperVHandler, c: Command, items: list[Any]) -> list[Any]:
-    p = _script_params(
-        c, ["Name", "TemplatePath", "DiskDirectory", "StartupBytes", "Generation", "Notes"]
-    )
+    p = bind(c, ["Name", "TemplatePath", "DiskDirectory", "StartupBytes", "Generation", "Notes"])
     template = p.text("TemplatePath")
     vhd = ""
     guest_os = None
@@ -1044,7 +1038,7 @@ def _new_vm_from_template(h: HyperVHandler, c: Command, items: list[Any]) -> lis
 
 @script("remove-vm")
 def _remove_vm_script(h: HyperVHandler, c: Command, items: list[Any]) -> list[Any]:
-    p = _script_params(c, ["Name"])
+    p = bind(c, ["Name"])
     vm = h.host.get_vm(p.text("Name", required=True) or "")
     if vm.state is not VMState.Off:
         h.host.stop(vm.id, turn_off=True)
@@ -1058,7 +1052,7 @@ def _remove_vm_script(h: HyperVHandler, c: Command, items: list[Any]) -> list[An
 
 @script("vm-address")
 def _vm_address(h: HyperVHandler, c: Command, items: list[Any]) -> list[Any]:
-    p = _script_params(c, ["VMName"])
+    p = bind(c, ["VMName"])
     vm = h.host.get_vm(p.text("VMName", required=True) or "")
     if h.guest_endpoint is None or vm.state is not VMState.Running:
         raise EmulatorError(
@@ -1086,7 +1080,7 @@ _GUEST_OPS_PARAMS = ["Operation", "Arguments"]
 def _guest_ops_script(h: HyperVHandler, c: Command, items: list[Any]) -> list[Any]:
     if h.bound_vm is None:
         raise command_not_found("guest-ops")
-    p = _script_params(c, _GUEST_OPS_PARAMS)
+    p = bind(c, _GUEST_OPS_PARAMS)
     vm = h.host.get_vm(h.bound_vm)
     return [
         guest_operation(h, vm, p.text("Operation", required=True) or "", p.get("Arguments") or {})
@@ -1095,9 +1089,7 @@ def _guest_ops_script(h: HyperVHandler, c: Command, items: list[Any]) -> list[An
 
 @script("vm-invoke")
 def _vm_invoke(h: HyperVHandler, c: Command, items: list[Any]) -> list[Any]:
-    p = _script_params(
-        c, ["VMName", "GuestScript", "Operation", "Arguments", "GuestUser", "GuestPassword"]
-    )
+    p = bind(c, ["VMName", "GuestScript", "Operation", "Arguments", "GuestUser", "GuestPassword"])
     vm = h.host.get_vm(p.text("VMName", required=True) or "")
     _check_guest_script(p.text("GuestScript", required=True) or "")
     h.check_guest_credentials(p.get("GuestUser"), p.get("GuestPassword"))
@@ -1118,7 +1110,7 @@ def _check_guest_script(text: str) -> None:
 
 @script("sample-vm")
 def _sample_vm(h: HyperVHandler, c: Command, items: list[Any]) -> list[Any]:
-    p = _script_params(
+    p = bind(
         c,
         [
             "VMName",

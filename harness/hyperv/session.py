@@ -73,7 +73,6 @@ _CATEGORY_NAMES = [
     "LimitsExceeded", "QuotaExceeded", "NotEnabled",
 ]  # fmt: skip
 
-SCRIPT_MARKER = "# dmh-script:"
 _READ_ONLY_SCRIPTS = frozenset({"host-facts", "sample-vm", "vm-address"})
 
 
@@ -105,11 +104,6 @@ class Invocation:
 def load_script(name: str) -> str:
     """The text of a named script under harness/hyperv/scripts/."""
     return (resources.files("harness.hyperv") / "scripts" / f"{name}.ps1").read_text("utf-8")
-
-
-def script_names() -> list[str]:
-    folder = resources.files("harness.hyperv") / "scripts"
-    return sorted(p.name[:-4] for p in folder.iterdir() if p.name.endswith(".ps1"))
 
 
 class HostSession:

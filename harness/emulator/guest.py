@@ -155,6 +155,33 @@ def _check_profile(baseline: int, other: int, other_name: str) -> None:
         raise SettingError(other_name, other, "must be ≥ 0")
 
 
+def _available_mb(committed_mb: int, assigned_mb: int) -> int:
+    # Ballooned pages are never available, on either OS (§4.4, §5.4).
+    return max(0, assigned_mb - committed_mb)
+
+
+def _view(
+    profile: GuestProfile,
+    committed_mb: int,
+    assigned_mb: int,
+    total_mb: int,
+    commit_limit_mb: int,
+    maximum_mb: int,
+) -> GuestView:
+    available = _available_mb(committed_mb, assigned_mb)
+    return GuestView(
+        os_name=profile.os_name,
+        total_mb=total_mb,
+        available_mb=available,
+        free_mb=available,
+        committed_mb=committed_mb,
+        commit_limit_mb=commit_limit_mb,
+        max_memory_mb=maximum_mb,
+        assigned_mb=assigned_mb,
+        ballooned_mb=total_mb - assigned_mb,
+    )
+
+
 @dataclass(frozen=True)
 class WindowsProfile:
     """A Windows guest under DM (§4.4): the visible total is a high-water mark that never drops
@@ -184,24 +211,13 @@ class WindowsProfile:
         return max(assigned_mb, high_water_mb)
 
     def available_mb(self, committed_mb: int, assigned_mb: int, high_water_mb: int) -> int:
-        return max(0, assigned_mb - committed_mb)
+        return _available_mb(committed_mb, assigned_mb)
 
     def view(
         self, committed_mb: int, assigned_mb: int, high_water_mb: int, maximum_mb: int
     ) -> GuestView:
         total = self.visible_mb(assigned_mb, high_water_mb)
-        available = self.available_mb(committed_mb, assigned_mb, high_water_mb)
-        return GuestView(
-            os_name=self.os_name,
-            total_mb=total,
-            available_mb=available,
-            free_mb=available,
-            committed_mb=committed_mb,
-            commit_limit_mb=total + self.pagefile_mb,
-            max_memory_mb=maximum_mb,
-            assigned_mb=assigned_mb,
-            ballooned_mb=total - assigned_mb,
-        )
+        return _view(self, committed_mb, assigned_mb, total, total + self.pagefile_mb, maximum_mb)
 
 
 @dataclass(frozen=True)
@@ -236,28 +252,17 @@ class LinuxProfile:
 
     def lowest_assigned_mb(self, committed_mb: int, assigned_mb: int, high_water_mb: int) -> int:
         # hv_balloon keeps MemAvailable above the floor: "Balloon floor reached" (§3.4, §5.3)
-        totalram = self.visible_mb(assigned_mb, high_water_mb)
-        return committed_mb + linux_balloon_floor_mb(totalram)
+        return self.demand_mb(committed_mb, assigned_mb, high_water_mb)
 
     def available_mb(self, committed_mb: int, assigned_mb: int, high_water_mb: int) -> int:
-        return max(0, assigned_mb - committed_mb)
+        return _available_mb(committed_mb, assigned_mb)
 
     def view(
         self, committed_mb: int, assigned_mb: int, high_water_mb: int, maximum_mb: int
     ) -> GuestView:
         total = self.visible_mb(assigned_mb, high_water_mb)
-        available = self.available_mb(committed_mb, assigned_mb, high_water_mb)
-        return GuestView(
-            os_name=self.os_name,
-            total_mb=total,
-            available_mb=available,
-            free_mb=available,
-            committed_mb=committed_mb,
-            commit_limit_mb=total // 2,  # vm.overcommit_ratio 50, no swap
-            max_memory_mb=maximum_mb,
-            assigned_mb=assigned_mb,
-            ballooned_mb=total - assigned_mb,
-        )
+        # Commit limit: vm.overcommit_ratio 50, no swap.
+        return _view(self, committed_mb, assigned_mb, total, total // 2, maximum_mb)
 
 
 def profile_for(os_name: str) -> GuestProfile:

@@ -139,6 +139,53 @@ class MemorySettings:
             )
 
 
+# One table from a MemorySettings field to the Set-VMMemory parameter that carries it (§1.1).
+# Client and emulator both use it; nothing else spells these parameter names.
+SET_VMMEMORY_PARAMETERS: dict[str, str] = {
+    "dynamic": "DynamicMemoryEnabled",
+    "startup": "StartupBytes",
+    "minimum": "MinimumBytes",
+    "maximum": "MaximumBytes",
+    "buffer": "Buffer",
+    "priority": "Priority",
+}
+
+
+@dataclass(frozen=True)
+class MemoryChange:
+    """Which memory settings a change sets; a field left None stays as it is."""
+
+    dynamic: bool | None = None
+    startup: int | None = None
+    minimum: int | None = None
+    maximum: int | None = None
+    buffer: int | None = None
+    priority: int | None = None
+
+    @classmethod
+    def full(cls, memory: MemorySettings) -> MemoryChange:
+        """Every setting of `memory`; for static memory, minimum/maximum/buffer are left out
+        since Set-VMMemory only takes them with Dynamic Memory enabled."""
+        if not memory.dynamic:
+            return cls(dynamic=False, startup=memory.startup, priority=memory.priority)
+        return cls(**{name: getattr(memory, name) for name in SET_VMMEMORY_PARAMETERS})
+
+    def fields(self) -> dict[str, bool | int]:
+        """The fields this change sets, by MemorySettings name."""
+        return {
+            name: value
+            for name in SET_VMMEMORY_PARAMETERS
+            if (value := getattr(self, name)) is not None
+        }
+
+    def applied_to(self, memory: MemorySettings) -> MemorySettings:
+        return replace(memory, **self.fields())  # type: ignore[arg-type]
+
+    def parameters(self) -> dict[str, bool | int]:
+        """The Set-VMMemory parameters that carry this change."""
+        return {SET_VMMEMORY_PARAMETERS[name]: value for name, value in self.fields().items()}
+
+
 def _show(size: int) -> str:
     return format_size(size) if size >= 0 else str(size)
 

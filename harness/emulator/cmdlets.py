@@ -28,13 +28,13 @@ from harness.emulator.guest import (
     MAXIMUM_MEMORY,
     TOTAL_PHYSICAL,
     EmulatedGuest,
-    GuestProcess,
+    LocalProcess,
 )
 from harness.emulator.host import (
     CheckpointInfo,
     CheckpointType,
     EmulatedHost,
-    VmSnapshot,
+    VmRecord,
     VMState,
     has_wildcards,
     like,
@@ -224,7 +224,7 @@ def bind(command: Command, spec: Sequence[str], aliases: Mapping[str, str] | Non
 # -- object shapes -----------------------------------------------------------------------
 
 
-def vm_object(vm: VmSnapshot) -> Any:
+def vm_object(vm: VmRecord) -> Any:
     heartbeat = (
         None
         if vm.heartbeat is None
@@ -363,7 +363,7 @@ class HyperVHandler:
         *,
         guest_username: str = "guest",
         guest_password: str = "",
-        guest_endpoint: Callable[[VmSnapshot], GuestEndpoint] | None = None,
+        guest_endpoint: Callable[[VmRecord], GuestEndpoint] | None = None,
         bound_vm: uuid.UUID | None = None,
     ) -> None:
         self.host = host
@@ -371,7 +371,7 @@ class HyperVHandler:
         self._guest_password = guest_password.encode()
         self.guest_endpoint = guest_endpoint
         self.bound_vm = bound_vm  # set: this handler is one guest's own WinRM endpoint
-        self._outputs: dict[tuple[str, int], GuestProcess] = {}
+        self._outputs: dict[tuple[str, int], LocalProcess] = {}
         self._lock = threading.Lock()
 
     # PipelineHandler
@@ -391,7 +391,7 @@ class HyperVHandler:
             out.write(self._shape(item))
 
     def _shape(self, item: Any) -> Any:
-        if isinstance(item, VmSnapshot):
+        if isinstance(item, VmRecord):
             return vm_object(item)
         if isinstance(item, CheckpointInfo):
             return checkpoint_object(item, self.host.name)
@@ -432,7 +432,7 @@ class HyperVHandler:
             ) from None
 
     # -- shared helpers ----------------------------------------------------------------
-    def vms_for(self, params: Params, items: Sequence[Any], key: str = "Name") -> list[VmSnapshot]:
+    def vms_for(self, params: Params, items: Sequence[Any], key: str = "Name") -> list[VmRecord]:
         """VMs named by parameter (wildcards allowed) or piped in as VM objects."""
         vm_objects = params.get("VM")
         if vm_objects is not None:
@@ -440,11 +440,11 @@ class HyperVHandler:
             return [self.host.get_vm(uuid.UUID(str(_field(r, "Id")))) for r in refs]
         names = params.get(key)
         if names is None:
-            piped = [i for i in items if isinstance(i, VmSnapshot)]
+            piped = [i for i in items if isinstance(i, VmRecord)]
             if piped:
                 return [self.host.get_vm(v.id) for v in piped]
             return self.host.find_vms("*")
-        found: list[VmSnapshot] = []
+        found: list[VmRecord] = []
         for name in names if isinstance(names, list) else [names]:
             # -Name is a wildcard pattern even without wildcards: `vm``1` is the VM "vm`1", as
             # clients escape names (WildcardPattern.Escape). Only a plain name that matches
@@ -466,7 +466,7 @@ class HyperVHandler:
                 error_id="InvalidCredential",
             )
 
-    def guest_of(self, vm: VmSnapshot) -> EmulatedGuest:
+    def guest_of(self, vm: VmRecord) -> EmulatedGuest:
         if vm.state is not VMState.Running:
             raise EmulatorError(
                 "An error has occurred which Windows PowerShell cannot handle. A remote session might have ended.",
@@ -476,11 +476,11 @@ class HyperVHandler:
             )
         return self.host.guest(vm.id)
 
-    def remember(self, vm: VmSnapshot, process: GuestProcess) -> None:
+    def remember(self, vm: VmRecord, process: LocalProcess) -> None:
         with self._lock:
             self._outputs[(str(vm.id), process.pid)] = process
 
-    def process(self, vm: VmSnapshot, pid: int) -> GuestProcess | None:
+    def process(self, vm: VmRecord, pid: int) -> LocalProcess | None:
         with self._lock:
             known = self._outputs.get((str(vm.id), pid))
         if known is not None:
@@ -497,7 +497,7 @@ def _field(obj: Any, name: str) -> Any:
 
 def _one_vm(
     handler: HyperVHandler, params: Params, items: Sequence[Any], key: str = "Name"
-) -> list[VmSnapshot]:
+) -> list[VmRecord]:
     vms = handler.vms_for(params, items, key)
     if not vms:
         name = params.text(key) or "*"
@@ -690,7 +690,7 @@ def _set_vmmemory(h: HyperVHandler, c: Command, items: list[Any]) -> list[Any]:
 
 
 def _lifecycle(
-    action: Callable[[HyperVHandler, VmSnapshot, Params], VmSnapshot | None],
+    action: Callable[[HyperVHandler, VmRecord, Params], VmRecord | None],
     extra: Sequence[str] = (),
 ) -> Cmdlet:
     def run(h: HyperVHandler, c: Command, items: list[Any]) -> list[Any]:
@@ -761,9 +761,9 @@ def _get_checkpoint(h: HyperVHandler, c: Command, items: list[Any]) -> list[Any]
 
 def _checkpoint_targets(
     h: HyperVHandler, p: Params, items: Sequence[Any]
-) -> list[tuple[VmSnapshot, CheckpointInfo]]:
+) -> list[tuple[VmRecord, CheckpointInfo]]:
     snapshot = p.get("VMSnapshot")
-    pairs: list[tuple[VmSnapshot, CheckpointInfo]] = []
+    pairs: list[tuple[VmRecord, CheckpointInfo]] = []
     for vm in _one_vm(h, p, items, "VMName"):
         for cp in h.host.checkpoints(vm.id, p.text("Name") or "*"):
             if snapshot is None or str(_field(snapshot, "Id")) == str(cp.id):
@@ -1167,7 +1167,7 @@ def _sample_vm(h: HyperVHandler, c: Command, items: list[Any]) -> list[Any]:
 
 
 def guest_operation(
-    h: HyperVHandler, vm: VmSnapshot, operation: str, arguments: Mapping[str, Any]
+    h: HyperVHandler, vm: VmRecord, operation: str, arguments: Mapping[str, Any]
 ) -> Any:
     guest = h.guest_of(vm)
     args = {str(k).lower(): v for k, v in dict(arguments).items()}

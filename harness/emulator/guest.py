@@ -352,7 +352,7 @@ def _overlay_command(mode: Overlay, meminfo: Path) -> list[str]:
 
 # -- processes ----------------------------------------------------------------------------
 @dataclass(frozen=True)
-class ProcessStats:
+class LocalProcessStats:
     """A guest process and its descendants, measured together."""
 
     pid: int
@@ -363,7 +363,7 @@ class ProcessStats:
     processes: int  # how many processes were measured
 
 
-_live: weakref.WeakSet[GuestProcess] = weakref.WeakSet()
+_live: weakref.WeakSet[LocalProcess] = weakref.WeakSet()
 
 
 @atexit.register
@@ -374,7 +374,7 @@ def _kill_leftovers() -> None:
             proc.stop(timeout=1.0)
 
 
-class GuestProcess:
+class LocalProcess:
     """A real local process started in an emulated guest (its own session/process group)."""
 
     def __init__(
@@ -396,7 +396,7 @@ class GuestProcess:
         _live.add(self)
 
     def __repr__(self) -> str:
-        return f"GuestProcess(pid={self.pid}, argv={self.argv!r}, exit_code={self.poll()})"
+        return f"LocalProcess(pid={self.pid}, argv={self.argv!r}, exit_code={self.poll()})"
 
     def poll(self) -> int | None:
         return self._popen.poll()
@@ -466,7 +466,7 @@ class GuestProcess:
             time.sleep(0.01)  # poll interval while processes exit
         return True
 
-    def stats(self) -> ProcessStats:
+    def stats(self) -> LocalProcessStats:
         rss = private = count = 0
         for proc in self._tree():
             try:
@@ -476,7 +476,7 @@ class GuestProcess:
             count += 1
             rss += info.rss
             private += _private_bytes(info)
-        return ProcessStats(
+        return LocalProcessStats(
             pid=self.pid,
             running=self.running,
             exit_code=self.poll(),
@@ -553,7 +553,7 @@ class EmulatedGuest:
         self._created = False
         self._lock = threading.RLock()
         self._state = GuestState.OFF
-        self._processes: list[GuestProcess] = []
+        self._processes: list[LocalProcess] = []
         self._seq = 0
         self._synthetic_mb = 0
         self._view: GuestView | None = None
@@ -593,7 +593,7 @@ class EmulatedGuest:
                     proc.signal(signal.SIGCONT)
             self._state = GuestState.RUNNING
 
-    def power_off(self) -> tuple[GuestProcess, ...]:
+    def power_off(self) -> tuple[LocalProcess, ...]:
         """The VM is off: refuse new processes at once and hand back those still to stop
         (the host stops them outside its lock)."""
         with self._lock:
@@ -711,7 +711,7 @@ class EmulatedGuest:
         return dest
 
     # -- processes --------------------------------------------------------------------
-    def processes(self) -> tuple[GuestProcess, ...]:
+    def processes(self) -> tuple[LocalProcess, ...]:
         with self._lock:
             return tuple(self._processes)
 
@@ -723,11 +723,11 @@ class EmulatedGuest:
         *,
         stdin: bool = False,
         merge_output: bool = False,
-    ) -> GuestProcess:
+    ) -> LocalProcess:
         """Start a real local process in this guest, with the guest's memory view in its
         environment and, where the OS allows, as its /proc/meminfo. Its stdout and stderr
         go to files in the guest's directory (one file if `merge_output`); `stdin=True`
-        gives it a pipe to `GuestProcess.send` to."""
+        gives it a pipe to `LocalProcess.send` to."""
         if not argv:
             raise GuestError(
                 "No program given.", category="InvalidArgument", error_id="InvalidParameter"
@@ -778,7 +778,7 @@ class EmulatedGuest:
                     env=full_env,
                     start_new_session=True,  # its own process group: stop() kills the tree
                 )
-            proc = GuestProcess(popen, argv, out_path, err_path)
+            proc = LocalProcess(popen, argv, out_path, err_path)
             self._processes.append(proc)
             log.debug("guest %s started pid %s: %s", self.name, proc.pid, list(argv))
             return proc

@@ -40,10 +40,10 @@ from harness.emulator.errors import (
 )
 from harness.emulator.guest import (
     EmulatedGuest,
-    GuestProcess,
     GuestProfile,
     GuestView,
     LinuxProfile,
+    LocalProcess,
     WindowsProfile,
 )
 from harness.errors import RuntimeChangeError, SettingError
@@ -163,7 +163,7 @@ def like(name: str, pattern: str) -> bool:
 
 # -- snapshots ----------------------------------------------------------------------------
 @dataclass(frozen=True)
-class VmSnapshot:
+class VmRecord:
     """One VM as Get-VM and Get-VMMemory show it (§1.2, §1.3); sizes in bytes."""
 
     id: uuid.UUID
@@ -340,7 +340,7 @@ class EmulatedHost:
             raise AmbiguousVmError(ref, len(found))
         return found[0]
 
-    def find_vms(self, pattern: str = "*") -> list[VmSnapshot]:
+    def find_vms(self, pattern: str = "*") -> list[VmRecord]:
         """VMs whose name matches a PowerShell wildcard pattern, by name (Get-VM -Name).
         No match is an empty list; the cmdlet layer decides whether that is an error."""
         regex = wildcard_regex(pattern)
@@ -348,12 +348,12 @@ class EmulatedHost:
             now = self._advance()
             vms = [vm for vm in self._vms.values() if regex.match(vm.name)]
             vms.sort(key=lambda vm: (vm.name.casefold(), vm.created))
-            return [self._snapshot(vm, now) for vm in vms]
+            return [self._record(vm, now) for vm in vms]
 
-    def get_vm(self, ref: VmRef) -> VmSnapshot:
+    def get_vm(self, ref: VmRef) -> VmRecord:
         with self._lock:
             now = self._advance()
-            return self._snapshot(self._find(ref), now)
+            return self._record(self._find(ref), now)
 
     def guest(self, ref: VmRef) -> EmulatedGuest:
         with self._lock:
@@ -393,7 +393,7 @@ class EmulatedHost:
         profile: GuestProfile | None = None,
         vhd_path: str = "",
         notes: str = "",
-    ) -> VmSnapshot:
+    ) -> VmRecord:
         """New-VM (§1.4): static memory of `memory_startup`; DM is enabled later with
         set_memory, and then uses Minimum 512 MB (or Startup if lower), Maximum 1 TB (or
         the version's limit), Buffer 20, Priority 50 (§8.12: common values, unconfirmed)."""
@@ -427,7 +427,7 @@ class EmulatedHost:
             self._vms[vm_id] = vm
             self.balancer.add(vm.key, settings, guest.profile)
             log.debug("new VM %r (%s)", name, vm_id)
-            return self._snapshot(vm, self.clock())
+            return self._record(vm, self.clock())
 
     def set_memory(
         self,
@@ -439,7 +439,7 @@ class EmulatedHost:
         maximum: int | str | None = None,
         buffer: int | None = None,
         priority: int | None = None,
-    ) -> VmSnapshot:
+    ) -> VmRecord:
         """Set-VMMemory: every given value goes into ONE write and the final combination is
         validated (§1.1). Byte values are truncated to whole MB as the cmdlet does."""
         with self._lock:
@@ -466,7 +466,7 @@ class EmulatedHost:
                 changes["priority"] = priority
             new = vm.settings.with_changes(**changes)
             if new == vm.settings:
-                return self._snapshot(vm, now)
+                return self._record(vm, now)
             if vm.state is VMState.Saved:
                 raise VmStateError(vm.name, vm.id, "Saved", "memory cannot change in saved state")
             sizes = tuple(f for f in ("startup", "minimum", "maximum") if f in changes)
@@ -484,7 +484,7 @@ class EmulatedHost:
                 ) from exc
             vm.settings = new
             self._publish_now(vm)
-            return self._snapshot(vm, now)
+            return self._record(vm, now)
 
     def _check_settings(
         self,
@@ -511,26 +511,26 @@ class EmulatedHost:
         except SettingError as exc:
             raise MemorySettingError(vm_name, vm_id, exc, str(exc), creating=creating) from exc
 
-    def set_notes(self, ref: VmRef, notes: str) -> VmSnapshot:
+    def set_notes(self, ref: VmRef, notes: str) -> VmRecord:
         with self._lock:
             vm = self._find(ref)
             vm.notes = notes
-            return self._snapshot(vm, self._advance())
+            return self._record(vm, self._advance())
 
-    def set_checkpoint_type(self, ref: VmRef, checkpoint_type: CheckpointType) -> VmSnapshot:
+    def set_checkpoint_type(self, ref: VmRef, checkpoint_type: CheckpointType) -> VmRecord:
         with self._lock:
             vm = self._find(ref)
             vm.checkpoint_type = CheckpointType(checkpoint_type)
-            return self._snapshot(vm, self._advance())
+            return self._record(vm, self._advance())
 
-    def set_smart_paging_path(self, ref: VmRef, path: str) -> VmSnapshot:
+    def set_smart_paging_path(self, ref: VmRef, path: str) -> VmRecord:
         with self._lock:
             vm = self._find(ref)
             vm.smart_paging_path = path
-            return self._snapshot(vm, self._advance())
+            return self._record(vm, self._advance())
 
     # -- power ------------------------------------------------------------------------
-    def start(self, ref: VmRef) -> VmSnapshot:
+    def start(self, ref: VmRef) -> VmRecord:
         """Start-VM: from Off it needs Startup memory free (§3.1); from Saved, the memory it
         had; a paused VM is resumed; a VM that is on stays as it is."""
         with self._lock:
@@ -551,7 +551,7 @@ class EmulatedHost:
                 self._publish_now(vm)
             elif vm.state is VMState.Paused:
                 self._resume_paused(vm, now)
-            return self._snapshot(vm, now)
+            return self._record(vm, now)
 
     def _power_on(self, vm: _Vm, now: float, *, restart: bool) -> None:
         try:
@@ -572,30 +572,30 @@ class EmulatedHost:
         self._publish_now(vm)
         self._advance(now)
 
-    def stop(self, ref: VmRef, *, turn_off: bool = False) -> VmSnapshot:
+    def stop(self, ref: VmRef, *, turn_off: bool = False) -> VmRecord:
         """Stop-VM (graceful shutdown) or Stop-VM -TurnOff; a saved VM loses its saved state.
         Every process the guest started is stopped."""
         with self._lock:
             now = self._advance()
             vm = self._find(ref)
-            leftovers: tuple[GuestProcess, ...] = ()
+            leftovers: tuple[LocalProcess, ...] = ()
             if vm.state is not VMState.Off:
                 leftovers = self._power_off(vm)
-            snapshot = self._snapshot(vm, now)
+            snapshot = self._record(vm, now)
         _stop_all(leftovers, graceful=not turn_off)
         return snapshot
 
-    def _power_off(self, vm: _Vm) -> tuple[GuestProcess, ...]:
+    def _power_off(self, vm: _Vm) -> tuple[LocalProcess, ...]:
         self.balancer.power_off(vm.key)
         vm.state = VMState.Off
         vm.running_since = None
         vm.uptime_base = 0.0
         return vm.guest.power_off()
 
-    def restart(self, ref: VmRef) -> VmSnapshot:
+    def restart(self, ref: VmRef) -> VmRecord:
         """Restart-VM: the guest reboots (its processes end) and the VM needs Startup memory
         again; if the host lacks it, Smart Paging bridges the gap (§3.6)."""
-        leftovers: tuple[GuestProcess, ...] = ()
+        leftovers: tuple[LocalProcess, ...] = ()
         try:
             with self._lock:
                 now = self._advance()
@@ -604,11 +604,11 @@ class EmulatedHost:
                     raise VmStateError(vm.name, vm.id, vm.state.name, "only a running VM restarts")
                 leftovers = self._power_off(vm)
                 self._power_on(vm, now, restart=True)
-                return self._snapshot(vm, now)
+                return self._record(vm, now)
         finally:
             _stop_all(leftovers, graceful=False)
 
-    def save(self, ref: VmRef) -> VmSnapshot:
+    def save(self, ref: VmRef) -> VmRecord:
         """Save-VM: memory goes to disk and back to the host; guest processes are frozen."""
         with self._lock:
             now = self._advance()
@@ -620,9 +620,9 @@ class EmulatedHost:
             vm.running_since = None
             vm.uptime_base = 0.0  # a saved VM reports no uptime
             vm.state = VMState.Saved
-            return self._snapshot(vm, now)
+            return self._record(vm, now)
 
-    def pause(self, ref: VmRef) -> VmSnapshot:
+    def pause(self, ref: VmRef) -> VmRecord:
         """Suspend-VM: memory stays assigned; guest processes are frozen."""
         with self._lock:
             now = self._advance()
@@ -632,9 +632,9 @@ class EmulatedHost:
             self.balancer.pause(vm.key)
             vm.guest.freeze()
             vm.state = VMState.Paused
-            return self._snapshot(vm, now)
+            return self._record(vm, now)
 
-    def resume(self, ref: VmRef) -> VmSnapshot:
+    def resume(self, ref: VmRef) -> VmRecord:
         """Resume-VM (from Paused)."""
         with self._lock:
             now = self._advance()
@@ -642,7 +642,7 @@ class EmulatedHost:
             if vm.state is not VMState.Paused:
                 raise VmStateError(vm.name, vm.id, vm.state.name, "only a paused VM resumes")
             self._resume_paused(vm, now)
-            return self._snapshot(vm, now)
+            return self._record(vm, now)
 
     def _resume_paused(self, vm: _Vm, now: float) -> None:
         self.balancer.resume(vm.key, now)
@@ -724,7 +724,7 @@ class EmulatedHost:
                 return cp
         raise CheckpointNotFoundError(vm.name, str(ref))
 
-    def restore_checkpoint(self, ref: VmRef, checkpoint: uuid.UUID | str) -> VmSnapshot:
+    def restore_checkpoint(self, ref: VmRef, checkpoint: uuid.UUID | str) -> VmRecord:
         """Restore-VMCheckpoint. The VM's current state is discarded (its processes end) and
         the checkpoint's memory settings come back. A Production checkpoint leaves the VM
         Off (§1.5); a Standard one of a VM that was on leaves it Saved with the old memory
@@ -741,7 +741,7 @@ class EmulatedHost:
                 vm.state = VMState.Saved if phase is Phase.SAVED else VMState.Off
                 vm.boot_done_at = now
             vm.parent_checkpoint = cp.info.id
-            snapshot = self._snapshot(vm, now)
+            snapshot = self._record(vm, now)
         _stop_all(leftovers, graceful=False)
         return snapshot
 
@@ -823,12 +823,12 @@ class EmulatedHost:
         if vm.state in _ON:
             vm.guest.publish(self._view(vm))
 
-    def _snapshot(self, vm: _Vm, now: float) -> VmSnapshot:
+    def _record(self, vm: _Vm, now: float) -> VmRecord:
         mem = self.balancer.memory(vm.key)
         uptime = vm.uptime_base
         if vm.running_since is not None and vm.state in _ON:
             uptime += max(0.0, now - vm.running_since)
-        return VmSnapshot(
+        return VmRecord(
             id=vm.id,
             name=vm.name,
             computer_name=self.name,
@@ -862,7 +862,7 @@ class EmulatedHost:
             if self._closed:
                 return
             self._closed = True
-            leftovers: list[GuestProcess] = []
+            leftovers: list[LocalProcess] = []
             for vm in self._vms.values():
                 if vm.state is not VMState.Off:
                     leftovers.extend(self._power_off(vm))
@@ -984,7 +984,7 @@ def _hyperv_time(stamp: datetime) -> str:
     )
 
 
-def _stop_all(processes: tuple[GuestProcess, ...], *, graceful: bool) -> None:
+def _stop_all(processes: tuple[LocalProcess, ...], *, graceful: bool) -> None:
     for proc in processes:
         proc.stop(timeout=5.0 if graceful else 1.0, graceful=graceful)
 
@@ -996,7 +996,7 @@ __all__ = [
     "Heartbeat",
     "HostDriver",
     "VMState",
-    "VmSnapshot",
+    "VmRecord",
     "default_reserve",
     "has_wildcards",
     "like",

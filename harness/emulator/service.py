@@ -15,7 +15,7 @@ from pathlib import Path
 
 from harness.emulator.balancer import Timings
 from harness.emulator.cmdlets import TEMPLATE_DIR, GuestEndpoint, HyperVHandler
-from harness.emulator.host import EmulatedHost, HostDriver, VmSnapshot
+from harness.emulator.host import EmulatedHost, HostDriver, VmRecord
 from harness.emulator.server import EmulatorServer
 from harness.settings import HostVersion
 
@@ -127,7 +127,7 @@ class EmbeddedEmulator:
     def template_path(self, guest_os: str) -> str:
         return template_path(guest_os)
 
-    def _guest_endpoint(self, vm: VmSnapshot) -> GuestEndpoint:
+    def _guest_endpoint(self, vm: VmRecord) -> GuestEndpoint:
         """The guest's own WinRM listener (like a guest's IP), started the first time asked."""
         with self._lock:
             server = self._guest_servers.get(vm.id)

@@ -37,8 +37,8 @@ from harness.emulator.guest import (
     ENV_OS,
     MAXIMUM_MEMORY,
     TOTAL_PHYSICAL,
-    GuestProcess,
     LinuxProfile,
+    LocalProcess,
     Overlay,
     WindowsProfile,
     meminfo_overlay,
@@ -457,7 +457,7 @@ CHILD_SPAWNER = (
 )
 
 
-def _child_pid(proc: GuestProcess) -> int:
+def _child_pid(proc: LocalProcess) -> int:
     wait_until(lambda: proc.output().strip(), 10, "the child's pid")
     return int(proc.output().split()[0])
 
@@ -595,11 +595,11 @@ for line in sys.stdin:
 """
 
 
-def _said(proc: GuestProcess, word: str) -> bool:
+def _said(proc: LocalProcess, word: str) -> bool:
     return any(line == word for line in proc.output().splitlines())
 
 
-def _inside_meminfo(proc: GuestProcess) -> dict[str, int]:
+def _inside_meminfo(proc: LocalProcess) -> dict[str, int]:
     """Ask the app for /proc/meminfo as it sees it; returns the newest answer."""
     count = proc.output().count("meminfo ")
     proc.send("meminfo\n")

@@ -1,0 +1,87 @@
+"""Waiting with a deadline: the one polling loop of the harness and its tests.
+
+Hosts react in seconds, not at once (reference §0, §3.1), so the harness waits on conditions,
+never on fixed sleeps. `wait_until` polls a condition and raises DeadlineError naming what it
+waited for; `Deadline` is the moment a wait gives up, for loops that need more than that.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from collections.abc import Callable
+from typing import TypeVar
+
+from harness.errors import DeadlineError, SettingError
+
+T = TypeVar("T")
+
+Clock = Callable[[], float]
+
+_GROWTH = 1.5  # how much a backing-off poll stretches its interval each round
+
+
+class Deadline:
+    """A moment `seconds` from now on `clock` (time.monotonic unless another clock is given,
+    such as a timeline's)."""
+
+    def __init__(self, seconds: float, *, clock: Clock = time.monotonic) -> None:
+        if isinstance(seconds, bool) or not isinstance(seconds, int | float) or math.isnan(seconds):
+            raise SettingError("deadline", seconds, "must be a number of seconds")
+        self.seconds = max(0.0, float(seconds))  # as shown in messages; negative: passed
+        self.clock = clock
+        self.end = clock() + float(seconds)
+
+    @classmethod
+    def at(cls, end: float, *, clock: Clock = time.monotonic) -> Deadline:
+        """The deadline at `end` on `clock` (already passed when `end` is)."""
+        return cls(end - clock(), clock=clock)
+
+    def remaining(self) -> float:
+        return max(0.0, self.end - self.clock())
+
+    @property
+    def expired(self) -> bool:
+        return self.clock() >= self.end
+
+    def sleep(self, seconds: float) -> None:
+        """Sleep `seconds`, but not past the deadline (so the last check comes on time)."""
+        time.sleep(max(0.0, min(seconds, self.remaining())))
+
+    def run_out(self) -> None:
+        """Let the time up to the deadline pass (to observe a window, not to wait for luck)."""
+        while not self.expired:
+            self.sleep(self.remaining())
+
+
+def wait_until(
+    condition: Callable[[], T | None],
+    timeout: float | Deadline,
+    *,
+    what: str,
+    interval: float = 0.05,
+    max_interval: float | None = None,
+    detail: Callable[[], str] | None = None,
+) -> T:
+    """Call `condition` until it returns something truthy, and return that value.
+
+    It is called once more when the deadline has passed, then DeadlineError says what was
+    awaited, for how long, and `detail()` (the state last seen) when given. With `max_interval`
+    the interval between calls grows up to it (for conditions that cost a host round trip).
+    """
+    deadline = timeout if isinstance(timeout, Deadline) else Deadline(timeout)
+    if not interval > 0:
+        raise SettingError("interval", interval, "must be a positive number of seconds")
+    delay = interval
+    while True:
+        value = condition()
+        if value:
+            return value
+        if deadline.expired:
+            seen = detail() if detail is not None else ""
+            raise DeadlineError(
+                f"waited {deadline.seconds:g}s for {what}" + (f"; {seen}" if seen else "")
+            )
+        deadline.sleep(delay)
+        if max_interval is not None:
+            delay = min(delay * _GROWTH, max_interval)

@@ -1,0 +1,97 @@
+"""harness.deadline: conditions waited on with a deadline, and errors that say what was awaited."""
+
+from __future__ import annotations
+
+import itertools
+import threading
+import time
+
+import pytest
+
+from harness.deadline import Deadline, wait_until
+from harness.errors import DeadlineError, SettingError
+
+
+def test_returns_the_first_truthy_value_without_waiting() -> None:
+    calls = itertools.count(1)
+    started = time.monotonic()
+    assert wait_until(lambda: next(calls) >= 1 and "ready", 5.0, what="x") == "ready"
+    assert time.monotonic() - started < 1.0
+
+
+def test_polls_until_the_condition_holds() -> None:
+    flag = threading.Event()
+    threading.Timer(0.2, flag.set).start()
+    seen = []
+
+    def ready() -> bool:
+        seen.append(flag.is_set())
+        return flag.is_set()
+
+    assert wait_until(ready, 10.0, what="the flag", interval=0.02) is True
+    assert seen[-1] is True and seen.count(False) >= 2  # it really polled
+
+
+def test_timeout_names_what_and_the_state_last_seen() -> None:
+    calls = itertools.count()
+    started = time.monotonic()
+    with pytest.raises(DeadlineError) as info:
+        wait_until(
+            lambda: next(calls) < 0,
+            0.2,
+            what="the VM to start",
+            interval=0.01,
+            detail=lambda: "state Off",
+        )
+    elapsed = time.monotonic() - started
+    assert str(info.value) == "waited 0.2s for the VM to start; state Off"
+    assert 0.2 <= elapsed < 2.0
+    assert next(calls) >= 3  # called repeatedly, including once after the deadline
+
+
+def test_a_zero_timeout_still_checks_once() -> None:
+    assert wait_until(lambda: 7, 0, what="x") == 7
+    with pytest.raises(DeadlineError, match="waited 0s for nothing"):
+        wait_until(lambda: None, 0, what="nothing")
+
+
+def test_backoff_grows_to_the_cap_and_never_sleeps_past_the_deadline() -> None:
+    stamps: list[float] = []
+    deadline = Deadline(0.5)
+    with pytest.raises(DeadlineError):
+        wait_until(
+            lambda: stamps.append(time.monotonic()), deadline, what="x", interval=0.01,
+            max_interval=0.1,
+        )  # fmt: skip
+    gaps = [b - a for a, b in itertools.pairwise(stamps)]
+    assert gaps[-2] > gaps[0]  # grew
+    assert max(gaps) < 0.1 + 0.05  # capped (with scheduling slack)
+    assert stamps[-1] - deadline.end < 0.05  # the last check came at the deadline, not later
+
+
+def test_deadline_on_another_clock() -> None:
+    now = [100.0]
+    deadline = Deadline.at(105.0, clock=lambda: now[0])
+    assert (deadline.remaining(), deadline.expired) == (5.0, False)
+    now[0] = 105.0
+    assert (deadline.remaining(), deadline.expired) == (0.0, True)
+    passed = Deadline.at(90.0, clock=lambda: now[0])
+    assert passed.expired and passed.seconds == 0.0
+
+
+def test_run_out_lets_the_time_pass() -> None:
+    deadline = Deadline(0.1)
+    deadline.run_out()
+    assert deadline.expired and time.monotonic() >= deadline.end
+
+
+@pytest.mark.parametrize("bad", [float("nan"), "5", True, None])
+def test_a_deadline_that_is_not_a_number_is_refused(bad: object) -> None:
+    with pytest.raises(SettingError, match=r"deadline: .* must be a number of seconds"):
+        Deadline(bad)  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize("bad", [0, -1.0])
+def test_an_interval_must_be_positive(bad: float) -> None:
+    with pytest.raises(SettingError, match="interval"):
+        wait_until(lambda: True, 1.0, what="x", interval=bad)

@@ -11,13 +11,21 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from contextlib import AbstractContextManager, nullcontext
+from dataclasses import asdict, dataclass, field
 from typing import Any
 
 from harness.errors import LeverError
 from harness.hyperv.guest import Guest, GuestProcess
 from harness.hyperv.host import HyperVHost, VMInfo
-from harness.settings import ALIGNMENT, MINIMUM_FLOOR, Change, MemorySettings, runtime_rules
+from harness.settings import (
+    ALIGNMENT,
+    MINIMUM_FLOOR,
+    Change,
+    MemoryChange,
+    MemorySettings,
+    runtime_rules,
+)
 from harness.timeline import Timeline
 from harness.units import MB, format_size, parse_size
 
@@ -88,20 +96,16 @@ class MemoryLevers:
         priority: int | None = None,
     ) -> MemorySettings:
         """Change memory settings; refused before sending if Hyper-V's rules forbid it."""
-        changes: dict[str, Any] = {}
-        for name, value in (("minimum", minimum), ("maximum", maximum), ("startup", startup)):
-            if value is not None:
-                changes[name] = parse_size(value, name)
-        if buffer is not None:
-            changes["buffer"] = buffer
-        if priority is not None:
-            changes["priority"] = priority
-        shown = {
-            k: format_size(v) if k in ("minimum", "maximum", "startup") else v
-            for k, v in changes.items()
-        }
-        with _maybe(self.step("set memory bounds", shown)):
-            settings = self.host.change_memory(self.vm_name, **changes)
+        change = MemoryChange(
+            startup=None if startup is None else parse_size(startup, "startup"),
+            minimum=None if minimum is None else parse_size(minimum, "minimum"),
+            maximum=None if maximum is None else parse_size(maximum, "maximum"),
+            buffer=buffer,
+            priority=priority,
+        )
+        shown = change.shown()
+        with _entered(self.step("set memory bounds", shown)):
+            settings = self.host.change_memory(self.vm_name, change)
         self.timeline.add_event(
             "memory", "set " + ", ".join(f"{k}={v}" for k, v in shown.items()), shown
         )
@@ -112,7 +116,7 @@ class MemoryLevers:
         if self.guest is None or self.load is None:
             raise LeverError("no guest channel or load command: cannot raise demand in the guest")
         size_mb = parse_size(size, "load") // MB
-        with _maybe(self.step("add guest load", {"size": format_size(size_mb * MB)})):
+        with _entered(self.step("add guest load", {"size": format_size(size_mb * MB)})):
             process = self.guest.start_process(
                 self.load.command, [*self.load.arguments, str(size_mb)], self.load.environment
             )
@@ -125,7 +129,7 @@ class MemoryLevers:
     def drop_load(self) -> int:
         """Stop every load process; returns how many were stopped."""
         count = len(self.loads)
-        with _maybe(self.step("drop guest load", {"processes": count})):
+        with _entered(self.step("drop guest load", {"processes": count})):
             while self.loads:
                 self.loads.pop().stop()
         if count:
@@ -142,7 +146,7 @@ class MemoryLevers:
         chosen = strategy or self._pick_hot_add(vm, need)
         before = vm.memory_assigned // MB
         started = time.monotonic()
-        with _maybe(
+        with _entered(
             self.step(f"force hot-add ({chosen})", {"at_least_mb": need, "assigned_mb": before})
         ):
             if chosen == "raise-maximum":
@@ -162,7 +166,7 @@ class MemoryLevers:
                 lambda mb: mb >= before + need, f"assigned ≥ {before + need} MB", chosen
             )
         move = Move("hot-add", chosen, before, after, round(time.monotonic() - started, 2))
-        self.timeline.add_event("hot-add", f"hot-add {before}→{after} MB ({chosen})", _fields(move))
+        self.timeline.add_event("hot-add", f"hot-add {before}→{after} MB ({chosen})", asdict(move))
         return move
 
     def force_balloon(self, at_least: str | int = "128MB", strategy: str | None = None) -> Move:
@@ -172,7 +176,7 @@ class MemoryLevers:
         chosen = strategy or self._pick_balloon(vm)
         before = vm.memory_assigned // MB
         started = time.monotonic()
-        with _maybe(
+        with _entered(
             self.step(f"force balloon ({chosen})", {"at_least_mb": need, "assigned_mb": before})
         ):
             if chosen == "drop-load":
@@ -199,7 +203,7 @@ class MemoryLevers:
                 chosen,
             )
         move = Move("balloon", chosen, before, after, round(time.monotonic() - started, 2))
-        self.timeline.add_event("balloon", f"balloon {before}→{after} MB ({chosen})", _fields(move))
+        self.timeline.add_event("balloon", f"balloon {before}→{after} MB ({chosen})", asdict(move))
         return move
 
     # -- internals -------------------------------------------------------------------------
@@ -258,24 +262,6 @@ class MemoryLevers:
             delay = min(delay * 1.5, 1.0)
 
 
-def _fields(move: Move) -> dict[str, Any]:
-    return {
-        "kind": move.kind,
-        "strategy": move.strategy,
-        "before_mb": move.before_mb,
-        "after_mb": move.after_mb,
-        "seconds": move.seconds,
-    }
-
-
-class _Null:
-    def __enter__(self) -> None:
-        return None
-
-    def __exit__(self, *exc: object) -> None:
-        return None
-
-
-def _maybe(context: Any) -> Any:
+def _entered(context: object) -> AbstractContextManager[object]:
     """The step hook may return a context manager (an Allure step) or nothing."""
-    return context if hasattr(context, "__enter__") else _Null()
+    return context if isinstance(context, AbstractContextManager) else nullcontext()

@@ -45,6 +45,7 @@ PRIORITY_RANGE = (0, 100)  # §2.2
 DEFAULT_BUFFER = 20
 DEFAULT_PRIORITY = 50
 _ORDER = "minimum ≤ startup ≤ maximum, §2.2"
+SIZE_FIELDS = ("startup", "minimum", "maximum")  # the settings that are byte counts
 
 
 def max_memory_per_vm(version: HostVersion, generation: int = 2) -> int:
@@ -94,7 +95,7 @@ class MemorySettings:
 
     def validate(self, version: HostVersion = HostVersion.V2022, generation: int = 2) -> None:
         """Raise SettingError naming the field, the value and the rule that it breaks."""
-        for name in ("startup", "minimum", "maximum"):
+        for name in SIZE_FIELDS:
             size = getattr(self, name)
             if isinstance(size, bool) or not isinstance(size, int):
                 raise SettingError(name, size, "a size is an integer number of bytes")
@@ -185,9 +186,17 @@ class MemoryChange:
         """The Set-VMMemory parameters that carry this change."""
         return {SET_VMMEMORY_PARAMETERS[name]: value for name, value in self.fields().items()}
 
+    def shown(self) -> dict[str, bool | int | str]:
+        """The fields this change sets as a reader wants them: sizes as "2GB"."""
+        return {name: _shown(name, value) for name, value in self.fields().items()}
+
 
 def _show(size: int) -> str:
     return format_size(size) if size >= 0 else str(size)
+
+
+def _shown(name: str, value: bool | int) -> bool | int | str:
+    return _show(value) if name in SIZE_FIELDS else value
 
 
 def _check_range(name: str, value: object, bounds: tuple[int, int], unit: str) -> None:
@@ -250,6 +259,5 @@ def check_runtime_change(old: MemorySettings, new: MemorySettings, version: Host
             or (rule is Change.DECREASE and after < before)
         )
         if not allowed:
-            shown = _show(after) if name in ("startup", "minimum", "maximum") else after
-            was = _show(before) if name in ("startup", "minimum", "maximum") else before
-            raise RuntimeChangeError(name, f"{shown} (was {was})", rule.value, version.value)
+            shown = f"{_shown(name, after)} (was {_shown(name, before)})"
+            raise RuntimeChangeError(name, shown, rule.value, version.value)

@@ -20,7 +20,14 @@ from harness.errors import (
     ObjectNotFoundError,
 )
 from harness.hyperv.session import HostSession
-from harness.settings import HostVersion, MemorySettings, check_runtime_change
+from harness.settings import (
+    DEFAULT_BUFFER,
+    DEFAULT_PRIORITY,
+    HostVersion,
+    MemoryChange,
+    MemorySettings,
+    check_runtime_change,
+)
 
 log = logging.getLogger(__name__)
 
@@ -155,7 +162,7 @@ class HyperVHost:
             params["DiskDirectory"] = disk_directory
         self.session.script("new-vm-from-template", **params)
         try:
-            self.configure_memory(name, memory)
+            self._set_memory(name, MemoryChange.full(memory))
         except BaseException:
             self.remove_vm(name)
             raise
@@ -184,43 +191,25 @@ class HyperVHost:
             if text(prop(raw, "Notes")).startswith(tag)
         ]
 
-    def configure_memory(self, name: str, memory: MemorySettings) -> None:
+    def configure_memory(self, name: str, memory: MemorySettings, generation: int = 2) -> None:
         """Write all memory settings in one Set-VMMemory (validated as one, §1.1)."""
-        memory.validate(self.version)
-        params: dict[str, Any] = {
-            "VMName": literal(name),
-            "DynamicMemoryEnabled": memory.dynamic,
-            "StartupBytes": memory.startup,
-        }
-        if memory.dynamic:
-            params.update(
-                MinimumBytes=memory.minimum,
-                MaximumBytes=memory.maximum,
-                Buffer=memory.buffer,
-            )
-        params["Priority"] = memory.priority
-        self.session.cmdlet("Set-VMMemory", **params)
+        memory.validate(self.version, generation)
+        self._set_memory(name, MemoryChange.full(memory))
 
-    def change_memory(self, name: str, **changes: Any) -> MemorySettings:
-        """Change settings of a VM in any state; refuse what its state and host forbid."""
+    def change_memory(self, name: str, change: MemoryChange) -> MemorySettings:
+        """Change settings of a VM in any state; refuse what its state and host forbid.
+        The settings the VM has afterwards."""
         current = self.vm(name)
-        wanted = current.memory.with_changes(**changes)
+        wanted = change.applied_to(current.memory)
         wanted.validate(self.version, current.generation)
         if current.state != "Off":
             check_runtime_change(current.memory, wanted, self.version)
-        params: dict[str, Any] = {"VMName": literal(name)}
-        names = {
-            "dynamic": "DynamicMemoryEnabled",
-            "startup": "StartupBytes",
-            "minimum": "MinimumBytes",
-            "maximum": "MaximumBytes",
-            "buffer": "Buffer",
-            "priority": "Priority",
-        }
-        for key, value in changes.items():
-            params[names[key]] = value
-        self.session.cmdlet("Set-VMMemory", **params)
+        self._set_memory(name, change)
         return wanted
+
+    def _set_memory(self, name: str, change: MemoryChange) -> None:
+        # Validated by the caller: this is the one place that sends a memory change.
+        self.session.cmdlet("Set-VMMemory", VMName=literal(name), **change.parameters())
 
     def start_vm(self, name: str, heartbeat_deadline: float = 120.0) -> VMInfo:
         """Start the VM and wait until its heartbeat is OK, within a deadline."""
@@ -298,7 +287,7 @@ def _vm_info(raw: Any, mem: Any) -> VMInfo:
             startup=int(prop(mem, "Startup", 0)),
             minimum=int(prop(mem, "Minimum", 0)),
             maximum=int(prop(mem, "Maximum", 0)),
-            buffer=int(prop(mem, "Buffer", 20)),
-            priority=int(prop(mem, "Priority", 50)),
+            buffer=int(prop(mem, "Buffer", DEFAULT_BUFFER)),
+            priority=int(prop(mem, "Priority", DEFAULT_PRIORITY)),
         ),
     )

@@ -16,7 +16,7 @@ from harness.errors import CommandError, ObjectNotFoundError
 from harness.hyperv.guest import DirectChannel, Guest, GuestCredentials
 from harness.hyperv.host import RUN_TAG, HyperVHost, prop
 from harness.sampler import Sampler
-from harness.settings import MemorySettings
+from harness.settings import MemoryChange, MemorySettings
 from harness.timeline import Timeline
 from harness.units import GB
 
@@ -77,11 +77,11 @@ def test_hostile_vm_names_notes_and_paths(http_emulator: Emulator) -> None:
                 assert disk in emulated.disks()
 
                 # Settings, checkpoints, start and sampling touch the hostile VM only.
-                host.change_memory(HOSTILE, startup=2 * GB, maximum=4 * GB)
+                host.change_memory(HOSTILE, MemoryChange(startup=2 * GB, maximum=4 * GB))
                 assert host.vm(HOSTILE).memory.startup == 2 * GB
                 assert host.vm(DECOY).memory == settings
                 host.checkpoint(HOSTILE, HOSTILE)
-                host.change_memory(HOSTILE, startup=1 * GB)
+                host.change_memory(HOSTILE, MemoryChange(startup=1 * GB))
                 host.restore(HOSTILE, HOSTILE)
                 assert host.vm(HOSTILE).memory.startup == 2 * GB
                 host.start_vm(HOSTILE, heartbeat_deadline=20)
@@ -175,7 +175,7 @@ def test_vm_names_with_one_special_character(http_emulator: Emulator, name: str)
         host.create_vm(name, memory(), run_id="special")
         try:
             assert host.vm(name).name == name
-            host.change_memory(name, buffer=30)
+            host.change_memory(name, MemoryChange(buffer=30))
             assert host.vm(name).memory.buffer == 30
         finally:
             host.remove_vm(name)

@@ -5,13 +5,12 @@ from __future__ import annotations
 
 import uuid
 from pathlib import PureWindowsPath
-from typing import Any
 
 import pytest
 
 from harness.errors import InvalidArgumentError, RuntimeChangeError
 from harness.hyperv.host import RUN_TAG, HyperVHost, version_from_build
-from harness.settings import HostVersion, MemorySettings
+from harness.settings import HostVersion, MemoryChange, MemorySettings
 from harness.units import GB, MB
 
 from .support import Emulator, memory, running_emulator
@@ -53,7 +52,7 @@ def test_full_lifecycle(any_emulator: Emulator, vm_name: str) -> None:
 
             # Adopt from a checkpoint: settings changed after it are rolled back.
             host.checkpoint(vm_name, "clean")
-            host.change_memory(vm_name, startup=2 * GB, maximum=8 * GB)
+            host.change_memory(vm_name, MemoryChange(startup=2 * GB, maximum=8 * GB))
             assert host.vm(vm_name).memory.startup == 2 * GB
             assert host.adopt_vm(vm_name, checkpoint="clean").memory == settings
 
@@ -64,22 +63,26 @@ def test_full_lifecycle(any_emulator: Emulator, vm_name: str) -> None:
 
             # What a 2022 host allows at runtime: raise maximum, lower minimum, any buffer.
             expected = settings
-            for change in ({"maximum": 6 * GB}, {"minimum": 256 * MB}, {"buffer": 50}):
-                expected = host.change_memory(vm_name, **change)
+            for change in (
+                MemoryChange(maximum=6 * GB),
+                MemoryChange(minimum=256 * MB),
+                MemoryChange(buffer=50),
+            ):
+                expected = host.change_memory(vm_name, change)
                 assert host.vm(vm_name).memory == expected
             assert emulated.get_vm(vm_name).memory.maximum == 6 * GB
 
             # What it refuses: checked before any Set-VMMemory goes out.
             sent_before = len(emulator.recorder.statements)
             for change in (
-                {"maximum": 4 * GB},
-                {"minimum": 512 * MB},
-                {"startup": 2 * GB},
-                {"dynamic": False},
+                MemoryChange(maximum=4 * GB),
+                MemoryChange(minimum=512 * MB),
+                MemoryChange(startup=2 * GB),
+                MemoryChange(dynamic=False),
             ):
                 with pytest.raises(RuntimeChangeError) as refused:
-                    host.change_memory(vm_name, **change)
-                assert refused.value.field == next(iter(change))
+                    host.change_memory(vm_name, change)
+                assert [refused.value.field] == list(change.fields())
                 assert refused.value.host_version == "2022"
             assert "Set-VMMemory" not in emulator.recorder.statements[sent_before:]
             assert host.vm(vm_name).memory == expected
@@ -99,17 +102,17 @@ def test_full_lifecycle(any_emulator: Emulator, vm_name: str) -> None:
 
 # What each host version lets a running DM VM change (reference §2.3). 2016 and later follow
 # the 2012 R2 rules for DM VMs (the harness's stated assumption); 2008 R2 SP1 allows nothing.
-_ALLOWED: list[dict[str, Any]] = [
-    {"maximum": 6 * GB},
-    {"minimum": 256 * MB},
-    {"buffer": 50},
-    {"priority": 80},
+_ALLOWED = [
+    MemoryChange(maximum=6 * GB),
+    MemoryChange(minimum=256 * MB),
+    MemoryChange(buffer=50),
+    MemoryChange(priority=80),
 ]
-_ALWAYS_REFUSED: list[dict[str, Any]] = [
-    {"maximum": 3 * GB},
-    {"minimum": 768 * MB},
-    {"startup": 2 * GB},
-    {"dynamic": False},
+_ALWAYS_REFUSED = [
+    MemoryChange(maximum=3 * GB),
+    MemoryChange(minimum=768 * MB),
+    MemoryChange(startup=2 * GB),
+    MemoryChange(dynamic=False),
 ]
 
 
@@ -132,15 +135,15 @@ def test_runtime_changes_per_host_version(version: str) -> None:
         sent_before = len(emulator.recorder.statements)
         for change in refused:
             with pytest.raises(RuntimeChangeError) as error:
-                host.change_memory(name, **change)
+                host.change_memory(name, change)
             assert error.value.host_version == version
-            assert error.value.field == next(iter(change))
+            assert [error.value.field] == list(change.fields())
         # Refused before sending: the host saw reads only, and its settings did not move.
         assert "Set-VMMemory" not in emulator.recorder.statements[sent_before:]
         assert emulator.emu.host.get_vm(name).memory == state
 
         expected: MemorySettings = settings
         for change in allowed:
-            expected = host.change_memory(name, **change)
+            expected = host.change_memory(name, change)
             assert host.vm(name).memory == expected
         assert emulator.recorder.statements.count("Set-VMMemory") == 1 + len(allowed)

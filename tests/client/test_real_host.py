@@ -20,7 +20,7 @@ from harness.config import HostTarget
 from harness.errors import ConfigError, RuntimeChangeError
 from harness.hyperv.host import HyperVHost, version_from_build
 from harness.hyperv.session import HostSession
-from harness.settings import HostVersion, MemorySettings
+from harness.settings import HostVersion, MemoryChange, MemorySettings
 from harness.units import MB
 
 HOST_HELP = (
@@ -74,9 +74,9 @@ def test_vm_from_template_with_a_runtime_change(real_host: HyperVHost, template:
         assert running.state == "Running"
         if real_host.version is HostVersion.V2008R2SP1:
             with pytest.raises(RuntimeChangeError):
-                real_host.change_memory(name, maximum=4096 * MB)
+                real_host.change_memory(name, MemoryChange(maximum=4096 * MB))
         else:
-            changed = real_host.change_memory(name, maximum=4096 * MB)
+            changed = real_host.change_memory(name, MemoryChange(maximum=4096 * MB))
             assert real_host.vm(name).memory == changed
         real_host.stop_vm(name)
         assert real_host.vm(name).state == "Off"

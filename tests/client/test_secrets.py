@@ -17,6 +17,7 @@ from harness.hyperv.guest import DirectChannel, Guest, GuestCredentials, guest_t
 from harness.hyperv.host import HyperVHost
 from harness.hyperv.session import HostSession
 from harness.sampler import Sampler
+from harness.settings import MemoryChange
 from harness.timeline import Timeline
 from harness.units import GB
 
@@ -65,7 +66,7 @@ def test_no_secret_in_logs_errors_targets_or_ids(
             failing(lambda: HostSession(winrm, retries=0).script("guest-ops", Operation="Counters"))
             wrong_guest = GuestCredentials(creds.username, Secret(emu.password))
             failing(lambda: Guest(DirectChannel(session, vm_name, wrong_guest)).counters())
-            failing(lambda: host.change_memory(vm_name, maximum=1 * GB))
+            failing(lambda: host.change_memory(vm_name, MemoryChange(maximum=1 * GB)))
             failing(lambda: session.cmdlet("Set-VMMemory", VMName=vm_name, MaximumBytes=1 * GB))
     wrong_host = dataclasses.replace(target, password=Secret(emu.guest_password))
     failing(lambda: HostSession(wrong_host, retries=0).script("host-facts"))

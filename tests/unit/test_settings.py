@@ -11,7 +11,11 @@ from hypothesis import strategies as st
 
 from harness.errors import RuntimeChangeError, SettingError
 from harness.settings import (
+    DEFAULT_BUFFER,
+    DEFAULT_PRIORITY,
+    SET_VMMEMORY_PARAMETERS,
     HostVersion,
+    MemoryChange,
     MemorySettings,
     check_runtime_change,
     max_memory_per_vm,
@@ -88,6 +92,7 @@ def test_build_parses_sizes_and_defaults_minimum_and_maximum_to_startup() -> Non
     settings = MemorySettings.build(startup="2GB")
     assert (settings.startup, settings.minimum, settings.maximum) == (2 * GB, 2 * GB, 2 * GB)
     assert (settings.buffer, settings.priority) == (20, 50)  # §2.2 defaults
+    assert (DEFAULT_BUFFER, DEFAULT_PRIORITY) == (20, 50)
     built = MemorySettings.build(startup="1GB", minimum="512MB", maximum="4GiB", buffer=30)
     assert built == MemorySettings(True, GB, 512 * MB, 4 * GB, 30, 50)
 
@@ -253,3 +258,42 @@ def test_2012r2_dm_bounds_only_widen_while_running(max_step: int, min_step: int)
     else:
         with pytest.raises(RuntimeChangeError):
             check_runtime_change(DM, new, V.V2012R2)
+
+
+# -- a memory change as one value ---------------------------------------------------------------
+def test_a_change_names_only_what_it_sets() -> None:
+    change = MemoryChange(maximum=16 * GB, buffer=30)
+    assert change.fields() == {"maximum": 16 * GB, "buffer": 30}
+    assert change.parameters() == {"MaximumBytes": 16 * GB, "Buffer": 30}
+    assert change.shown() == {"maximum": "16GB", "buffer": 30}
+    assert change.applied_to(DM) == MemorySettings(True, 2 * GB, 1 * GB, 16 * GB, 30, 50)
+    assert MemoryChange().fields() == {} and MemoryChange().applied_to(DM) == DM
+
+
+def test_every_setting_has_one_set_vmmemory_parameter() -> None:
+    assert list(SET_VMMEMORY_PARAMETERS) == [
+        "dynamic", "startup", "minimum", "maximum", "buffer", "priority"
+    ]  # fmt: skip
+    assert MemoryChange.full(DM).applied_to(STATIC) == DM
+    assert MemoryChange.full(DM).parameters() == {
+        "DynamicMemoryEnabled": True,
+        "StartupBytes": 2 * GB,
+        "MinimumBytes": 1 * GB,
+        "MaximumBytes": 8 * GB,
+        "Buffer": 20,
+        "Priority": 50,
+    }
+
+
+def test_a_full_change_of_static_memory_leaves_out_what_only_dm_takes() -> None:
+    """Set-VMMemory takes -MinimumBytes, -MaximumBytes and -Buffer only with DM enabled (§1.1)."""
+    assert MemoryChange.full(STATIC).parameters() == {
+        "DynamicMemoryEnabled": False,
+        "StartupBytes": 2 * GB,
+        "Priority": 50,
+    }
+
+
+def test_false_is_a_change_and_none_is_not() -> None:
+    assert MemoryChange(dynamic=False).parameters() == {"DynamicMemoryEnabled": False}
+    assert MemoryChange(priority=0).fields() == {"priority": 0}

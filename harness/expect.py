@@ -8,11 +8,11 @@ reports; a failure raises ExpectationFailed showing the window of samples that f
 from __future__ import annotations
 
 import re
-import time
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 
-from harness.errors import ExpectationFailed
+from harness.deadline import Deadline, wait_until
+from harness.errors import DeadlineError, ExpectationFailed
 from harness.report.model import ExpectationResult as Outcome
 from harness.timeline import MEMORY_EVENT_KINDS, Event, Sample, Timeline
 
@@ -197,57 +197,71 @@ class Expectations:
 
     def releases_after(self, event: Event, within: float = 10.0, fraction: float = 0.2) -> None:
         """After a pressure event, the app's working set drops by at least `fraction`."""
-        name = f"app releases memory after {event.message}"
-        before = [s for s in self.timeline.samples if s.app and s.t <= event.t]
-        if not before or before[-1].app is None:
-            self._record(Outcome(name, False, "no sample of the app before the event"))
-            return
-        peak = before[-1].app.working_set_mb
-        goal = peak * (1 - fraction)
-        try:
-            hit = self._wait(
-                lambda s: s.app is not None and s.t > event.t and s.app.working_set_mb <= goal,
-                event.t + within,
-            )
-        except _Missed:
-            after = self.timeline.samples_between(event.t, event.t + within)
-            low = min((s.app.working_set_mb for s in after if s.app), default=peak)
-            detail = f"working set stayed at {low:.0f} MB or more (was {peak:.0f} MB) for {within:g}s after the event"
-            self._record(
-                Outcome(name, False, detail, event.t, event.t + within), before[-3:] + after
-            )
-            return
-        assert hit.app is not None
-        detail = (
-            f"working set {peak:.0f} → {hit.app.working_set_mb:.0f} MB in {hit.t - event.t:.1f}s"
+        self._working_set_moves(
+            f"app releases memory after {event.message}",
+            event,
+            within,
+            goal=lambda peak: peak * (1 - fraction),
+            rising=False,
+            missed=lambda peak, low: (
+                f"working set stayed at {low:.0f} MB or more (was {peak:.0f} MB) for {within:g}s "
+                "after the event"
+            ),
         )
-        self._record(Outcome(name, True, detail))
 
     def grows_after(self, event: Event, within: float = 10.0, min_growth_mb: float = 32) -> None:
         """After memory was added, the app makes use of it (its working set grows)."""
-        name = f"app grows into memory after {event.message}"
+        self._working_set_moves(
+            f"app grows into memory after {event.message}",
+            event,
+            within,
+            goal=lambda base: base + min_growth_mb,
+            rising=True,
+            missed=lambda base, high: (
+                f"working set grew only {high - base:.0f} MB (< {min_growth_mb:g}) in {within:g}s"
+            ),
+        )
+
+    def _working_set_moves(
+        self,
+        name: str,
+        event: Event,
+        within: float,
+        *,
+        goal: Callable[[float], float],
+        rising: bool,
+        missed: Callable[[float, float], str],
+    ) -> None:
+        """Within `within` seconds after `event`, the app's working set reaches `goal(base)`
+        (rising to it or falling to it), base being the last working set before the event;
+        `missed(base, nearest)` says how far it got when it does not."""
         before = [s for s in self.timeline.samples if s.app and s.t <= event.t]
         if not before or before[-1].app is None:
             self._record(Outcome(name, False, "no sample of the app before the event"))
             return
         base = before[-1].app.working_set_mb
+        target = goal(base)
+
+        def reached(s: Sample) -> bool:
+            if s.app is None or s.t <= event.t:
+                return False
+            ws = s.app.working_set_mb
+            return ws >= target if rising else ws <= target
+
         try:
-            hit = self._wait(
-                lambda s: (
-                    s.app is not None
-                    and s.t > event.t
-                    and s.app.working_set_mb >= base + min_growth_mb
-                ),
-                event.t + within,
+            hit = wait_until(
+                lambda: next((s for s in self.timeline.samples if reached(s)), None),
+                Deadline.at(event.t + within, clock=self.timeline.now),
+                what=name,
+                interval=0.1,
             )
-        except _Missed:
+        except DeadlineError:
             after = self.timeline.samples_between(event.t, event.t + within)
-            high = max((s.app.working_set_mb for s in after if s.app), default=base)
-            detail = (
-                f"working set grew only {high - base:.0f} MB (< {min_growth_mb:g}) in {within:g}s"
-            )
+            seen = [s.app.working_set_mb for s in after if s.app]
+            nearest = (max if rising else min)(seen, default=base)
             self._record(
-                Outcome(name, False, detail, event.t, event.t + within), before[-3:] + after
+                Outcome(name, False, missed(base, nearest), event.t, event.t + within),
+                before[-3:] + after,
             )
             return
         assert hit.app is not None
@@ -255,16 +269,3 @@ class Expectations:
             f"working set {base:.0f} → {hit.app.working_set_mb:.0f} MB in {hit.t - event.t:.1f}s"
         )
         self._record(Outcome(name, True, detail))
-
-    def _wait(self, condition: Callable[[Sample], bool], until: float) -> Sample:
-        while True:
-            for sample in self.timeline.samples:
-                if condition(sample):
-                    return sample
-            if self.timeline.now() > until:
-                raise _Missed
-            time.sleep(0.1)
-
-
-class _Missed(Exception):
-    """The window ended before the condition held."""

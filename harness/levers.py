@@ -15,7 +15,8 @@ from contextlib import AbstractContextManager, nullcontext
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
-from harness.errors import LeverError
+from harness.deadline import wait_until
+from harness.errors import DeadlineError, LeverError
 from harness.hyperv.guest import Guest, GuestProcess
 from harness.hyperv.host import HyperVHost, VMInfo
 from harness.settings import (
@@ -245,21 +246,21 @@ class MemoryLevers:
         )
 
     def _wait_assigned(self, good: Callable[[int], bool], what: str, strategy: str) -> int:
-        end = time.monotonic() + self.deadline
-        delay = 0.1
         seen: list[int] = []
-        while True:
-            assigned = self.host.vm(self.vm_name).memory_assigned // MB
-            seen.append(assigned)
-            if good(assigned):
-                return assigned
-            if time.monotonic() >= end:
-                raise LeverError(
-                    f"memory did not move: wanted {what} within {self.deadline:g}s using "
-                    f"{strategy}; assigned went {seen[0]} → {assigned} MB (min {min(seen)}, max {max(seen)})"
-                )
-            time.sleep(delay)
-            delay = min(delay * 1.5, 1.0)
+
+        def moved() -> bool:
+            seen.append(self.host.vm(self.vm_name).memory_assigned // MB)
+            return good(seen[-1])
+
+        try:
+            wait_until(moved, self.deadline, what=what, interval=0.1, max_interval=1.0)
+            return seen[-1]
+        except DeadlineError:
+            raise LeverError(
+                f"memory did not move: wanted {what} within {self.deadline:g}s using "
+                f"{strategy}; assigned went {seen[0]} → {seen[-1]} MB "
+                f"(min {min(seen)}, max {max(seen)})"
+            ) from None
 
 
 def _entered(context: object) -> AbstractContextManager[object]:

@@ -15,7 +15,7 @@ from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
-from harness.errors import DeadlineError
+from harness.deadline import Deadline, wait_until
 
 # Event kinds that change the VM's memory or the guest's demand: bounds set ("memory"), guest
 # load started or dropped ("load"), verified moves ("hot-add", "balloon"), other levers ("lever").
@@ -133,23 +133,20 @@ class Timeline:
 
     def wait_for(self, condition: Callable[[Sample], bool], timeout: float, what: str) -> Sample:
         """Wait until a new sample satisfies `condition`; DeadlineError (broken) if none does."""
-        end = time.monotonic() + timeout
         seen = 0
-        while True:
+
+        def found() -> Sample | None:
+            nonlocal seen
             samples = self.samples
-            for sample in samples[seen:]:
-                if condition(sample):
-                    return sample
+            hit = next((s for s in samples[seen:] if condition(s)), None)
             seen = len(samples)
-            if time.monotonic() >= end:
-                last = samples[-1] if samples else None
-                raise DeadlineError(f"waited {timeout:g}s for {what}; last sample: {last}")
-            time.sleep(0.05)
+            return hit
+
+        return wait_until(found, timeout, what=what, detail=lambda: f"last sample: {self.latest()}")
 
     def wait_until(self, t: float) -> None:
         """Let the timeline run until its clock reaches `t` (so a window can be observed)."""
-        while self.now() < t:
-            time.sleep(min(0.1, max(0.0, t - self.now())))
+        Deadline.at(t, clock=self.now).run_out()
 
     # -- persistence ------------------------------------------------------------------
     def to_jsonl(self, path: Path) -> Path:

@@ -13,8 +13,8 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import Any
 
+from harness.deadline import Deadline, wait_until
 from harness.errors import (
-    DeadlineError,
     InfrastructureError,
     InvalidArgumentError,
     ObjectNotFoundError,
@@ -248,19 +248,20 @@ class HyperVHost:
     def wait_for(
         self, name: str, condition: Callable[[VMInfo], bool], deadline: float, what: str
     ) -> VMInfo:
-        end = self.clock() + deadline
-        delay = 0.05
-        while True:
-            vm = self.vm(name)
-            if condition(vm):
-                return vm
-            if self.clock() >= end:
-                raise DeadlineError(
-                    f"{self.label}: VM {name!r} did not reach {what} within {deadline:g}s "
-                    f"(state {vm.state}, heartbeat {vm.heartbeat or 'none'})"
-                )
-            time.sleep(delay)
-            delay = min(delay * 2, 1.0)
+        """The VM once `condition` holds; DeadlineError naming its last state if it never does."""
+        seen: list[VMInfo] = []
+
+        def reached() -> VMInfo | None:
+            seen.append(self.vm(name))
+            return seen[-1] if condition(seen[-1]) else None
+
+        return wait_until(
+            reached,
+            Deadline(deadline, clock=self.clock),
+            what=f"VM {name!r} on {self.label} to reach {what}",
+            max_interval=1.0,
+            detail=lambda: f"state {seen[-1].state}, heartbeat {seen[-1].heartbeat or 'none'}",
+        )
 
 
 def _one(results: Iterable[Any], name: str, host: str) -> Any:

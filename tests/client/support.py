@@ -7,7 +7,6 @@ import dataclasses
 import re
 import sys
 import threading
-import time
 import uuid
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
@@ -17,11 +16,12 @@ import pytest
 
 from fixtures.wiring import emulator_target
 from harness.config import Secret
+from harness.deadline import wait_until
 from harness.emulator.cmdlets import HyperVHandler
 from harness.emulator.psrp import Command, PipelineOutput
 from harness.emulator.server import EmulatorServer
 from harness.emulator.service import EmbeddedEmulator
-from harness.errors import HostUnreachableError
+from harness.errors import DeadlineError, HostUnreachableError
 from harness.hyperv.guest import (
     DirectChannel,
     Guest,
@@ -183,16 +183,10 @@ def guest_over(channel: str, emulator: Emulator, host: HyperVHost, vm: str) -> I
 
 def wait_for(condition: Callable[[], T | None], timeout: float, what: str) -> T:
     """Poll `condition` until it returns something truthy; fail naming `what` at the deadline."""
-    deadline = time.monotonic() + timeout
-    delay = 0.02
-    while True:
-        value = condition()
-        if value:
-            return value
-        if time.monotonic() >= deadline:
-            pytest.fail(f"waited {timeout:g}s for {what}")
-        time.sleep(delay)
-        delay = min(delay * 1.5, 0.2)
+    try:
+        return wait_until(condition, timeout, what=what, interval=0.02, max_interval=0.2)
+    except DeadlineError as exc:
+        pytest.fail(str(exc))
 
 
 def finish(process: GuestProcess, timeout: float = 15.0) -> int:

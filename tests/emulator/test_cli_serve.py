@@ -11,7 +11,6 @@ import signal
 import subprocess
 import sys
 import threading
-import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import IO, Any
@@ -22,6 +21,7 @@ from pypsrp.powershell import PowerShell, RunspacePool
 from pypsrp.wsman import WSMan
 
 import harness
+from harness.deadline import wait_until
 
 SCRIPTS = Path(harness.__file__).parent / "hyperv" / "scripts"
 REPO = Path(harness.__file__).resolve().parents[1]
@@ -157,11 +157,7 @@ def invoke(pool: RunspacePool, command: str, *, script: bool = False, **params: 
 
 
 def wait_for(condition: Any, timeout: float, what: str) -> None:
-    deadline = time.monotonic() + timeout
-    while not condition():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out after {timeout}s waiting for {what}")
-        threading.Event().wait(0.05)
+    wait_until(condition, timeout, what=what)
 
 
 def gone(pid: int) -> bool:

@@ -16,6 +16,7 @@ from pathlib import Path
 import psutil
 import pytest
 
+from harness import deadline
 from harness.emulator.balancer import Timings
 from harness.emulator.errors import (
     CheckpointError,
@@ -83,11 +84,7 @@ def advance(host: EmulatedHost, clock: FakeClock, seconds: float) -> None:
 
 def wait_until(condition: Callable[[], object], timeout: float, what: str) -> None:
     """Poll a condition until a deadline (no fixed sleeps)."""
-    deadline = time.monotonic() + timeout
-    while not condition():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out after {timeout}s waiting for {what}")
-        time.sleep(0.02)
+    deadline.wait_until(condition, timeout, what=what, interval=0.02)
 
 
 def running_vm(

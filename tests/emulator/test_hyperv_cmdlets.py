@@ -8,7 +8,6 @@ from __future__ import annotations
 import contextlib
 import re
 import threading
-import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -22,6 +21,7 @@ from pypsrp.serializer import TaggedValue
 from pypsrp.wsman import WSMan
 
 import harness
+from harness.deadline import wait_until
 from harness.emulator.cmdlets import script_handlers
 from harness.emulator.service import EmbeddedEmulator
 
@@ -54,15 +54,8 @@ def i64(value: int) -> TaggedValue:
 
 
 def wait_for(condition: Callable[[], Any], timeout: float, what: str) -> Any:
-    """Poll until `condition()` is truthy; its value, or AssertionError at the deadline."""
-    deadline = time.monotonic() + timeout
-    while True:
-        value = condition()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out after {timeout}s waiting for {what}")
-        threading.Event().wait(0.05)
+    """Poll until `condition()` is truthy; its value, or DeadlineError at the deadline."""
+    return wait_until(condition, timeout, what=what)
 
 
 # -- a client's view of the host ---------------------------------------------------------

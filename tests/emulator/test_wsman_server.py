@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import gc
 import hashlib
 import inspect
@@ -28,6 +29,7 @@ from pypsrp.powershell import PowerShell, RunspacePool
 from pypsrp.serializer import TaggedValue
 from pypsrp.wsman import WSMan
 
+from harness import deadline
 from harness.emulator import psrp, wsman
 from harness.emulator.psobjects import int64, make_enum, make_object
 from harness.emulator.psrp import (
@@ -38,7 +40,7 @@ from harness.emulator.psrp import (
     TerminatingError,
 )
 from harness.emulator.server import EmulatorServer
-from harness.errors import ConfigError
+from harness.errors import ConfigError, DeadlineError
 
 USER = "dmh"
 PASSWORD = "correct horse battery staple"
@@ -51,12 +53,10 @@ VM_TYPES = [
 
 
 def wait_until(condition: Callable[[], bool], timeout: float = 10.0) -> bool:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if condition():
-            return True
-        threading.Event().wait(0.02)
-    return condition()
+    try:
+        return deadline.wait_until(condition, timeout, what="the condition", interval=0.02)
+    except DeadlineError:
+        return False
 
 
 class ToyHandler:
@@ -108,10 +108,8 @@ class ToyHandler:
             threading.Event().wait(first.parameter("Seconds", 1.0))
             out.write("slow done")
         elif name == "Wait-Stop":
-            deadline = time.monotonic() + 20
-            while not out.stopped and time.monotonic() < deadline:
-                threading.Event().wait(0.01)
-            if out.stopped:
+            with contextlib.suppress(DeadlineError):
+                deadline.wait_until(lambda: out.stopped, 20, what="the stop", interval=0.01)
                 self.stop_seen.set()
         elif name == "Invoke-Expression":
             # What pypsrp's Client.execute_ps sends: Invoke-Expression -Command s | Out-String -Stream

@@ -15,7 +15,6 @@ import os
 import signal
 import subprocess
 import sys
-import time
 import uuid
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
@@ -25,6 +24,8 @@ from typing import Any
 import psutil
 import pytest
 
+from harness.deadline import wait_until
+from harness.errors import DeadlineError
 from harness.report.model import load_records
 
 REPO = Path(__file__).resolve().parents[2]
@@ -36,10 +37,12 @@ SUITE = '''
 """Tiny lifecycle scenarios: pass (with a load process), fail, hang, list leftover VMs."""
 import json
 import os
-import time
 
 import psutil
 import pytest
+
+from harness.deadline import wait_until
+from harness.errors import DeadlineError
 
 MEMORY = pytest.mark.dm_memory(startup="512MB", minimum="256MB", maximum="1GB")
 
@@ -51,11 +54,12 @@ def note(kind, **fields):
 
 def note_guest(pid, vm, test):
     # Right after the start the process may still be in exec, with no environment to read.
-    end = time.monotonic() + 5
-    tag = None
-    while tag is None and time.monotonic() < end:
-        tag = psutil.Process(pid).environ().get("DMH_TEST_TAG")
-        time.sleep(0 if tag else 0.05)
+    try:
+        tag = wait_until(
+            lambda: psutil.Process(pid).environ().get("DMH_TEST_TAG"), 5, what="its environment"
+        )
+    except DeadlineError:
+        tag = None
     note("guest", pid=pid, vm=vm, test=test, tagged=tag == os.environ["DMH_TEST_TAG"])
 
 
@@ -161,11 +165,10 @@ class Lifecycle:
 
 def wait_for(done: Callable[[], bool], timeout: float, state: Callable[[], Any]) -> Any:
     """Poll until `done()`; return None, or what `state()` shows at the deadline."""
-    end = time.monotonic() + timeout
-    while not done():
-        if time.monotonic() >= end:
-            return state() or "deadline passed"
-        time.sleep(0.1)
+    try:
+        wait_until(done, timeout, what="the condition", interval=0.1)
+    except DeadlineError:
+        return state() or "deadline passed"
     return None
 
 

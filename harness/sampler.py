@@ -8,7 +8,7 @@ import logging
 import threading
 from typing import Any
 
-from harness.errors import HarnessError
+from harness.errors import ConfigError, HarnessError
 from harness.hyperv.guest import (
     DirectChannel,
     Guest,
@@ -19,7 +19,6 @@ from harness.hyperv.guest import (
     process_stats,
 )
 from harness.hyperv.host import HyperVHost, prop, text
-from harness.hyperv.session import load_script
 from harness.probe import Probe
 from harness.timeline import AppSample, GuestSample, HostSample, Sample, Timeline
 from harness.units import MB
@@ -51,6 +50,11 @@ class Sampler:
         probe: Probe | None = None,
         interval: float = 1.0,
     ) -> None:
+        channel = guest.channel if guest is not None else None
+        if isinstance(channel, DirectChannel) and channel.vm_name != vm_name:
+            raise ConfigError(
+                f"the sampler's VM {vm_name!r} is not its guest channel's VM {channel.vm_name!r}"
+            )
         self.host = host
         self.vm_name = vm_name
         self.timeline = timeline
@@ -66,16 +70,12 @@ class Sampler:
 
     def tick(self) -> Sample:
         """Take one sample now (one host round trip with PowerShell Direct)."""
-        direct = self.guest is not None and isinstance(self.guest.channel, DirectChannel)
+        channel = self.guest.channel if self.guest is not None else None
+        direct = isinstance(channel, DirectChannel)
         params: dict[str, Any] = {"VMName": self.vm_name}
         offset = 0
-        if self.guest is not None and isinstance(self.guest.channel, DirectChannel):
-            creds = self.guest.channel.credentials
-            params.update(
-                GuestScript=load_script("guest-ops"),
-                GuestUser=creds.username,
-                GuestPassword=creds.password.reveal(),
-            )
+        if isinstance(channel, DirectChannel):
+            params = channel.session_parameters()
             if self.process is not None:
                 offset = self.process.offset
                 params.update(

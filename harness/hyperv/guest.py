@@ -52,16 +52,24 @@ class DirectChannel:
         self.credentials = credentials
         self.label = f"{session.target.label} VM {vm_name} (PowerShell Direct)"
 
+    def session_parameters(self) -> dict[str, Any]:
+        """What every script that reaches the guest this way takes (vm-invoke, sample-vm):
+        the VM, the guest-ops script and the guest's credentials. Holds the password in clear,
+        so it goes to the host as parameters and nowhere else."""
+        return {
+            "VMName": self.vm_name,
+            "GuestScript": load_script("guest-ops"),
+            "GuestUser": self.credentials.username,
+            "GuestPassword": self.credentials.password.reveal(),
+        }
+
     def run(self, operation: str, arguments: Mapping[str, Any]) -> Any:
         return _single(
             self.session.script(
                 "vm-invoke",
-                VMName=self.vm_name,
-                GuestScript=load_script("guest-ops"),
+                **self.session_parameters(),
                 Operation=operation,
                 Arguments=dict(arguments),
-                GuestUser=self.credentials.username,
-                GuestPassword=self.credentials.password.reveal(),
             )
         )
 

@@ -6,8 +6,10 @@ never a secret), the command and the host's own message.
 
 from __future__ import annotations
 
+import functools
 import logging
 import os
+import re
 import threading
 import time
 from collections.abc import Mapping, Sequence
@@ -73,6 +75,7 @@ _CATEGORY_NAMES = [
     "LimitsExceeded", "QuotaExceeded", "NotEnabled",
 ]  # fmt: skip
 
+_INCLUDE_LINE = re.compile(r"^#\s*dmh-include:\s*([a-z0-9-]+)\s*$", re.MULTILINE)
 _READ_ONLY_SCRIPTS = frozenset({"host-facts", "sample-vm", "vm-address"})
 
 
@@ -101,9 +104,16 @@ class Invocation:
         return self.name.lower().startswith("get-")
 
 
+@functools.cache
 def load_script(name: str) -> str:
-    """The text of a named script under harness/hyperv/scripts/."""
-    return (resources.files("harness.hyperv") / "scripts" / f"{name}.ps1").read_text("utf-8")
+    """The text of a named script under harness/hyperv/scripts/, each `# dmh-include: <part>`
+    line replaced by scripts/include/<part>.ps1: PowerShell that several scripts share is
+    written once, and a host receives one self-contained script (the harness's own text)."""
+    scripts = resources.files("harness.hyperv") / "scripts"
+    return _INCLUDE_LINE.sub(
+        lambda line: (scripts / "include" / f"{line.group(1)}.ps1").read_text("utf-8").rstrip(),
+        (scripts / f"{name}.ps1").read_text("utf-8"),
+    )
 
 
 class HostSession:

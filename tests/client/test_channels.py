@@ -4,10 +4,15 @@ guest's own endpoint (found with the `vm-address` script), over HTTP and HTTPS."
 from __future__ import annotations
 
 import json
+import re
+from importlib import resources
 
 import pytest
 
+from harness.errors import ConfigError
+from harness.hyperv.guest import DirectChannel, Guest
 from harness.hyperv.host import HyperVHost
+from harness.hyperv.session import load_script
 from harness.probe import JsonLinesProbe
 from harness.sampler import Sampler
 from harness.timeline import Timeline
@@ -88,3 +93,30 @@ def test_winrm_channel_sampler_reads_app_reports(http_emulator: Emulator, vm_nam
             )
             assert sample.guest is not None and sample.guest.total_mb >= 512
             assert sample.app is not None and sample.app.reported == {"total_mb": 1234.0}
+
+
+def test_powershell_direct_setup_is_written_once() -> None:
+    """vm-invoke and sample-vm open the guest session with the one shared function; the host
+    receives each as one self-contained script, still named by its first line."""
+    scripts = resources.files("harness.hyperv") / "scripts"
+    named = [p for p in scripts.iterdir() if p.name.endswith(".ps1")]
+    assert len(named) >= 7
+    assert [p.name for p in named if "New-PSSession" in p.read_text("utf-8")] == []
+    assert "New-PSSession" in (scripts / "include" / "guest-session.ps1").read_text("utf-8")
+    for name in ("vm-invoke", "sample-vm"):
+        text = load_script(name)
+        assert text.startswith(f"# dmh-script: {name}\n")
+        assert text.count("function Get-DmhGuestSession") == 1
+        assert text.count("New-PSSession") == 1
+        assert "Get-DmhGuestSession $VMName $GuestUser $GuestPassword" in text
+        assert not re.search(r"^#\s*dmh-include:", text, re.MULTILINE)
+    assert "Get-DmhGuestSession" not in load_script("guest-ops")
+
+
+def test_the_sampler_and_its_guest_channel_name_one_vm(
+    http_emulator: Emulator, vm_name: str
+) -> None:
+    with http_emulator.session() as session:
+        guest = Guest(DirectChannel(session, "another-vm", http_emulator.credentials))
+        with pytest.raises(ConfigError, match="'another-vm'"):
+            Sampler(HyperVHost(session), vm_name, Timeline(), guest=guest)

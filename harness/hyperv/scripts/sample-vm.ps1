@@ -1,7 +1,7 @@
 # dmh-script: sample-vm
 # One sampling tick in one round trip: the VM's memory state and DM counters (§1.3, §4.1), and,
 # when GuestScript is given, the guest's counters and the app's stats over PowerShell Direct
-# (the same persistent session vm-invoke keeps).
+# (the same persistent session vm-invoke uses: include/guest-session.ps1).
 param(
     [Parameter(Mandatory)][string]$VMName,
     [int]$ProcessId = 0,
@@ -12,6 +12,7 @@ param(
     [string]$GuestPassword
 )
 $ErrorActionPreference = 'Stop'
+# dmh-include: guest-session
 # -Name/-VMName take wildcards: escape them so a VM name only ever matches itself.
 $pattern = $VMName -replace '([`*?\[\]])', '`$1'
 $vm = Get-VM -Name $pattern
@@ -27,14 +28,7 @@ if ($vm.State -eq 'Running') {
         $counters[(Split-Path -Leaf $s.Path)] = [int64]$s.CookedValue
     }
     if ($GuestScript) {
-        if ($null -eq $global:DmhGuestSessions) { $global:DmhGuestSessions = @{} }
-        $session = $global:DmhGuestSessions[$VMName]
-        if ($null -eq $session -or $session.State -ne 'Opened') {
-            $secure = ConvertTo-SecureString -String $GuestPassword -AsPlainText -Force
-            $credential = New-Object System.Management.Automation.PSCredential($GuestUser, $secure)
-            $session = New-PSSession -VMName $VMName -Credential $credential
-            $global:DmhGuestSessions[$VMName] = $session
-        }
+        $session = Get-DmhGuestSession $VMName $GuestUser $GuestPassword
         $guest, $app, $output = Invoke-Command -Session $session -ArgumentList $GuestScript, $ProcessId, $OutputPath, $OutputOffset -ScriptBlock {
             param($script, $processId, $outputPath, $outputOffset)
             $ops = [scriptblock]::Create($script)

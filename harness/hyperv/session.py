@@ -1,4 +1,6 @@
-"""One PSRP RunspacePool per host per process: lazy, reused, reconnecting, with error mapping.
+"""A host session: one PSRP RunspacePool, opened lazily, reused for every command, reopened
+after a broken connection, with bounded retries and error mapping. (The fixtures keep one
+session per host per test process; the CLI opens one per command.)
 
 Every error leaving this module is a HarnessError subclass that names the host (its label,
 never a secret), the command and the host's own message.
@@ -8,7 +10,6 @@ from __future__ import annotations
 
 import functools
 import logging
-import os
 import re
 import threading
 import time
@@ -58,8 +59,7 @@ _payload_filter = _PayloadFilter()
 for _name in _PAYLOAD_LOGGERS:
     logging.getLogger(_name).addFilter(_payload_filter)
 
-# System.Management.Automation.ErrorCategory values that decide the error class.
-_CATEGORIES = {5: "InvalidArgument", 7: "InvalidOperation", 13: "ObjectNotFound"}
+# The System.Management.Automation.ErrorCategory names that decide the error class.
 _CATEGORY_ERRORS: dict[str, type[CommandError]] = {
     "InvalidArgument": InvalidArgumentError,
     "InvalidOperation": InvalidStateError,
@@ -343,25 +343,3 @@ def _tag(value: Any) -> Any:
     if isinstance(value, dict):
         return {k: _tag(v) for k, v in value.items()}
     return [_tag(v) for v in value]
-
-
-_sessions: dict[tuple[int, str, str], HostSession] = {}
-_sessions_lock = threading.Lock()
-
-
-def session_for(target: HostTarget) -> HostSession:
-    """The one session per host per process (xdist workers each get their own)."""
-    key = (os.getpid(), target.label, target.username)
-    with _sessions_lock:
-        session = _sessions.get(key)
-        if session is None or session.target != target:
-            session = _sessions[key] = HostSession(target)
-        return session
-
-
-def close_all() -> None:
-    with _sessions_lock:
-        sessions = list(_sessions.values())
-        _sessions.clear()
-    for session in sessions:
-        session.close()

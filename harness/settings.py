@@ -103,22 +103,13 @@ class MemorySettings:
                 raise SettingError(
                     name, _show(size), "memory sizes must be 2 MB aligned (even MB, §2.1)"
                 )
-        ceiling = max_memory_per_vm(version, generation)
-        if self.startup < MINIMUM_FLOOR:
-            raise SettingError("startup", _show(self.startup), "must be at least 32MB (§2.2)")
-        if self.startup > ceiling:
-            raise SettingError(
-                "startup",
-                _show(self.startup),
-                f"must not exceed {format_size(ceiling)} per VM on Hyper-V {version.value}"
-                f" generation {generation} (§2.2)",
-            )
+        _check_floor("startup", self.startup)
+        _check_ceiling("startup", self.startup, version, generation)
         _check_range("buffer", self.buffer, BUFFER_RANGE, "percent")
         _check_range("priority", self.priority, PRIORITY_RANGE, "")
         if not self.dynamic:
             return  # minimum and maximum are kept but unused for static memory
-        if self.minimum < MINIMUM_FLOOR:
-            raise SettingError("minimum", _show(self.minimum), "must be at least 32MB (§2.2)")
+        _check_floor("minimum", self.minimum)
         if self.minimum > self.startup:
             raise SettingError(
                 "minimum",
@@ -131,13 +122,7 @@ class MemorySettings:
                 _show(self.maximum),
                 f"must be at least startup {_show(self.startup)} ({_ORDER})",
             )
-        if self.maximum > ceiling:
-            raise SettingError(
-                "maximum",
-                _show(self.maximum),
-                f"must not exceed {format_size(ceiling)} per VM on Hyper-V {version.value}"
-                f" generation {generation} (§2.2)",
-            )
+        _check_ceiling("maximum", self.maximum, version, generation)
 
 
 # One table from a MemorySettings field to the Set-VMMemory parameter that carries it (§1.1).
@@ -197,6 +182,22 @@ def _show(size: int) -> str:
 
 def _shown(name: str, value: bool | int) -> bool | int | str:
     return _show(value) if name in SIZE_FIELDS else value
+
+
+def _check_floor(name: str, size: int) -> None:
+    if size < MINIMUM_FLOOR:
+        raise SettingError(name, _show(size), "must be at least 32MB (§2.2)")
+
+
+def _check_ceiling(name: str, size: int, version: HostVersion, generation: int) -> None:
+    ceiling = max_memory_per_vm(version, generation)
+    if size > ceiling:
+        raise SettingError(
+            name,
+            _show(size),
+            f"must not exceed {format_size(ceiling)} per VM on Hyper-V {version.value}"
+            f" generation {generation} (§2.2)",
+        )
 
 
 def _check_range(name: str, value: object, bounds: tuple[int, int], unit: str) -> None:

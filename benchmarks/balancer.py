@@ -21,7 +21,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from harness.emulator.balancer import Timings
 from harness.emulator.host import EmulatedHost
-from harness.units import GB
+from harness.settings import MemoryChange
+from harness.units import GB, MB
 
 
 class Clock:
@@ -41,14 +42,14 @@ def build(vms: int, seed: int) -> tuple[EmulatedHost, Clock, list[tuple[float, f
     waves = []
     for i in range(vms):
         vm = host.new_vm(f"bench-{i:04d}", "1GB", guest_os=rng.choice(("windows", "linux")))
-        host.set_memory(
-            vm.id,
+        change = MemoryChange(
             dynamic=True,
-            minimum="512MB",
-            maximum="4GB",
+            minimum=512 * MB,
+            maximum=4 * GB,
             buffer=rng.choice((10, 20, 50)),
             priority=rng.randrange(0, 101),
         )
+        host.set_memory(vm.id, change)
         host.start(vm.id)
         waves.append((rng.uniform(0, 800), rng.uniform(0.05, 0.5), rng.uniform(0, math.tau)))
     return host, clock, waves

@@ -5,6 +5,7 @@ commit, and the guest's memory view published where the programs it runs look fo
 from __future__ import annotations
 
 import atexit
+import codecs
 import contextlib
 import enum
 import json
@@ -692,6 +693,18 @@ class EmulatedGuest:
                 error_id="InvalidParameter",
             )
         return self.directory.joinpath(*parts)
+
+    def read_from(self, path: Path, offset: int) -> tuple[str, int]:
+        """The text of one of this guest's files from byte `offset` on, and the offset to read
+        from next; a file not there yet reads as nothing."""
+        with contextlib.suppress(OSError), open(path, "rb") as stream:
+            stream.seek(offset)
+            data = stream.read()
+            # A character cut by the end of what is written so far waits for the next read.
+            decoder = codecs.getincrementaldecoder("utf-8")("replace")
+            text = decoder.decode(data)
+            return text, offset + len(data) - len(decoder.getstate()[0])
+        return "", offset
 
     def copy_in(self, source: str | os.PathLike[str], destination: str) -> Path:
         """Copy a host file into the guest (like Copy-VMFile -CreateFullPath, §1.7)."""

@@ -7,7 +7,6 @@ from __future__ import annotations
 import enum
 import logging
 import platform
-import re
 import shutil
 import tempfile
 import threading
@@ -28,9 +27,10 @@ from harness.emulator.balancer import (
 )
 from harness.emulator.errors import (
     AmbiguousVmError,
+    ArgumentValidationError,
     CheckpointError,
     CheckpointNotFoundError,
-    EmulatorError,
+    InvalidParameterError,
     MemorySettingError,
     NotEnoughMemoryError,
     ParameterMismatchError,
@@ -46,9 +46,12 @@ from harness.emulator.guest import (
     LocalProcess,
     WindowsProfile,
 )
+from harness.emulator.wildcards import wildcard_regex
 from harness.errors import RuntimeChangeError, SettingError
 from harness.settings import (
+    SET_VMMEMORY_PARAMETERS,
     HostVersion,
+    MemoryChange,
     MemorySettings,
     check_runtime_change,
     max_memory_per_vm,
@@ -116,49 +119,6 @@ def default_reserve(total_memory: int) -> int:
     total_mb = total_memory // MB
     reserve_mb = min(384 + 64 * (total_mb // 1024), 4096, total_mb // 2)
     return (reserve_mb - reserve_mb % 2) * MB
-
-
-# -- names --------------------------------------------------------------------------------
-def has_wildcards(pattern: str) -> bool:
-    """True if PowerShell would treat `pattern` as a wildcard pattern (*, ?, [..])."""
-    escaped = False
-    for char in pattern:
-        if escaped:
-            escaped = False
-        elif char == "`":
-            escaped = True
-        elif char in "*?[":
-            return True
-    return False
-
-
-def wildcard_regex(pattern: str) -> re.Pattern[str]:
-    """PowerShell -like semantics, case-insensitive: * ? [set] [a-z], ` escapes."""
-    out: list[str] = []
-    i = 0
-    while i < len(pattern):
-        char = pattern[i]
-        if char == "`" and i + 1 < len(pattern):
-            out.append(re.escape(pattern[i + 1]))
-            i += 2
-            continue
-        if char == "*":
-            out.append(".*")
-        elif char == "?":
-            out.append(".")
-        elif char == "[" and (end := pattern.find("]", i + 2)) != -1:
-            body = "".join("\\" + c if c in "\\^[]" else c for c in pattern[i + 1 : end])
-            out.append(f"[{body}]")
-            i = end + 1
-            continue
-        else:
-            out.append(re.escape(char))
-        i += 1
-    return re.compile("".join(out) + r"\Z", re.IGNORECASE | re.DOTALL)
-
-
-def like(name: str, pattern: str) -> bool:
-    return wildcard_regex(pattern).match(name) is not None
 
 
 # -- snapshots ----------------------------------------------------------------------------
@@ -261,6 +221,9 @@ class _Vm:
 
 
 VmRef = uuid.UUID | str  # an id, or an exact VM name (not a wildcard pattern)
+_SIZES = ("startup", "minimum", "maximum")
+# Set-VMMemory takes these only with Dynamic Memory enabled (§1.1), in the order it names them
+_DYNAMIC_ONLY = ("buffer", "minimum", "maximum")
 _ON = (VMState.Starting, VMState.Running, VMState.Paused)
 
 
@@ -396,20 +359,16 @@ class EmulatedHost:
     ) -> VmRecord:
         """New-VM (§1.4): static memory of `memory_startup`; DM is enabled later with
         set_memory, and then uses Minimum 512 MB (or Startup if lower), Maximum 1 TB (or
-        the version's limit), Buffer 20, Priority 50 (§8.12: common values, unconfirmed)."""
+        the version's limit), and settings' default Buffer and Priority (§8.12: common values,
+        unconfirmed)."""
         if not name or len(name) > MAX_NAME_LENGTH:
-            raise EmulatorError(
+            raise InvalidParameterError(
                 f"The virtual machine name must have 1 to {MAX_NAME_LENGTH} characters.",
                 target=name,
-                category="InvalidArgument",
-                error_id="InvalidParameter",
             )
         if generation not in (1, 2):
-            raise EmulatorError(
-                f"The generation '{generation}' is not valid; use 1 or 2.",
-                target=name,
-                category="InvalidArgument",
-                error_id="InvalidParameter",
+            raise InvalidParameterError(
+                f"The generation '{generation}' is not valid; use 1 or 2.", target=name
             )
         os_name = _check_os(guest_os or (profile.os_name if profile else self.guest_os))
         vm_id = uuid.uuid4()
@@ -429,47 +388,28 @@ class EmulatedHost:
             log.debug("new VM %r (%s)", name, vm_id)
             return self._record(vm, self.clock())
 
-    def set_memory(
-        self,
-        ref: VmRef,
-        *,
-        dynamic: bool | None = None,
-        startup: int | str | None = None,
-        minimum: int | str | None = None,
-        maximum: int | str | None = None,
-        buffer: int | None = None,
-        priority: int | None = None,
-    ) -> VmRecord:
-        """Set-VMMemory: every given value goes into ONE write and the final combination is
-        validated (§1.1). Byte values are truncated to whole MB as the cmdlet does."""
+    def set_memory(self, ref: VmRef, change: MemoryChange) -> VmRecord:
+        """Set-VMMemory: every value `change` sets goes into ONE write and the final combination
+        is validated, here and only here (§1.1). Byte values are truncated to whole MB as the
+        cmdlet does."""
         with self._lock:
             now = self._advance()
             vm = self._find(ref)
-            final_dynamic = vm.settings.dynamic if dynamic is None else dynamic
-            dm_only = (("Buffer", buffer), ("MinimumBytes", minimum), ("MaximumBytes", maximum))
-            given = tuple(label for label, value in dm_only if value is not None)
-            if given and not final_dynamic:
-                raise ParameterMismatchError(vm.name, given)
-            changes: dict[str, object] = {}
-            if dynamic is not None:
-                changes["dynamic"] = dynamic
-            for field, label, size in (
-                ("startup", "StartupBytes", startup),
-                ("minimum", "MinimumBytes", minimum),
-                ("maximum", "MaximumBytes", maximum),
-            ):
-                if size is not None:
-                    changes[field] = _to_mb_bytes(size, label)
-            if buffer is not None:
-                changes["buffer"] = buffer
-            if priority is not None:
-                changes["priority"] = priority
+            final_dynamic = vm.settings.dynamic if change.dynamic is None else change.dynamic
+            given = change.fields()
+            dm_only = tuple(SET_VMMEMORY_PARAMETERS[f] for f in _DYNAMIC_ONLY if f in given)
+            if dm_only and not final_dynamic:
+                raise ParameterMismatchError(vm.name, dm_only)
+            sizes = tuple(f for f in _SIZES if f in given)
+            changes = {
+                **given,
+                **{f: _to_mb_bytes(given[f], SET_VMMEMORY_PARAMETERS[f]) for f in sizes},
+            }
             new = vm.settings.with_changes(**changes)
             if new == vm.settings:
                 return self._record(vm, now)
             if vm.state is VMState.Saved:
                 raise VmStateError(vm.name, vm.id, "Saved", "memory cannot change in saved state")
-            sizes = tuple(f for f in ("startup", "minimum", "maximum") if f in changes)
             self._check_settings(vm.name, vm.id, new, vm.generation, sizes)
             if vm.state in _ON:
                 try:
@@ -669,26 +609,20 @@ class EmulatedHost:
             vm = self._find(ref)
             kind = vm.checkpoint_type
             if kind is CheckpointType.Disabled:
-                raise CheckpointError(
-                    f"Checkpoint operation failed for '{vm.name}'. Checkpoints are disabled"
-                    " for this virtual machine.",
-                    target=vm.name,
-                )
+                raise CheckpointError(vm.name, "Checkpoints are disabled for this virtual machine.")
             stamp = datetime.now().astimezone()
             label = name if name is not None else f"{vm.name} - ({_hyperv_time(stamp)})"
             if not label or len(label) > MAX_NAME_LENGTH:
-                raise EmulatorError(
+                raise InvalidParameterError(
                     f"The checkpoint name must have 1 to {MAX_NAME_LENGTH} characters.",
                     target=label,
-                    category="InvalidArgument",
-                    error_id="InvalidParameter",
                 )
             booting = vm.state is VMState.Starting
             if kind is CheckpointType.ProductionOnly and booting:
                 raise CheckpointError(
-                    f"Checkpoint operation failed for '{vm.name}'. A production checkpoint"
-                    " needs the guest's integration services, which are not running yet.",
-                    target=vm.name,
+                    vm.name,
+                    "A production checkpoint needs the guest's integration services, which are"
+                    " not running yet.",
                 )
             # a Production checkpoint falls back to Standard if the guest cannot quiesce yet
             standard = kind is CheckpointType.Standard or (
@@ -722,7 +656,7 @@ class EmulatedHost:
         for cp in vm.checkpoints:
             if cp.info.id == ref or (isinstance(ref, str) and cp.info.name == ref):
                 return cp
-        raise CheckpointNotFoundError(vm.name, str(ref))
+        raise CheckpointNotFoundError(str(ref))
 
     def restore_checkpoint(self, ref: VmRef, checkpoint: uuid.UUID | str) -> VmRecord:
         """Restore-VMCheckpoint. The VM's current state is discarded (its processes end) and
@@ -946,11 +880,8 @@ def _disk_key(path: str) -> str:
 def _check_os(os_name: str) -> str:
     name = os_name.lower()
     if name not in ("windows", "linux"):
-        raise EmulatorError(
-            f"Unknown guest OS '{os_name}'; use 'windows' or 'linux'.",
-            target=os_name,
-            category="InvalidArgument",
-            error_id="InvalidParameter",
+        raise InvalidParameterError(
+            f"Unknown guest OS '{os_name}'; use 'windows' or 'linux'.", target=os_name
         )
     return name
 
@@ -961,16 +892,9 @@ def _to_mb_bytes(size: int | str, label: str) -> int:
         try:
             return parse_size(size, label)
         except SettingError as exc:
-            raise EmulatorError(
-                str(exc), target=size, category="InvalidArgument", error_id="InvalidParameter"
-            ) from exc
+            raise InvalidParameterError(str(exc), target=size, reason=exc) from exc
     if isinstance(size, bool) or size < 0:
-        raise EmulatorError(
-            f"Cannot validate argument on parameter '{label}'. The value {size} is not valid.",
-            target=str(size),
-            category="InvalidData",
-            error_id="ParameterArgumentValidationError",
-        )
+        raise ArgumentValidationError(label, size, f"The value {size} is not valid.")
     return size // MB * MB
 
 
@@ -998,7 +922,4 @@ __all__ = [
     "VMState",
     "VmRecord",
     "default_reserve",
-    "has_wildcards",
-    "like",
-    "wildcard_regex",
 ]

@@ -23,8 +23,14 @@ from harness.emulator.balancer import (
 from harness.emulator.errors import NotEnoughMemoryError
 from harness.emulator.guest import LinuxProfile, WindowsProfile
 from harness.emulator.host import EmulatedHost, VMState, default_reserve
-from harness.settings import HostVersion, MemorySettings
-from harness.units import GB, MB
+from harness.settings import (
+    DEFAULT_BUFFER,
+    DEFAULT_PRIORITY,
+    HostVersion,
+    MemoryChange,
+    MemorySettings,
+)
+from harness.units import GB, MB, parse_size
 
 FAST = Timings.fast()
 WINDOWS = WindowsProfile(baseline_commit_mb=700)
@@ -77,15 +83,20 @@ def dm_vm(
     startup: str = "1GB",
     minimum: str = "512MB",
     maximum: str = "8GB",
-    buffer: int = 20,
-    priority: int = 50,
+    buffer: int = DEFAULT_BUFFER,
+    priority: int = DEFAULT_PRIORITY,
     guest_os: str = "windows",
     start: bool = True,
 ) -> uuid.UUID:
     vm = host.new_vm(name, startup, guest_os=guest_os)
-    host.set_memory(
-        vm.id, dynamic=True, minimum=minimum, maximum=maximum, buffer=buffer, priority=priority
+    change = MemoryChange(
+        dynamic=True,
+        minimum=parse_size(minimum),
+        maximum=parse_size(maximum),
+        buffer=buffer,
+        priority=priority,
     )
+    host.set_memory(vm.id, change)
     if start:
         host.start(vm.id)
     return vm.id

@@ -50,10 +50,10 @@ from harness.emulator.host import (
     Heartbeat,
     HostDriver,
     VMState,
-    has_wildcards,
-    like,
 )
+from harness.emulator.wildcards import has_wildcards, like
 from harness.errors import RuntimeChangeError
+from harness.settings import MemoryChange
 from harness.units import GB, MB, TB
 
 
@@ -162,7 +162,7 @@ def test_find_vms_uses_powershell_wildcards(host: EmulatedHost) -> None:
 # -- Set-VMMemory ---------------------------------------------------------------------------
 def test_enabling_dm_uses_the_common_defaults(host: EmulatedHost) -> None:
     vm = host.new_vm("vm", "2GB")
-    snap = host.set_memory(vm.id, dynamic=True)
+    snap = host.set_memory(vm.id, MemoryChange(dynamic=True))
     assert snap.memory.dynamic
     assert (snap.memory.buffer, snap.memory.priority) == (20, 50)  # §8.12
     assert (snap.memory_minimum, snap.memory_maximum) == (512 * MB, TB)
@@ -170,29 +170,29 @@ def test_enabling_dm_uses_the_common_defaults(host: EmulatedHost) -> None:
 
 def test_one_call_is_one_write_validated_as_a_whole(host: EmulatedHost) -> None:
     vm = host.new_vm("vm", "1GB")
-    host.set_memory(vm.id, dynamic=True, minimum="512MB", maximum="2GB")
+    host.set_memory(vm.id, MemoryChange(dynamic=True, minimum=512 * MB, maximum=2 * GB))
     with pytest.raises(MemorySettingError) as info:  # separately, the order matters (§1.1)
-        host.set_memory(vm.id, startup="4GB")
+        host.set_memory(vm.id, MemoryChange(startup=4 * GB))
     assert info.value.reason is not None and info.value.reason.field == "maximum"
-    snap = host.set_memory(vm.id, startup="4GB", maximum="8GB")
+    snap = host.set_memory(vm.id, MemoryChange(startup=4 * GB, maximum=8 * GB))
     assert (snap.memory_startup, snap.memory_maximum) == (4 * GB, 8 * GB)
 
 
 def test_dm_parameters_without_dm_are_a_parameter_mismatch(host: EmulatedHost) -> None:
     vm = host.new_vm("vm", "1GB")
     with pytest.raises(ParameterMismatchError) as info:
-        host.set_memory(vm.id, buffer=30)
+        host.set_memory(vm.id, MemoryChange(buffer=30))
     assert (info.value.category, info.value.target) == ("InvalidArgument", "vm")
     assert "Buffer" in info.value.message
     with pytest.raises(ParameterMismatchError):
-        host.set_memory(vm.id, dynamic=False, maximum="4GB")
-    assert host.set_memory(vm.id, dynamic=True, buffer=30).memory.buffer == 30
+        host.set_memory(vm.id, MemoryChange(dynamic=False, maximum=4 * GB))
+    assert host.set_memory(vm.id, MemoryChange(dynamic=True, buffer=30)).memory.buffer == 30
 
 
 def test_odd_mb_is_refused_in_hyperv_words_and_bytes_are_truncated(host: EmulatedHost) -> None:
     vm = host.new_vm("vm", "1GB")
     with pytest.raises(MemorySettingError) as info:
-        host.set_memory(vm.id, startup=1025 * MB)
+        host.set_memory(vm.id, MemoryChange(startup=1025 * MB))
     error = info.value
     lines = error.message.splitlines()
     assert lines[0] == "Failed to modify device 'Memory'."
@@ -203,7 +203,9 @@ def test_odd_mb_is_refused_in_hyperv_words_and_bytes_are_truncated(host: Emulate
     assert "The memory value assigned ('1025' MB) is not properly aligned." in error.message
     assert (error.category, error.error_id) == ("InvalidArgument", "InvalidParameter")
     assert error.reason is not None and error.reason.field == "startup"
-    assert host.set_memory(vm.id, startup=GB + 1000).memory_startup == GB  # cmdlet truncation
+    assert (
+        host.set_memory(vm.id, MemoryChange(startup=GB + 1000)).memory_startup == GB
+    )  # cmdlet truncation
     with pytest.raises(MemorySettingError, match="Invalid memory value assigned for 'odd'"):
         host.new_vm("odd", 9001 * MB)
 
@@ -211,7 +213,7 @@ def test_odd_mb_is_refused_in_hyperv_words_and_bytes_are_truncated(host: Emulate
 def test_settings_errors_surface_with_field_value_and_rule(host: EmulatedHost) -> None:
     vm = host.new_vm("vm", "1GB")
     with pytest.raises(MemorySettingError) as info:
-        host.set_memory(vm.id, dynamic=True, buffer=3)
+        host.set_memory(vm.id, MemoryChange(dynamic=True, buffer=3))
     assert info.value.reason is not None
     assert (info.value.reason.field, info.value.reason.value) == ("buffer", 3)
     assert "buffer: 3 is not allowed: must be an integer from 5 to 2000" in info.value.message
@@ -219,7 +221,7 @@ def test_settings_errors_surface_with_field_value_and_rule(host: EmulatedHost) -
 
 def _dm_running(host: EmulatedHost, clock: FakeClock) -> uuid.UUID:
     vm = host.new_vm("vm", "1GB").id
-    host.set_memory(vm, dynamic=True, minimum="512MB", maximum="4GB")
+    host.set_memory(vm, MemoryChange(dynamic=True, minimum=512 * MB, maximum=4 * GB))
     host.start(vm)
     advance(host, clock, 1)
     return vm
@@ -229,43 +231,43 @@ def test_runtime_changes_follow_the_host_version(clock: FakeClock, tmp_path: Pat
     with EmulatedHost("16GB", clock=clock, version="2022", guest_root=tmp_path) as host:
         vm = _dm_running(host, clock)
         with pytest.raises(RuntimeMemoryChangeError) as info:
-            host.set_memory(vm, maximum="2GB")
+            host.set_memory(vm, MemoryChange(maximum=2 * GB))
         error = info.value
         assert (error.category, error.error_id) == ("InvalidOperation", "InvalidState")
         assert isinstance(error.reason, RuntimeChangeError)
         assert error.reason.host_version == "2022"
         assert "maximum: 2GB (was 4GB)" in error.message
         assert error.message.startswith("Failed to modify device 'Memory'.")
-        host.set_memory(vm, maximum="8GB", minimum="256MB", buffer=50, priority=90)
+        host.set_memory(vm, MemoryChange(maximum=8 * GB, minimum=256 * MB, buffer=50, priority=90))
         with pytest.raises(RuntimeMemoryChangeError, match="dynamic"):
-            host.set_memory(vm, dynamic=False)
+            host.set_memory(vm, MemoryChange(dynamic=False))
     with EmulatedHost("16GB", clock=clock, version="2008R2SP1", guest_root=tmp_path) as old:
         vm = _dm_running(old, clock)
         with pytest.raises(RuntimeMemoryChangeError, match="2008R2SP1"):
-            old.set_memory(vm, buffer=50)
+            old.set_memory(vm, MemoryChange(buffer=50))
 
 
 def test_runtime_memory_resize_of_a_static_vm_on_2016_and_later(
     host: EmulatedHost, clock: FakeClock
 ) -> None:
     vm = running_vm(host, clock, guest_os="windows")
-    snap = host.set_memory(vm, startup="2GB")
+    snap = host.set_memory(vm, MemoryChange(startup=2 * GB))
     assert snap.memory_assigned == 2 * GB
     counters = host.vm_counters(vm)
     assert counters["Added Memory"] == 1024
-    snap = host.set_memory(vm, startup="1GB")
+    snap = host.set_memory(vm, MemoryChange(startup=1 * GB))
     assert snap.memory_assigned == GB
     with EmulatedHost("16GB", clock=clock, version="2012R2") as old:
         vm = running_vm(old, clock)
         with pytest.raises(RuntimeMemoryChangeError):
-            old.set_memory(vm, startup="2GB")
+            old.set_memory(vm, MemoryChange(startup=2 * GB))
 
 
 def test_a_saved_vm_memory_cannot_change(host: EmulatedHost, clock: FakeClock) -> None:
     vm = running_vm(host, clock)
     host.save(vm)
     with pytest.raises(VmStateError) as info:
-        host.set_memory(vm, startup="2GB")
+        host.set_memory(vm, MemoryChange(startup=2 * GB))
     assert info.value.message.startswith(
         "The operation cannot be performed while the virtual machine is in its current state."
     )
@@ -322,14 +324,14 @@ def test_production_checkpoint_restores_settings_and_leaves_the_vm_off(
     host: EmulatedHost, clock: FakeClock
 ) -> None:
     vm = host.new_vm("vm", "1GB").id
-    host.set_memory(vm, dynamic=True, minimum="512MB", maximum="4GB")
+    host.set_memory(vm, MemoryChange(dynamic=True, minimum=512 * MB, maximum=4 * GB))
     host.start(vm)
     advance(host, clock, 1)
     cp = host.checkpoint(vm)
     assert cp.checkpoint_type is CheckpointType.Production
     assert cp.name.startswith("vm - (") and cp.name.endswith(("AM)", "PM)"))
     assert cp.memory.maximum == 4 * GB
-    host.set_memory(vm, maximum="8GB")
+    host.set_memory(vm, MemoryChange(maximum=8 * GB))
     snap = host.restore_checkpoint(vm, cp.name)
     assert snap.state is VMState.Off  # §1.5: no memory state
     assert snap.memory_maximum == 4 * GB
@@ -346,7 +348,7 @@ def test_standard_checkpoint_restores_the_memory_state(
     host: EmulatedHost, clock: FakeClock
 ) -> None:
     vm = host.new_vm("vm", "1GB", guest_os="windows").id
-    host.set_memory(vm, dynamic=True, minimum="512MB", maximum="8GB")
+    host.set_memory(vm, MemoryChange(dynamic=True, minimum=512 * MB, maximum=8 * GB))
     host.set_checkpoint_type(vm, CheckpointType.Standard)
     host.start(vm)
     host.guest(vm).synthetic_mb = 2000
@@ -549,7 +551,9 @@ def test_proc_meminfo_is_the_guests_own_view(host: EmulatedHost, clock: FakeCloc
         pytest.skip("no root and no unprivileged user namespaces here")
     assert mode is not Overlay.NONE
     vm = running_vm(host, clock, guest_os="linux")
-    host.set_memory(vm, startup="2GB")  # Runtime Memory Resize: the guest sees 2 GB now
+    host.set_memory(
+        vm, MemoryChange(startup=2 * GB)
+    )  # Runtime Memory Resize: the guest sees 2 GB now
     code = (
         "import psutil; print(psutil.virtual_memory().total); print(open('/proc/meminfo').read())"
     )
@@ -631,7 +635,7 @@ def test_real_processes_are_hot_added_then_ballooned_away(tmp_path: Path) -> Non
         vms = {}
         for os_name in ("linux", "windows"):
             vm = host.new_vm(f"{os_name}-vm", "1GB", guest_os=os_name).id
-            host.set_memory(vm, dynamic=True, minimum="512MB", maximum="4GB")
+            host.set_memory(vm, MemoryChange(dynamic=True, minimum=512 * MB, maximum=4 * GB))
             host.start(vm)
             vms[os_name] = vm
         wait_until(

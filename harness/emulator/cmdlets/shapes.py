@@ -1,0 +1,146 @@
+"""The objects the cmdlets and scripts write, in the real shapes: type names most derived first,
+adapted properties, enums, Int64 byte counts (reference §1.2, §1.3, §1.5).
+"""
+
+from __future__ import annotations
+
+import uuid
+from typing import Any
+
+from harness.emulator.host import CheckpointInfo, EmulatedHost, VmRecord, VMState
+from harness.emulator.psobjects import int64, make_enum, make_object
+from harness.settings import MemorySettings
+
+NS = "Microsoft.HyperV.PowerShell"
+TEMPLATE_DIR = "C:\\DMH\\Templates"  # where the emulated host keeps its template disks
+DISK_DIR = "C:\\DMH\\Disks"
+_VM_TYPES = (f"{NS}.VirtualMachine", f"{NS}.VirtualizationObject")
+_CUSTOM = ("System.Management.Automation.PSCustomObject",)
+
+
+def custom(**values: Any) -> Any:
+    """A [pscustomobject] as the harness's scripts return them (note properties)."""
+    return make_object(_CUSTOM, {}, extended=values)
+
+
+def vm_object(vm: VmRecord) -> Any:
+    heartbeat = (
+        None
+        if vm.heartbeat is None
+        else make_enum(f"{NS}.VMHeartbeatStatus", vm.heartbeat.name, int(vm.heartbeat))
+    )
+    return make_object(
+        _VM_TYPES,
+        {
+            "Name": vm.name,
+            "Id": vm.id,
+            "VMName": vm.name,
+            "VMId": vm.id,
+            "ComputerName": vm.computer_name,
+            "State": make_enum(f"{NS}.VMState", vm.state.name, int(vm.state)),
+            "Status": "Operating normally" if vm.state is VMState.Running else "",
+            "Heartbeat": heartbeat,
+            "Uptime": vm.uptime,
+            "Generation": vm.generation,
+            "Version": vm.version,
+            "Notes": vm.notes,
+            "ProcessorCount": int64(vm.processor_count),
+            "DynamicMemoryEnabled": vm.memory.dynamic,
+            "MemoryAssigned": int64(vm.memory_assigned),
+            "MemoryDemand": int64(vm.memory_demand),
+            "MemoryStatus": vm.memory_status,
+            "MemoryStartup": int64(vm.memory.startup),
+            "MemoryMinimum": int64(vm.memory.minimum),
+            "MemoryMaximum": int64(vm.memory.maximum),
+            "SmartPagingFileInUse": vm.smart_paging_file_in_use,
+            "SmartPagingFilePath": vm.smart_paging_file_path,
+            "CheckpointType": make_enum(
+                f"{NS}.CheckpointType", vm.checkpoint_type.name, int(vm.checkpoint_type)
+            ),
+            "ParentCheckpointId": vm.parent_checkpoint_id,
+            "CreationTime": vm.creation_time,
+            "HardDrives": [vm.vhd_path] if vm.vhd_path else [],
+        },
+        to_string=f"VirtualMachine (Name = '{vm.name}') [Id = '{vm.id}']",
+    )
+
+
+def memory_object(
+    vm_name: str, vm_id: uuid.UUID, computer: str, settings: MemorySettings, snapshot: str = ""
+) -> Any:
+    return make_object(
+        (f"{NS}.VMMemory", f"{NS}.VMDevice", f"{NS}.VirtualizationObject"),
+        {
+            "Name": "Memory",
+            "Id": f"Microsoft:{str(vm_id).upper()}\\4764334d-e001-4176-82ee-5594ec9b530e",
+            "VMName": vm_name,
+            "VMId": vm_id,
+            "VMSnapshotName": snapshot,
+            "ComputerName": computer,
+            "IsDeleted": False,
+            "DynamicMemoryEnabled": settings.dynamic,
+            "Startup": int64(settings.startup),
+            "Minimum": int64(settings.minimum),
+            "Maximum": int64(settings.maximum),
+            "Buffer": settings.buffer,
+            "Priority": settings.priority,
+            "MaximumPerNumaNode": int64(settings.maximum >> 20),
+            "ResourcePoolName": "Primordial",
+        },
+        to_string="VMMemory",
+    )
+
+
+def checkpoint_object(cp: CheckpointInfo, computer: str) -> Any:
+    return make_object(
+        (f"{NS}.VMSnapshot", f"{NS}.VirtualMachineBase", f"{NS}.VirtualizationObject"),
+        {
+            "Name": cp.name,
+            "Id": cp.id,
+            "VMName": cp.vm_name,
+            "VMId": cp.vm_id,
+            "ComputerName": computer,
+            "CreationTime": cp.creation_time,
+            "SnapshotType": make_enum(f"{NS}.SnapshotType", "Standard", 0),
+            "CheckpointType": make_enum(
+                f"{NS}.CheckpointType", cp.checkpoint_type.name, int(cp.checkpoint_type)
+            ),
+            "State": make_enum(f"{NS}.VMState", cp.vm_state.name, int(cp.vm_state)),
+            "ParentSnapshotId": cp.parent_checkpoint_id,
+            "MemoryStartup": int64(cp.memory.startup),
+            "DynamicMemoryEnabled": cp.memory.dynamic,
+        },
+        to_string=f"VMSnapshot (Name = '{cp.name}', VMName = '{cp.vm_name}') [Id = '{cp.id}']",
+    )
+
+
+def host_object(host: EmulatedHost) -> Any:
+    return make_object(
+        (f"{NS}.VMHost", f"{NS}.VirtualizationObject"),
+        {
+            "Name": host.name,
+            "ComputerName": host.name,
+            "FullyQualifiedDomainName": host.name,
+            "LogicalProcessorCount": 16,
+            "MemoryCapacity": int64(host.total_memory),
+            "NumaSpanningEnabled": True,
+            "VirtualMachinePath": "C:\\ProgramData\\Microsoft\\Windows\\Hyper-V",
+            "VirtualHardDiskPath": DISK_DIR,
+        },
+        to_string=f"VMHost (Name = '{host.name}')",
+    )
+
+
+def integration_object(vm: VmRecord, name: str, enabled: bool, status: str) -> Any:
+    return make_object(
+        (f"{NS}.VMIntegrationComponent", f"{NS}.VMDevice", f"{NS}.VirtualizationObject"),
+        {
+            "Name": name,
+            "VMName": vm.name,
+            "VMId": vm.id,
+            "Enabled": enabled,
+            "PrimaryStatusDescription": status,
+            "SecondaryStatusDescription": "",
+        },
+        to_string=f"VMIntegrationComponent (Name = '{name}', VMName = '{vm.name}')",
+    )

@@ -8,12 +8,15 @@ and keep-alive, i.e. HTTP + auth + SOAP parse/build without any PSRP. Two server
 - toy: an EmulatorServer whose handler answers every pipeline with one Get-VM-shaped object
   (the endpoint's own cost);
 - hyperv: the EmbeddedEmulator (emulated host, balancer driver ticking, Hyper-V cmdlets) with
-  a few VMs, some running; `Get-VM -Name <one>` and `Get-VM` (all of them).
+  50 VMs, every other one running; `Get-VM -Name <one>` and `Get-VM` (all of them), whose
+  ratio to the one-VM invoke is the cost of object output at scale (target: within 3x). It
+  also prints what pypsrp alone spends deserializing those objects (the client's share, which
+  no server can remove).
 
 Usage:
 
     .venv/bin/python benchmarks/psrp_roundtrip.py [--iterations 300] [--pool-iterations 50]
-        [--tls] [--server toy|hyperv|both] [--vms 6]
+        [--tls] [--server toy|hyperv|both] [--vms 50]
 """
 
 from __future__ import annotations
@@ -34,15 +37,17 @@ if str(ROOT) not in sys.path:
 import requests  # noqa: E402
 from _timing import stats, time_calls  # noqa: E402
 from pypsrp.powershell import PowerShell, RunspacePool  # noqa: E402
-from pypsrp.serializer import TaggedValue  # noqa: E402
+from pypsrp.serializer import Serializer, TaggedValue  # noqa: E402
 from pypsrp.wsman import WSMan  # noqa: E402
 
+from harness.emulator.cmdlets.shapes import vm_object  # noqa: E402
 from harness.emulator.psobjects import int64, make_enum, make_object  # noqa: E402
 from harness.emulator.psrp import Command, PipelineHandler, PipelineOutput  # noqa: E402
 from harness.emulator.server import EmulatorServer  # noqa: E402
 from harness.emulator.service import EmbeddedEmulator  # noqa: E402
 
 TARGET_MEDIAN_MS = 15.0
+TARGET_SCALE_RATIO = 3.0  # Get-VM of all the VMs, against Get-VM of one
 PASSWORD = "benchmark-" + uuid.uuid4().hex
 GB = 1024**3
 
@@ -192,7 +197,7 @@ def _toy_server(handler: PipelineHandler | None, tls: bool) -> Iterator[Endpoint
 
 
 @contextmanager
-def _hyperv_server(vms: int, tls: bool) -> Iterator[Endpoint]:
+def _hyperv_server(vms: int, tls: bool) -> Iterator[tuple[EmbeddedEmulator, Endpoint]]:
     """An EmbeddedEmulator with `vms` DM VMs, every other one running (the driver ticks)."""
     with EmbeddedEmulator(host_memory="64GB", password=PASSWORD, tls=tls) as emu:
         endpoint = Endpoint(
@@ -220,7 +225,7 @@ def _hyperv_server(vms: int, tls: bool) -> Iterator[Endpoint]:
                     ps.invoke()
                     if ps.had_errors:
                         raise RuntimeError(f"{cmdlet} {name}: {ps.streams.error[0]}")
-        yield endpoint
+        yield emu, endpoint
 
 
 def run(
@@ -243,21 +248,44 @@ def run(
     return {k.replace("Get-VM", "invoke"): v for k, v in figures.items()}
 
 
+def _client_share(emu: EmbeddedEmulator, iterations: int) -> float:
+    """Milliseconds pypsrp's deserializer alone takes for the objects of one `Get-VM` (all VMs),
+    measured in this process on the same objects the server writes."""
+    texts = [vm_object(vm).clixml.decode() for vm in emu.host.find_vms("*")]
+
+    def deserialize() -> None:
+        for text in texts:
+            Serializer().deserialize(text)
+
+    median, _ = stats(time_calls(deserialize, max(10, iterations // 10), warmup=2))
+    return median
+
+
 def run_hyperv(
-    *, vms: int = 6, iterations: int = 300, pool_iterations: int = 50, tls: bool = False
+    *, vms: int = 50, iterations: int = 300, pool_iterations: int = 50, tls: bool = False
 ) -> dict[str, float]:
     """The real Hyper-V handler: `Get-VM -Name bench01` (one VM) and `Get-VM` (all)."""
     labels = ["Get-VM -Name", f"Get-VM ({vms} VMs)"]
-    with _hyperv_server(vms, tls) as endpoint:
+    with _hyperv_server(vms, tls) as (emu, endpoint):
         figures = measure(
             endpoint,
             [(labels[0], _get_vm("bench01")), (labels[1], _get_vm())],
             iterations=iterations,
             pool_iterations=pool_iterations,
         )
+        client_ms = _client_share(emu, iterations)
     scheme = "HTTPS" if tls else "HTTP"
     title = f"Hyper-V handler (EmbeddedEmulator, {vms} VMs) over loopback {scheme} ({iterations} invokes)"
     _report(title, figures, labels)
+    one, many = figures[f"{labels[0]}_median_ms"], figures[f"{labels[1]}_median_ms"]
+    scale = many / one
+    figures["scale_ratio"] = scale
+    print(
+        f"  Get-VM of {vms} VMs / Get-VM of one: {scale:4.1f}x"
+        f" ({'within' if scale <= TARGET_SCALE_RATIO else 'OVER'} the {TARGET_SCALE_RATIO:.0f}x"
+        f" target); per further VM {(many - one) / max(1, vms - 1):.2f} ms, of which pypsrp's"
+        f" deserializer alone {client_ms / vms:.2f} ms ({client_ms:.1f} ms for all {vms})"
+    )
     return {k.replace(labels[0], "invoke"): v for k, v in figures.items()}
 
 
@@ -267,7 +295,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--pool-iterations", type=int, default=50)
     parser.add_argument("--tls", action="store_true", help="measure over HTTPS")
     parser.add_argument("--server", choices=["toy", "hyperv", "both"], default="both")
-    parser.add_argument("--vms", type=int, default=6, help="VMs on the Hyper-V server")
+    parser.add_argument("--vms", type=int, default=50, help="VMs on the Hyper-V server")
     args = parser.parse_args(argv)
     medians: list[float] = []
     if args.server in ("toy", "both"):

@@ -1,5 +1,7 @@
 """Objects shaped like real Hyper-V output (type names, adapted properties, enums, Int64) and
-the mapping between psrpcore values and plain Python used by the emulator's handlers.
+the mapping between psrpcore values and plain Python used by the emulator's handlers; for
+objects written by the hundred (Get-VM), a precompiled `ObjectShape` that writes their CLIXML
+directly.
 """
 
 from __future__ import annotations
@@ -11,11 +13,23 @@ import functools
 import queue
 import uuid
 from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 from typing import Any, cast
 
 from psrpcore import types as pst
 
+# psrpcore's own encoders for strings (the _xHHHH_ escapes), DateTime and TimeSpan, so an
+# ObjectShape writes exactly what psrpcore's serializer writes (psrpcore is pinned).
+from psrpcore.types._serializer import (
+    _serialize_datetime,
+    _serialize_duration,
+    _serialize_enum_to_string,
+    _serialize_string,
+)
+
 __all__ = [
+    "ObjectShape",
+    "Serialized",
     "enum_type",
     "from_ps",
     "int32",
@@ -185,3 +199,144 @@ def from_ps(value: Any) -> Any:
             return {p.name: from_ps(p.get_value(value)) for p in props}
         return meta.to_string if meta.to_string is not None else str(value)
     return value
+
+
+# -- precompiled shapes --------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Serialized:
+    """One object already written as CLIXML (a complete <Obj>, RefIds numbered from 0), sent
+    to the client as it is."""
+
+    clixml: bytes
+
+
+def _escape(text: str) -> str:
+    """Element text as ElementTree writes it."""
+    if "&" in text or "<" in text or ">" in text:
+        return text.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
+    return text
+
+
+def _text(value: str) -> str:
+    """A string value as psrpcore writes it: its _xHHHH_ escapes, then ElementTree's."""
+    return _escape(_serialize_string(value))
+
+
+def _attribute(value: str) -> str:
+    """A property name (N="...") as psrpcore and ElementTree write it."""
+    text = _serialize_string(value).replace("&", "&amp;").replace("<", "&lt;")
+    text = text.replace(">", "&gt;").replace('"', "&quot;").replace("\r", "&#13;")
+    return text.replace("\n", "&#10;").replace("\t", "&#09;")
+
+
+class _Refs:
+    """RefIds of one message: objects in order, type-name lists by their first name."""
+
+    def __init__(self, first_type: str) -> None:
+        self.objects = 1
+        self.types = [first_type]
+        self.enums: dict[int, int] = {}  # by id(), as psrpcore refers to an enum seen before
+
+    def next_object(self) -> int:
+        self.objects += 1
+        return self.objects - 1
+
+    def type_names(self, names: Sequence[str]) -> str:
+        if names[0] in self.types:
+            return f'<TNRef RefId="{self.types.index(names[0])}" />'
+        self.types.append(names[0])
+        return f'<TN RefId="{len(self.types) - 1}">{_type_list(names)}</TN>'
+
+
+_ARRAY_LIST = ("System.Collections.ArrayList", _OBJECT)
+
+
+def _type_list(names: Sequence[str]) -> str:
+    return "".join(f"<T>{_escape(n)}</T>" for n in names)
+
+
+def _to_string(text: str | None) -> str:
+    # psrpcore writes <ToString> only for a non-empty text, and without the _xHHHH_ escapes
+    return f"<ToString>{_escape(text)}</ToString>" if text else ""
+
+
+_INT32_MAX = 2**31 - 1
+
+
+def _element(tag: str, attrs: str, text: str) -> str:
+    return f"<{tag}{attrs}>{text}</{tag}>" if text else f"<{tag}{attrs} />"
+
+
+def _render(value: Any, attrs: str, refs: _Refs) -> str:
+    """One value as psrpcore serializes it, `attrs` being its attributes (e.g. ' N="Name"')."""
+    if value is None:
+        return f"<Nil{attrs} />"
+    if isinstance(value, bool):
+        return f"<B{attrs}>{'true' if value else 'false'}</B>"
+    if isinstance(value, pst.PSEnumBase):
+        seen = refs.enums.get(id(value))
+        if seen is not None:
+            return f'<Ref RefId="{seen}"{attrs} />'
+        refs.enums[id(value)] = refs.objects
+        obj = f'<Obj RefId="{refs.next_object()}"{attrs}>'
+        return (
+            f"{obj}<I32>{int(value.value)}</I32>{refs.type_names(value.PSObject.type_names)}"
+            f"{_to_string(_serialize_enum_to_string(value))}</Obj>"
+        )
+    if isinstance(value, pst.PSInt64):
+        return f"<I64{attrs}>{int(value)}</I64>"
+    if isinstance(value, int) and type(value) is int:
+        tag = "I64" if value > _INT32_MAX else "I32"
+        return f"<{tag}{attrs}>{value}</{tag}>"
+    if type(value) is str:
+        return _element("S", attrs, _text(value))
+    if isinstance(value, uuid.UUID):
+        return f"<G{attrs}>{value}</G>"
+    if isinstance(value, datetime.datetime):
+        return f"<DT{attrs}>{_serialize_datetime(value)}</DT>"
+    if isinstance(value, datetime.timedelta):
+        return f"<TS{attrs}>{_serialize_duration(value)}</TS>"
+    if type(value) is list:
+        obj = f'<Obj RefId="{refs.next_object()}"{attrs}>{refs.type_names(_ARRAY_LIST)}'
+        items = "".join(_render(item, "", refs) for item in value)
+        return f"{obj}{_element('LST', '', items)}</Obj>"
+    raise TypeError(
+        f"an ObjectShape cannot write a {type(value).__name__}: use make_object for this object"
+    )
+
+
+class ObjectShape:
+    """A .NET type written many times: its type names, and each property name the first time
+    it is seen, are laid out once, so an object costs one pass over its values instead of
+    building a psrpcore PSObject and serializing it (Get-VM of many VMs,
+    benchmarks/psrp_roundtrip.py).
+
+    `render(props, to_string)` writes what `make_object(type_names, props, to_string)` would
+    send, byte for byte (tests/emulator hold it to that); values may be None, bool, str, int
+    or `int64(...)`, UUID, datetime, timedelta, `make_enum(...)` and lists of those.
+    """
+
+    def __init__(self, type_names: Sequence[str]) -> None:
+        if not type_names:
+            raise ValueError("an ObjectShape needs at least one type name")
+        names = list(type_names)
+        if names[-1] != _OBJECT:
+            names.append(_OBJECT)
+        self.type_names = tuple(names)
+        self._head = f'<Obj RefId="0"><TN RefId="0">{_type_list(names)}</TN>'
+        self._attrs: dict[str, str] = {}
+
+    def render(self, props: Mapping[str, Any], to_string: str | None = None) -> Serialized:
+        """The object with these adapted properties (in their order)."""
+        refs = _Refs(self.type_names[0])
+        attrs = self._attrs
+        parts = [self._head, "<Props>" if props else ""]
+        for name, value in props.items():
+            attr = attrs.get(name)
+            if attr is None:
+                attr = attrs.setdefault(name, f' N="{_attribute(name)}"')
+            parts.append(_render(value, attr, refs))
+        parts.append(f"{'</Props>' if props else ''}{_to_string(to_string)}</Obj>")
+        return Serialized("".join(parts).encode())

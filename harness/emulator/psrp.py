@@ -17,9 +17,10 @@ from typing import Any, Protocol
 
 import psrpcore
 from psrpcore import types as pst
+from psrpcore._payload import PSRPMessage, create_message
 
 from harness.emulator import wsman
-from harness.emulator.psobjects import from_ps, to_ps
+from harness.emulator.psobjects import Serialized, from_ps, to_ps
 from harness.errors import HarnessError
 
 __all__ = [
@@ -348,6 +349,9 @@ class _WireOutput:
             self._endpoint._drain(self._shell)
 
     def write(self, obj: Any) -> None:
+        if isinstance(obj, Serialized):
+            self._emit(lambda ps: _write_serialized(ps, obj))
+            return
         value = to_ps(obj)
         self._emit(lambda ps: ps.write_output(value))
 
@@ -364,6 +368,30 @@ class _WireOutput:
 
     def write_verbose(self, text: str) -> None:
         self._emit(lambda ps: ps.write_verbose(str(text)))
+
+
+def _write_serialized(ps: psrpcore.ServerPipeline, obj: Serialized) -> None:
+    """Queue an object already written as CLIXML: what ServerPipeline.write_output does after
+    serializing (its state check, then RunspacePool.prepare_message's queueing). psrpcore has
+    no public call for pre-serialized output, hence its private send buffer and fragment
+    counter here (psrpcore is pinned)."""
+    if ps.state != pst.PSInvocationState.Running:
+        raise psrpcore.InvalidPipelineState(
+            "write pipeline output", ps.state, [pst.PSInvocationState.Running]
+        )
+    pool = ps.runspace_pool
+    kind = pst.PSRPMessageType.PipelineOutput
+    data = create_message(False, kind, obj.clixml, pool.runspace_pool_id, ps.pipeline_id)
+    pool._send_buffer.append(
+        PSRPMessage(
+            kind,
+            bytearray(data),
+            pool.runspace_pool_id,
+            ps.pipeline_id,
+            pool._fragment_counter,
+            psrpcore.StreamType.default,
+        )
+    )
 
 
 class _Workers:

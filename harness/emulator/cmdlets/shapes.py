@@ -8,7 +8,7 @@ import uuid
 from typing import Any
 
 from harness.emulator.host import CheckpointInfo, EmulatedHost, VmRecord, VMState
-from harness.emulator.psobjects import int64, make_enum, make_object
+from harness.emulator.psobjects import ObjectShape, Serialized, int64, make_enum, make_object
 from harness.settings import MemorySettings
 
 NS = "Microsoft.HyperV.PowerShell"
@@ -23,46 +23,53 @@ def custom(**values: Any) -> Any:
     return make_object(_CUSTOM, {}, extended=values)
 
 
-def vm_object(vm: VmRecord) -> Any:
+# Get-VM writes VMs by the hundred: their shape is laid out once (psobjects.ObjectShape).
+VM_SHAPE = ObjectShape(_VM_TYPES)
+
+
+def vm_object(vm: VmRecord) -> Serialized:
+    return VM_SHAPE.render(
+        vm_properties(vm), to_string=f"VirtualMachine (Name = '{vm.name}') [Id = '{vm.id}']"
+    )
+
+
+def vm_properties(vm: VmRecord) -> dict[str, Any]:
+    """What Get-VM shows of a VM (§1.2, §1.3)."""
     heartbeat = (
         None
         if vm.heartbeat is None
         else make_enum(f"{NS}.VMHeartbeatStatus", vm.heartbeat.name, int(vm.heartbeat))
     )
-    return make_object(
-        _VM_TYPES,
-        {
-            "Name": vm.name,
-            "Id": vm.id,
-            "VMName": vm.name,
-            "VMId": vm.id,
-            "ComputerName": vm.computer_name,
-            "State": make_enum(f"{NS}.VMState", vm.state.name, int(vm.state)),
-            "Status": "Operating normally" if vm.state is VMState.Running else "",
-            "Heartbeat": heartbeat,
-            "Uptime": vm.uptime,
-            "Generation": vm.generation,
-            "Version": vm.version,
-            "Notes": vm.notes,
-            "ProcessorCount": int64(vm.processor_count),
-            "DynamicMemoryEnabled": vm.memory.dynamic,
-            "MemoryAssigned": int64(vm.memory_assigned),
-            "MemoryDemand": int64(vm.memory_demand),
-            "MemoryStatus": vm.memory_status,
-            "MemoryStartup": int64(vm.memory.startup),
-            "MemoryMinimum": int64(vm.memory.minimum),
-            "MemoryMaximum": int64(vm.memory.maximum),
-            "SmartPagingFileInUse": vm.smart_paging_file_in_use,
-            "SmartPagingFilePath": vm.smart_paging_file_path,
-            "CheckpointType": make_enum(
-                f"{NS}.CheckpointType", vm.checkpoint_type.name, int(vm.checkpoint_type)
-            ),
-            "ParentCheckpointId": vm.parent_checkpoint_id,
-            "CreationTime": vm.creation_time,
-            "HardDrives": [vm.vhd_path] if vm.vhd_path else [],
-        },
-        to_string=f"VirtualMachine (Name = '{vm.name}') [Id = '{vm.id}']",
-    )
+    return {
+        "Name": vm.name,
+        "Id": vm.id,
+        "VMName": vm.name,
+        "VMId": vm.id,
+        "ComputerName": vm.computer_name,
+        "State": make_enum(f"{NS}.VMState", vm.state.name, int(vm.state)),
+        "Status": "Operating normally" if vm.state is VMState.Running else "",
+        "Heartbeat": heartbeat,
+        "Uptime": vm.uptime,
+        "Generation": vm.generation,
+        "Version": vm.version,
+        "Notes": vm.notes,
+        "ProcessorCount": int64(vm.processor_count),
+        "DynamicMemoryEnabled": vm.memory.dynamic,
+        "MemoryAssigned": int64(vm.memory_assigned),
+        "MemoryDemand": int64(vm.memory_demand),
+        "MemoryStatus": vm.memory_status,
+        "MemoryStartup": int64(vm.memory.startup),
+        "MemoryMinimum": int64(vm.memory.minimum),
+        "MemoryMaximum": int64(vm.memory.maximum),
+        "SmartPagingFileInUse": vm.smart_paging_file_in_use,
+        "SmartPagingFilePath": vm.smart_paging_file_path,
+        "CheckpointType": make_enum(
+            f"{NS}.CheckpointType", vm.checkpoint_type.name, int(vm.checkpoint_type)
+        ),
+        "ParentCheckpointId": vm.parent_checkpoint_id,
+        "CreationTime": vm.creation_time,
+        "HardDrives": [vm.vhd_path] if vm.vhd_path else [],
+    }
 
 
 def memory_object(

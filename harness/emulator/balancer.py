@@ -1,5 +1,8 @@
 """Pure model of the Hyper-V Dynamic Memory balancer (reference §3, sketch §3.10) and the
 values Get-VM and the DM performance counters derive from it (§1.3, §4.1, §4.2).
+
+Longer than ~500 lines on purpose: one pure model (no I/O, an injected clock) whose phases,
+pressure, hot-add, balloon and arbitration rules read best side by side with the reference.
 """
 
 from __future__ import annotations

@@ -1,5 +1,9 @@
 """The emulated Hyper-V host: VMs, their states, memory settings and checkpoints, the DM
 balancer and its counters, and the guests that run real processes. What cmdlets call.
+
+Longer than ~500 lines on purpose: one class whose single lock guards every VM's state, so
+each operation's checks and changes stay together and atomic; the records it returns, the
+lookups and the driver are small beside it.
 """
 
 from __future__ import annotations

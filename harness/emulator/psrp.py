@@ -2,6 +2,10 @@
 
 A pipeline runs (in a worker thread) once it is whole: its Command, any follow-up Sends, and
 the end of its input. What the handler writes goes out on the pipeline's Receives.
+
+Longer than ~500 lines on purpose: the shell and pipeline state machine and its locking
+(Command, Send, Receive, Signal, Delete against psrpcore) is one piece; the WS-Management
+envelope is in wsman.py and the objects in psobjects.py.
 """
 
 from __future__ import annotations

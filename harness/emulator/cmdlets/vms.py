@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import uuid
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 from harness.emulator.cmdlets.params import Params, bind, object_id
@@ -14,7 +14,13 @@ from harness.emulator.errors import (
     ParameterConversionError,
     SizeNotAlignedError,
 )
-from harness.emulator.host import DEFAULT_STARTUP, CheckpointType, VmRecord, VMState
+from harness.emulator.host import (
+    DEFAULT_STARTUP,
+    CheckpointType,
+    EmulatedHost,
+    VmRecord,
+    VMState,
+)
 from harness.emulator.psrp import Command
 from harness.emulator.wildcards import like
 from harness.settings import SET_VMMEMORY_PARAMETERS, MemoryChange
@@ -171,14 +177,27 @@ def _set_vmmemory(h: HyperVHandler, c: Command, items: list[Any]) -> list[Any]:
     return results
 
 
-def _for_each_vm(
-    h: HyperVHandler,
-    c: Command,
-    items: list[Any],
-    action: Callable[[VmRecord, Params], VmRecord | None],
-    extra: Sequence[str] = (),
-) -> list[Any]:
-    """A lifecycle cmdlet: `action` on each VM named or piped, the results with -Passthru."""
+# The lifecycle cmdlets: what each does to one VM, and the parameters it adds to the common ones.
+_LIFECYCLE: dict[
+    str, tuple[Callable[[EmulatedHost, VmRecord, Params], VmRecord], tuple[str, ...]]
+] = {
+    "Start-VM": (lambda host, vm, p: host.start(vm.id), ()),
+    "Stop-VM": (
+        lambda host, vm, p: host.stop(vm.id, turn_off=p.switch("TurnOff")),
+        ("TurnOff", "Save"),
+    ),
+    "Save-VM": (lambda host, vm, p: host.save(vm.id), ()),
+    "Suspend-VM": (lambda host, vm, p: host.pause(vm.id), ()),
+    "Resume-VM": (lambda host, vm, p: host.resume(vm.id), ()),
+    "Restart-VM": (lambda host, vm, p: host.restart(vm.id), ()),
+}
+_LIFECYCLE_BY_NAME = {name.casefold(): entry for name, entry in _LIFECYCLE.items()}
+
+
+@cmdlet(*_LIFECYCLE)
+def _lifecycle(h: HyperVHandler, c: Command, items: list[Any]) -> list[Any]:
+    """Each VM named or piped through the cmdlet's action; the results with -Passthru."""
+    action, extra = _LIFECYCLE_BY_NAME[c.name.casefold()]
     p = bind(
         c,
         ["Name", "VM", *extra, "Passthru", "Force", "Confirm", "AsJob", "ComputerName"],
@@ -186,43 +205,10 @@ def _for_each_vm(
     )
     results = []
     for vm in h.one_or_more_vms(p, items):
-        after = action(vm, p)
-        if p.switch("Passthru") and after is not None:
+        after = action(h.host, vm, p)
+        if p.switch("Passthru"):
             results.append(after)
     return results
-
-
-@cmdlet("Start-VM")
-def _start_vm(h: HyperVHandler, c: Command, items: list[Any]) -> list[Any]:
-    return _for_each_vm(h, c, items, lambda vm, p: h.host.start(vm.id))
-
-
-@cmdlet("Stop-VM")
-def _stop_vm(h: HyperVHandler, c: Command, items: list[Any]) -> list[Any]:
-    return _for_each_vm(
-        h, c, items, lambda vm, p: h.host.stop(vm.id, turn_off=p.switch("TurnOff")),
-        ["TurnOff", "Save"],
-    )  # fmt: skip
-
-
-@cmdlet("Save-VM")
-def _save_vm(h: HyperVHandler, c: Command, items: list[Any]) -> list[Any]:
-    return _for_each_vm(h, c, items, lambda vm, p: h.host.save(vm.id))
-
-
-@cmdlet("Suspend-VM")
-def _suspend_vm(h: HyperVHandler, c: Command, items: list[Any]) -> list[Any]:
-    return _for_each_vm(h, c, items, lambda vm, p: h.host.pause(vm.id))
-
-
-@cmdlet("Resume-VM")
-def _resume_vm(h: HyperVHandler, c: Command, items: list[Any]) -> list[Any]:
-    return _for_each_vm(h, c, items, lambda vm, p: h.host.resume(vm.id))
-
-
-@cmdlet("Restart-VM")
-def _restart_vm(h: HyperVHandler, c: Command, items: list[Any]) -> list[Any]:
-    return _for_each_vm(h, c, items, lambda vm, p: h.host.restart(vm.id))
 
 
 @cmdlet("Remove-VM")

@@ -269,34 +269,51 @@ def _element(tag: str, attrs: str, text: str) -> str:
     return f"<{tag}{attrs}>{text}</{tag}>" if text else f"<{tag}{attrs} />"
 
 
+# What an enum value writes besides its RefId and name, by id() (the entry holds the value, so
+# the id stays its own); psrpcore's enums are slow to read (their PSObject machinery).
+_ENUM_PARTS: dict[int, tuple[pst.PSEnumBase, str, tuple[str, ...], str]] = {}
+
+
+def _enum_parts(value: pst.PSEnumBase) -> tuple[str, tuple[str, ...], str]:
+    cached = _ENUM_PARTS.get(id(value))
+    if cached is None:
+        inner = f"<I32>{int(value.value)}</I32>"
+        names = tuple(value.PSObject.type_names)
+        cached = (value, inner, names, _to_string(_serialize_enum_to_string(value)))
+        _ENUM_PARTS[id(value)] = cached
+    return cached[1:]
+
+
 def _render(value: Any, attrs: str, refs: _Refs) -> str:
-    """One value as psrpcore serializes it, `attrs` being its attributes (e.g. ' N="Name"')."""
+    """One value as psrpcore serializes it, `attrs` being its attributes (e.g. ' N="Name"').
+
+    Dispatch is on type(), not isinstance(): psrpcore values answer isinstance slowly.
+    """
+    kind = type(value)
+    if kind is str:
+        return _element("S", attrs, _text(value))
+    if kind is pst.PSInt64:
+        return f"<I64{attrs}>{int(value)}</I64>"
     if value is None:
         return f"<Nil{attrs} />"
-    if isinstance(value, bool):
+    if kind is bool:
         return f"<B{attrs}>{'true' if value else 'false'}</B>"
-    if isinstance(value, pst.PSEnumBase):
+    if kind is int:
+        tag = "I64" if value > _INT32_MAX else "I32"
+        return f"<{tag}{attrs}>{value}</{tag}>"
+    if issubclass(kind, pst.PSEnumBase):
         seen = refs.enums.get(id(value))
         if seen is not None:
             return f'<Ref RefId="{seen}"{attrs} />'
         refs.enums[id(value)] = refs.objects
+        inner, names, to_string = _enum_parts(value)
         obj = f'<Obj RefId="{refs.next_object()}"{attrs}>'
-        return (
-            f"{obj}<I32>{int(value.value)}</I32>{refs.type_names(value.PSObject.type_names)}"
-            f"{_to_string(_serialize_enum_to_string(value))}</Obj>"
-        )
-    if isinstance(value, pst.PSInt64):
-        return f"<I64{attrs}>{int(value)}</I64>"
-    if isinstance(value, int) and type(value) is int:
-        tag = "I64" if value > _INT32_MAX else "I32"
-        return f"<{tag}{attrs}>{value}</{tag}>"
-    if type(value) is str:
-        return _element("S", attrs, _text(value))
-    if isinstance(value, uuid.UUID):
+        return f"{obj}{inner}{refs.type_names(names)}{to_string}</Obj>"
+    if kind is uuid.UUID:
         return f"<G{attrs}>{value}</G>"
-    if isinstance(value, datetime.datetime):
+    if kind is datetime.datetime:
         return f"<DT{attrs}>{_serialize_datetime(value)}</DT>"
-    if isinstance(value, datetime.timedelta):
+    if kind is datetime.timedelta:
         return f"<TS{attrs}>{_serialize_duration(value)}</TS>"
     if type(value) is list:
         obj = f'<Obj RefId="{refs.next_object()}"{attrs}>{refs.type_names(_ARRAY_LIST)}'

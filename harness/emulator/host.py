@@ -54,6 +54,7 @@ from harness.emulator.wildcards import wildcard_regex
 from harness.errors import RuntimeChangeError, SettingError
 from harness.settings import (
     SET_VMMEMORY_PARAMETERS,
+    SIZE_FIELDS,
     HostVersion,
     MemoryChange,
     MemorySettings,
@@ -225,7 +226,6 @@ class _Vm:
 
 
 VmRef = uuid.UUID | str  # an id, or an exact VM name (not a wildcard pattern)
-_SIZES = ("startup", "minimum", "maximum")
 # Set-VMMemory takes these only with Dynamic Memory enabled (§1.1), in the order it names them
 _DYNAMIC_ONLY = ("buffer", "minimum", "maximum")
 _ON = (VMState.Starting, VMState.Running, VMState.Paused)
@@ -404,7 +404,7 @@ class EmulatedHost:
             dm_only = tuple(SET_VMMEMORY_PARAMETERS[f] for f in _DYNAMIC_ONLY if f in given)
             if dm_only and not final_dynamic:
                 raise ParameterMismatchError(vm.name, dm_only)
-            sizes = tuple(f for f in _SIZES if f in given)
+            sizes = tuple(f for f in SIZE_FIELDS if f in given)
             changes = {
                 **given,
                 **{f: _to_mb_bytes(given[f], SET_VMMEMORY_PARAMETERS[f]) for f in sizes},

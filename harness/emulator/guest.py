@@ -1,12 +1,10 @@
-"""The emulated guest: OS memory profiles, real local processes whose memory is the guest's
-commit, and the guest's memory view published where the programs it runs look for it.
+"""The emulated guest: a VM's guest OS as real local processes in their own namespaces and
+memory cgroup, and the guest's memory view published where the programs it runs look for it
+(/proc/meminfo, node meminfo, sysinfo() through the preload library, the cgroup files).
 """
 
 from __future__ import annotations
 
-import atexit
-import codecs
-import contextlib
 import enum
 import json
 import logging
@@ -18,19 +16,35 @@ import subprocess
 import sys
 import tempfile
 import threading
-import time
-import weakref
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
 from pathlib import Path, PurePosixPath, PureWindowsPath
-from typing import IO, Protocol
+from typing import IO
 
 import psutil
 
-from harness.emulator.balancer import GuestModel, linux_balloon_floor_mb
 from harness.emulator.errors import GuestError
-from harness.errors import DeadlineError, SettingError
-from harness.units import MB
+from harness.emulator.guestmem import GuestMemory, GuestMemoryEvent
+from harness.emulator.guestproc import LocalProcess, LocalProcessStats
+from harness.emulator.guestview import (
+    AVAILABLE_BYTES,
+    AVAILABLE_MBYTES,
+    COMMIT_LIMIT,
+    COMMITTED_BYTES,
+    COMMITTED_IN_USE,
+    FREE_PHYSICAL_KB,
+    MAXIMUM_MEMORY,
+    TOTAL_PHYSICAL,
+    TOTAL_VISIBLE_KB,
+    GuestProfile,
+    GuestView,
+    LinuxProfile,
+    WindowsProfile,
+    profile_for,
+)
+from harness.emulator.sandbox.containment import GuestSandbox
+from harness.emulator.sandbox.environment import guest_environment
+from harness.emulator.sandbox.preload import library
+from harness.errors import SettingError
 
 log = logging.getLogger(__name__)
 
@@ -40,240 +54,6 @@ ENV_OS = "DMH_GUEST_OS"
 ENV_DIR = "DMH_GUEST_DIR"
 ENV_NAME = "DMH_GUEST_NAME"
 ENV_OVERLAY = "DMH_GUEST_OVERLAY"  # "1" when /proc/meminfo is the guest's own view
-
-# Counter names in the guest's counters file (Windows spelling, §4.3/§4.4).
-AVAILABLE_MBYTES = r"\Memory\Available MBytes"
-AVAILABLE_BYTES = r"\Memory\Available Bytes"
-COMMITTED_BYTES = r"\Memory\Committed Bytes"
-COMMIT_LIMIT = r"\Memory\Commit Limit"
-COMMITTED_IN_USE = r"\Memory\% Committed Bytes In Use"
-TOTAL_PHYSICAL = "Win32_ComputerSystem.TotalPhysicalMemory"  # bytes
-TOTAL_VISIBLE_KB = "Win32_OperatingSystem.TotalVisibleMemorySize"  # KB
-FREE_PHYSICAL_KB = "Win32_OperatingSystem.FreePhysicalMemory"  # KB
-MAXIMUM_MEMORY = r"\Hyper-V Dynamic Memory Integration Service\Maximum Memory, Mbytes"
-
-
-# -- what the guest OS shows --------------------------------------------------------------
-@dataclass(frozen=True)
-class GuestView:
-    """The guest's own memory figures (MB), as software inside the VM reads them."""
-
-    os_name: str
-    total_mb: int  # what the OS says it has: Windows high-water mark, Linux MemTotal
-    available_mb: int
-    free_mb: int
-    committed_mb: int
-    commit_limit_mb: int
-    max_memory_mb: int  # DM Maximum as the integration service reports it (§4.3)
-    assigned_mb: int
-    ballooned_mb: int  # held by the balloon driver: counted as in use (§4.4, §5.4)
-
-    def counters(self) -> Mapping[str, float]:
-        """Windows counter names → values (the counters file)."""
-        committed = self.committed_mb * MB
-        limit = self.commit_limit_mb * MB
-        return {
-            AVAILABLE_MBYTES: self.available_mb,
-            AVAILABLE_BYTES: self.available_mb * MB,
-            COMMITTED_BYTES: committed,
-            COMMIT_LIMIT: limit,
-            COMMITTED_IN_USE: round(100 * committed / limit, 2) if limit else 0.0,
-            TOTAL_PHYSICAL: self.total_mb * MB,
-            TOTAL_VISIBLE_KB: self.total_mb * 1024,
-            FREE_PHYSICAL_KB: self.free_mb * 1024,
-            MAXIMUM_MEMORY: self.max_memory_mb,
-        }
-
-    def meminfo(self) -> str:
-        """/proc/meminfo text (kB). Every line has a fixed width, so successive versions have
-        the same length and an in-place rewrite never leaves a stale tail."""
-        total, free, avail = self.total_mb * 1024, self.free_mb * 1024, self.available_mb * 1024
-        used = max(0, total - free)
-        rows: list[tuple[str, int, bool]] = [
-            ("MemTotal", total, True),
-            ("MemFree", free, True),
-            ("MemAvailable", avail, True),
-            ("Buffers", 0, True),
-            ("Cached", 0, True),
-            ("SwapCached", 0, True),
-            ("Active", used, True),
-            ("Inactive", 0, True),
-            ("Active(anon)", used, True),
-            ("Inactive(anon)", 0, True),
-            ("Active(file)", 0, True),
-            ("Inactive(file)", 0, True),
-            ("Unevictable", self.ballooned_mb * 1024, True),
-            ("Mlocked", 0, True),
-            ("SwapTotal", 0, True),
-            ("SwapFree", 0, True),
-            ("Dirty", 0, True),
-            ("Writeback", 0, True),
-            ("AnonPages", used, True),
-            ("Mapped", 0, True),
-            ("Shmem", 0, True),
-            ("KReclaimable", 0, True),
-            ("Slab", 0, True),
-            ("SReclaimable", 0, True),
-            ("SUnreclaim", 0, True),
-            ("KernelStack", 0, True),
-            ("PageTables", 0, True),
-            ("CommitLimit", self.commit_limit_mb * 1024, True),
-            ("Committed_AS", self.committed_mb * 1024, True),
-            ("VmallocTotal", 34359738367, True),
-            ("VmallocUsed", 0, True),
-            ("VmallocChunk", 0, True),
-            ("HugePages_Total", 0, False),
-            ("HugePages_Free", 0, False),
-            ("HugePages_Rsvd", 0, False),
-            ("HugePages_Surp", 0, False),
-            ("Hugepagesize", 2048, True),
-        ]
-        return "".join(
-            f"{name + ':':<16}{value:>14}{' kB' if kb else '   '}\n" for name, value, kb in rows
-        )
-
-
-class GuestProfile(GuestModel, Protocol):
-    """A guest OS: how it reports demand to the host and what it shows its programs."""
-
-    @property
-    def os_name(self) -> str: ...
-
-    @property
-    def baseline_commit_mb(self) -> int:
-        """Commit of the idle OS, before any process the harness starts."""
-        ...
-
-    def view(
-        self, committed_mb: int, assigned_mb: int, high_water_mb: int, maximum_mb: int
-    ) -> GuestView: ...
-
-
-def _check_profile(baseline: int, other: int, other_name: str) -> None:
-    if baseline < 0:
-        raise SettingError("baseline_commit_mb", baseline, "must be ≥ 0")
-    if other < 0:
-        raise SettingError(other_name, other, "must be ≥ 0")
-
-
-def _available_mb(committed_mb: int, assigned_mb: int) -> int:
-    # Ballooned pages are never available, on either OS (§4.4, §5.4).
-    return max(0, assigned_mb - committed_mb)
-
-
-def _view(
-    profile: GuestProfile,
-    committed_mb: int,
-    assigned_mb: int,
-    total_mb: int,
-    commit_limit_mb: int,
-    maximum_mb: int,
-) -> GuestView:
-    available = _available_mb(committed_mb, assigned_mb)
-    return GuestView(
-        os_name=profile.os_name,
-        total_mb=total_mb,
-        available_mb=available,
-        free_mb=available,
-        committed_mb=committed_mb,
-        commit_limit_mb=commit_limit_mb,
-        max_memory_mb=maximum_mb,
-        assigned_mb=assigned_mb,
-        ballooned_mb=total_mb - assigned_mb,
-    )
-
-
-@dataclass(frozen=True)
-class WindowsProfile:
-    """A Windows guest under DM (§4.4): the visible total is a high-water mark that never drops
-    until restart; ballooned memory counts as in use; demand is Committed Bytes (§3.2).
-
-    Whether ballooned pages count in the Commit Limit is unknown (§8.6); here the limit is the
-    high-water total plus the page file.
-    """
-
-    baseline_commit_mb: int = 750
-    pagefile_mb: int = 1024
-
-    def __post_init__(self) -> None:
-        _check_profile(self.baseline_commit_mb, self.pagefile_mb, "pagefile_mb")
-
-    @property
-    def os_name(self) -> str:
-        return "windows"
-
-    def demand_mb(self, committed_mb: int, assigned_mb: int, high_water_mb: int) -> int:
-        return committed_mb
-
-    def lowest_assigned_mb(self, committed_mb: int, assigned_mb: int, high_water_mb: int) -> int:
-        return 0  # Windows gives what is asked and pages out if it must (§3.4)
-
-    def visible_mb(self, assigned_mb: int, high_water_mb: int) -> int:
-        return max(assigned_mb, high_water_mb)
-
-    def available_mb(self, committed_mb: int, assigned_mb: int, high_water_mb: int) -> int:
-        return _available_mb(committed_mb, assigned_mb)
-
-    def view(
-        self, committed_mb: int, assigned_mb: int, high_water_mb: int, maximum_mb: int
-    ) -> GuestView:
-        total = self.visible_mb(assigned_mb, high_water_mb)
-        return _view(self, committed_mb, assigned_mb, total, total + self.pagefile_mb, maximum_mb)
-
-
-@dataclass(frozen=True)
-class LinuxProfile:
-    """A Linux guest with hv_balloon (§5). On a kernel with the Dec-2020 patch (the default)
-    MemTotal follows assigned memory; on older ones it keeps the high-water mark and
-    ballooned pages look used (§5.4).
-
-    Demand is Committed_AS plus the balloon floor of totalram (§5.3). The ballooned pages
-    that the guest's report also carries are left out: the host already counts them as
-    removed, and adding them back would undo every balloon (inferred).
-    """
-
-    baseline_commit_mb: int = 250
-    memtotal_follows_balloon: bool = True
-
-    def __post_init__(self) -> None:
-        _check_profile(self.baseline_commit_mb, 0, "")
-
-    @property
-    def os_name(self) -> str:
-        return "linux"
-
-    def visible_mb(self, assigned_mb: int, high_water_mb: int) -> int:
-        if self.memtotal_follows_balloon:
-            return assigned_mb
-        return max(assigned_mb, high_water_mb)
-
-    def demand_mb(self, committed_mb: int, assigned_mb: int, high_water_mb: int) -> int:
-        totalram = self.visible_mb(assigned_mb, high_water_mb)
-        return committed_mb + linux_balloon_floor_mb(totalram)
-
-    def lowest_assigned_mb(self, committed_mb: int, assigned_mb: int, high_water_mb: int) -> int:
-        # hv_balloon keeps MemAvailable above the floor: "Balloon floor reached" (§3.4, §5.3)
-        return self.demand_mb(committed_mb, assigned_mb, high_water_mb)
-
-    def available_mb(self, committed_mb: int, assigned_mb: int, high_water_mb: int) -> int:
-        return _available_mb(committed_mb, assigned_mb)
-
-    def view(
-        self, committed_mb: int, assigned_mb: int, high_water_mb: int, maximum_mb: int
-    ) -> GuestView:
-        total = self.visible_mb(assigned_mb, high_water_mb)
-        # Commit limit: vm.overcommit_ratio 50, no swap.
-        return _view(self, committed_mb, assigned_mb, total, total // 2, maximum_mb)
-
-
-def profile_for(os_name: str) -> GuestProfile:
-    """The default profile for "windows" or "linux"."""
-    name = os_name.lower()
-    if name == "windows":
-        return WindowsProfile()
-    if name == "linux":
-        return LinuxProfile()
-    raise SettingError("guest_os", os_name, "must be 'windows' or 'linux'")
 
 
 # -- /proc/meminfo overlay ----------------------------------------------------------------
@@ -351,190 +131,6 @@ def _overlay_command(mode: Overlay, meminfo: Path) -> list[str]:
     return [*_OVERLAY_PREFIX[mode], "sh", "-c", _OVERLAY_SCRIPT, "dmh-guest", str(meminfo)]
 
 
-# -- processes ----------------------------------------------------------------------------
-@dataclass(frozen=True)
-class LocalProcessStats:
-    """A guest process and its descendants, measured together."""
-
-    pid: int
-    running: bool
-    exit_code: int | None
-    working_set_bytes: int  # resident set
-    private_bytes: int  # resident and not shared
-    processes: int  # how many processes were measured
-
-
-_live: weakref.WeakSet[LocalProcess] = weakref.WeakSet()
-
-
-@atexit.register
-def _kill_leftovers() -> None:
-    """No orphans even if nobody closed the host: kill what guests still run at exit."""
-    for proc in list(_live):
-        with contextlib.suppress(Exception):
-            proc.stop(timeout=1.0)
-
-
-class LocalProcess:
-    """A real local process started in an emulated guest (its own session/process group)."""
-
-    def __init__(
-        self,
-        popen: subprocess.Popen[bytes],
-        argv: Sequence[str],
-        stdout_path: Path,
-        stderr_path: Path,
-    ) -> None:
-        self._popen = popen
-        self.argv = tuple(argv)
-        self.pid = popen.pid
-        self.stdout_path = stdout_path
-        self.stderr_path = stderr_path
-        self._lock = threading.Lock()
-        self._known: dict[int, psutil.Process] = {}
-        with contextlib.suppress(psutil.Error):  # already gone: poll() will say so
-            self._known[self.pid] = psutil.Process(self.pid)
-        _live.add(self)
-
-    def __repr__(self) -> str:
-        return f"LocalProcess(pid={self.pid}, argv={self.argv!r}, exit_code={self.poll()})"
-
-    def poll(self) -> int | None:
-        return self._popen.poll()
-
-    @property
-    def exit_code(self) -> int | None:
-        return self._popen.poll()
-
-    @property
-    def running(self) -> bool:
-        return self._popen.poll() is None
-
-    def wait(self, timeout: float) -> int:
-        try:
-            return self._popen.wait(timeout)
-        except subprocess.TimeoutExpired as exc:
-            raise DeadlineError(f"guest process {self.pid} still running after {timeout}s") from exc
-
-    def output(self) -> str:
-        """Everything the process wrote to stdout so far (kept in the guest's directory)."""
-        return self.stdout_path.read_text(errors="replace")
-
-    def errors(self) -> str:
-        return self.stderr_path.read_text(errors="replace")
-
-    def send(self, text: str) -> None:
-        """Write to the process's stdin (started with stdin=True)."""
-        stream = self._popen.stdin
-        if stream is None:
-            raise GuestError(f"process {self.pid} was started without stdin", target=str(self.pid))
-        try:
-            stream.write(text.encode())
-            stream.flush()
-        except OSError as exc:
-            raise GuestError(
-                f"process {self.pid} no longer reads its input ({exc})", target=str(self.pid)
-            ) from exc
-
-    def close_stdin(self) -> None:
-        if self._popen.stdin is not None:
-            with contextlib.suppress(OSError):
-                self._popen.stdin.close()
-
-    def _tree(self) -> list[psutil.Process]:
-        """The process and every descendant seen so far that still lives (pid reuse is
-        ruled out by psutil's creation-time check). The root is checked through Popen, so
-        that Popen, not psutil, reaps it and keeps its exit code."""
-        with self._lock:
-            running = self._popen.poll() is None
-            root = self._known.get(self.pid)
-            if running and root is not None:
-                with contextlib.suppress(psutil.Error):
-                    for child in root.children(recursive=True):
-                        self._known.setdefault(child.pid, child)
-            self._known = {
-                pid: proc
-                for pid, proc in self._known.items()
-                if (running if pid == self.pid else _alive(proc))
-            }
-            return list(self._known.values())
-
-    def _wait_gone(self, timeout: float) -> bool:
-        deadline = time.monotonic() + timeout
-        while self._tree():
-            if time.monotonic() >= deadline:
-                return False
-            time.sleep(0.01)  # poll interval while processes exit
-        return True
-
-    def stats(self) -> LocalProcessStats:
-        rss = private = count = 0
-        for proc in self._tree():
-            try:
-                info = proc.memory_info()
-            except psutil.Error:
-                continue
-            count += 1
-            rss += info.rss
-            private += _private_bytes(info)
-        return LocalProcessStats(
-            pid=self.pid,
-            running=self.running,
-            exit_code=self.poll(),
-            working_set_bytes=rss,
-            private_bytes=private,
-            processes=count,
-        )
-
-    def resident_bytes(self) -> int:
-        total = 0
-        for proc in self._tree():
-            with contextlib.suppress(psutil.Error):
-                total += proc.memory_info().rss
-        return total
-
-    def signal(self, sig: int) -> None:
-        """Send `sig` to the process group and to every known descendant."""
-        tree = self._tree()
-        if self.running or tree:  # else the group is gone and its id may be reused
-            with contextlib.suppress(OSError):
-                os.killpg(self.pid, sig)
-        for proc in tree:
-            with contextlib.suppress(psutil.Error):
-                proc.send_signal(sig)
-
-    def stop(self, timeout: float = 5.0, *, graceful: bool = True) -> int | None:
-        """Stop the process and all its descendants: SIGTERM, then SIGKILL after `timeout`
-        (at once when not graceful). Returns the exit code."""
-        self.close_stdin()
-        if graceful and self._tree():
-            self.signal(signal.SIGTERM)
-            self.signal(signal.SIGCONT)  # a frozen (saved/paused) process must wake to die
-            self._wait_gone(timeout)
-        if self._tree():
-            self.signal(signal.SIGKILL)
-            self._wait_gone(5.0)
-        with contextlib.suppress(subprocess.TimeoutExpired):
-            self._popen.wait(5)
-        _live.discard(self)
-        return self.poll()
-
-
-def _alive(proc: psutil.Process) -> bool:
-    try:
-        return bool(proc.is_running() and proc.status() != psutil.STATUS_ZOMBIE)
-    except psutil.Error:
-        return False
-
-
-def _private_bytes(info: object) -> int:
-    private = getattr(info, "private", None)  # Windows
-    if isinstance(private, int):
-        return private
-    rss = int(getattr(info, "rss", 0))
-    return max(0, rss - int(getattr(info, "shared", 0)))  # Linux: anonymous resident
-
-
 # -- the guest ----------------------------------------------------------------------------
 class GuestState(enum.Enum):
     OFF = "off"
@@ -544,8 +140,9 @@ class GuestState(enum.Enum):
 
 
 class EmulatedGuest:
-    """One VM's guest OS. Thread-safe. Its directory is created on first use, so guests that
-    never run a process (benchmarks, balancer tests) cost no files."""
+    """One VM's guest OS. Thread-safe. Its directory is created on first use, and its sandbox
+    (namespaces, memory cgroup) when its first process starts, so guests that never run a
+    process (benchmarks, balancer tests) cost no files and no processes."""
 
     def __init__(self, name: str, profile: GuestProfile, directory: Path) -> None:
         self.name = name
@@ -558,6 +155,7 @@ class EmulatedGuest:
         self._seq = 0
         self._synthetic_mb = 0
         self._view: GuestView | None = None
+        self.memory = GuestMemory(name, profile)
 
     # -- what the host drives ---------------------------------------------------------
     @property
@@ -596,12 +194,16 @@ class EmulatedGuest:
 
     def power_off(self) -> tuple[LocalProcess, ...]:
         """The VM is off: refuse new processes at once and hand back those still to stop
-        (the host stops them outside its lock)."""
+        (the host stops them outside its lock). The guest's sandbox, and with it anything
+        left in it, goes once the last of them has stopped."""
         with self._lock:
             self._state = GuestState.OFF
             processes, self._processes = tuple(self._processes), []
             self._synthetic_mb = 0
-            return processes
+            sandbox = self.memory.release()
+        if sandbox is not None:
+            _close_after(sandbox, processes)
+        return processes
 
     def shutdown(self, *, graceful: bool = True, timeout: float = 5.0) -> None:
         """The VM stopped: every process it started stops too, descendants included."""
@@ -620,32 +222,54 @@ class EmulatedGuest:
             raise SettingError("synthetic_mb", value, "must be ≥ 0")
         self._synthetic_mb = value
 
-    def committed_mb(self) -> int:
-        """The guest's commit: idle OS + synthetic load + the resident memory of its processes.
+    def _fixed_mb(self) -> int:
+        """Memory of the idle OS and the synthetic load: held, but by no real process."""
+        return self.profile.baseline_commit_mb + self._synthetic_mb
 
-        A process's resident set stands in for its private commit, which it equals for
-        programs that touch what they allocate.
-        """
+    def committed_mb(self) -> int:
+        """The guest's commit (Windows Committed Bytes, Linux Committed_AS): idle OS +
+        synthetic load + its processes' private writable mappings (measured at each call,
+        which is the balancer tick)."""
         with self._lock:
             processes = list(self._processes)
-        resident = sum(p.resident_bytes() for p in processes)
-        return self.profile.baseline_commit_mb + self._synthetic_mb + -(-resident // MB)
+        return self._fixed_mb() + self.memory.measure(processes).commit_mb
 
     @property
     def view(self) -> GuestView | None:
         return self._view
 
+    @property
+    def warnings(self) -> tuple[str, ...]:
+        """What is not emulated on this machine, e.g. "guest memory not enforced: …"."""
+        return self.memory.warnings
+
+    def memory_events(self) -> tuple[GuestMemoryEvent, ...]:
+        """Every time the guest OS acted because memory ran out (OOM kill, commit limit)."""
+        return self.memory.events()
+
     def publish(self, view: GuestView) -> None:
-        """Record the guest's current view; rewrite its files if any program may read them."""
+        """Record the guest's current view, completed with what its processes hold (resident
+        memory, page cache); rewrite its files; keep its memory limit on its size."""
+        measured = self.memory.measured
+        view = self.profile.view(
+            view.committed_mb,
+            view.assigned_mb,
+            view.total_mb,
+            view.max_memory_mb,
+            anon_mb=self._fixed_mb() + measured.anon_mb,
+            cache_mb=measured.cache_mb,
+        )
         with self._lock:
-            if view == self._view:
-                return
-            self._view = view
-            if self._created:
-                try:
-                    self._write_view(view)
-                except OSError as exc:  # e.g. the host was closed and its files removed
-                    log.debug("guest %s: cannot publish its view: %s", self.name, exc)
+            processes = list(self._processes)
+            if view != self._view:
+                self._view = view
+                if self._created:
+                    try:
+                        self._write_view(view)
+                    except OSError as exc:  # e.g. the host was closed and its files removed
+                        log.debug("guest %s: cannot publish its view: %s", self.name, exc)
+        if self._state is not GuestState.OFF:
+            self.memory.enforce(view, self._fixed_mb(), processes)
 
     # -- files ------------------------------------------------------------------------
     @property
@@ -653,7 +277,10 @@ class EmulatedGuest:
         """The guest's file system root on the host (created on first use)."""
         with self._lock:
             if not self._created:
+                _reap_stale_directories()
                 (self._dir / ".dmh").mkdir(parents=True, exist_ok=True)
+                me = psutil.Process()
+                (self._dir / ".dmh" / "owner").write_text(f"{me.pid} {me.create_time()!r}\n")
                 self._created = True
                 if self._view is not None:
                     self._write_view(self._view)
@@ -667,11 +294,24 @@ class EmulatedGuest:
     def counters_path(self) -> Path:
         return self.directory / ".dmh" / "counters.json"
 
+    def _node_path(self, node: int) -> Path:
+        return self._dir / ".dmh" / f"node{node}-meminfo"
+
     def _write_view(self, view: GuestView) -> None:
         meta = self._dir / ".dmh"
         _rewrite(meta / "meminfo", view.meminfo().encode(), pad=False)
         counters = json.dumps(view.counters(), indent=1, sort_keys=True).encode() + b"\n"
         _rewrite(meta / "counters.json", counters, pad=True)
+        for node in _NODES:
+            # One node holds the guest's memory; any other the machine has shows none.
+            text = view.node_meminfo(node) if node == _NODES[0] else _empty_node(view, node)
+            _rewrite(self._node_path(node), text.encode(), pad=False)
+
+    def _overlays(self) -> list[tuple[Path, str]]:
+        overlays = [(self.meminfo_path, "/proc/meminfo")]
+        for node in _NODES:
+            overlays.append((self._node_path(node), f"{_NODE_DIR}/node{node}/meminfo"))
+        return overlays
 
     def host_path(self, guest_path: str) -> Path:
         """Where a guest path ('C:\\app\\x.py', '/opt/x', 'rel/x') lives on the host."""
@@ -756,11 +396,16 @@ class EmulatedGuest:
                 )
             workdir = self.host_path(cwd) if cwd else self.directory
             workdir.mkdir(parents=True, exist_ok=True)
-            full_env = dict(os.environ)
-            full_env.update(env or {})
-            overlay = meminfo_overlay()
-            if not self.meminfo_path.exists():  # nothing published yet: nothing to mount
-                overlay = Overlay.NONE
+            full_env = guest_environment(env)
+            published = self.meminfo_path.exists()
+            sandbox = self.memory.sandbox(self._overlays() if published else [], self._view)
+            overlay = Overlay.NONE
+            if published:
+                overlay = Overlay.ROOT if sandbox.namespaced else meminfo_overlay()
+            preload = library().path
+            if preload is not None:
+                inherited = full_env.get("LD_PRELOAD", "")
+                full_env["LD_PRELOAD"] = f"{preload} {inherited}".strip()
             full_env.update(
                 {
                     ENV_MEMINFO: str(self.meminfo_path),
@@ -776,8 +421,9 @@ class EmulatedGuest:
             stem = self.directory / ".dmh" / f"proc-{self._seq:04d}"
             out_path, err_path = stem.with_suffix(".stdout"), stem.with_suffix(".stderr")
             command = [program, *argv[1:]]
-            if overlay is not Overlay.NONE:
+            if overlay is not Overlay.NONE and not sandbox.namespaced:
                 command = [*_overlay_command(overlay, self.meminfo_path), *command]
+            command, cgroup = sandbox.command(command, workdir)
             if merge_output:
                 err_path = out_path
             with open(out_path, "wb") as out, open(err_path, "ab") as err:
@@ -791,7 +437,9 @@ class EmulatedGuest:
                     env=full_env,
                     start_new_session=True,  # its own process group: stop() kills the tree
                 )
-            proc = LocalProcess(popen, argv, out_path, err_path)
+            proc = LocalProcess(
+                popen, argv, out_path, err_path, cgroup, launcher=sandbox.namespaced
+            )
             self._processes.append(proc)
             log.debug("guest %s started pid %s: %s", self.name, proc.pid, list(argv))
             return proc
@@ -830,3 +478,87 @@ def _rewrite(path: Path, data: bytes, *, pad: bool) -> None:
             os.ftruncate(fd, len(data))
     finally:
         os.close(fd)
+
+
+_NODE_DIR = "/sys/devices/system/node"
+_NODES: list[int] = sorted(
+    int(m.group(1))
+    for p in (Path(_NODE_DIR).glob("node*/meminfo") if Path(_NODE_DIR).is_dir() else [])
+    if (m := re.fullmatch(r"node(\d+)", p.parent.name))
+)
+
+
+def _empty_node(view: GuestView, node: int) -> str:
+    empty = GuestView(view.os_name, 0, 0, 0, 0, 0, 0, 0, 0)
+    return empty.node_meminfo(node)
+
+
+def _close_after(sandbox: GuestSandbox, processes: Sequence[LocalProcess]) -> None:
+    """Close the sandbox (killing whatever is left in it, detached daemons included) once
+    every process handed to the host has been stopped, gracefully or not."""
+    remaining = [len(processes)]
+    lock = threading.Lock()
+
+    def one_stopped() -> None:
+        with lock:
+            remaining[0] -= 1
+            last = remaining[0] == 0
+        if last:
+            sandbox.close()
+
+    if not processes:
+        sandbox.close()
+        return
+    for proc in processes:
+        proc.after_stop(one_stopped)
+
+
+_reaped = False
+
+
+def _reap_stale_directories() -> None:
+    """Remove the guest directories of emulators that died without cleaning up (SIGKILL):
+    a `dmh-host-*` directory all of whose guests name a dead owner. Once per process."""
+    global _reaped
+    if _reaped:
+        return
+    _reaped = True
+    for host_dir in Path(tempfile.gettempdir()).glob("dmh-host-*"):
+        owners = list(host_dir.glob("*/.dmh/owner"))
+        if owners and not any(_owner_alive(path) for path in owners):
+            shutil.rmtree(host_dir, ignore_errors=True)
+            log.info("removed the stale guest directory %s", host_dir)
+
+
+def _owner_alive(path: Path) -> bool:
+    try:
+        pid_text, created = path.read_text().split()
+        proc = psutil.Process(int(pid_text))
+        return abs(proc.create_time() - float(created)) < 0.01
+    except (OSError, ValueError, psutil.Error):
+        return False
+
+
+__all__ = [
+    "AVAILABLE_BYTES",
+    "AVAILABLE_MBYTES",
+    "COMMITTED_BYTES",
+    "COMMITTED_IN_USE",
+    "COMMIT_LIMIT",
+    "FREE_PHYSICAL_KB",
+    "MAXIMUM_MEMORY",
+    "TOTAL_PHYSICAL",
+    "TOTAL_VISIBLE_KB",
+    "EmulatedGuest",
+    "GuestMemoryEvent",
+    "GuestProfile",
+    "GuestState",
+    "GuestView",
+    "LinuxProfile",
+    "LocalProcess",
+    "LocalProcessStats",
+    "Overlay",
+    "WindowsProfile",
+    "meminfo_overlay",
+    "profile_for",
+]

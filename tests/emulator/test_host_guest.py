@@ -457,8 +457,12 @@ CHILD_SPAWNER = (
 
 
 def _child_pid(proc: LocalProcess) -> int:
+    """The host's pid of the app's `sleep` child (the app prints its guest pid, which is the
+    guest's own PID namespace's where the machine allows one)."""
     wait_until(lambda: proc.output().strip(), 10, "the child's pid")
-    return int(proc.output().split()[0])
+    children = [p.pid for p in proc.tree() if p.name() == "sleep"]
+    assert len(children) == 1
+    return children[0]
 
 
 def test_stopping_a_vm_stops_its_processes_and_their_children(

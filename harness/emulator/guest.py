@@ -41,7 +41,7 @@ from harness.emulator.guestview import (
     WindowsProfile,
     profile_for,
 )
-from harness.emulator.sandbox.containment import GuestSandbox
+from harness.emulator.sandbox.containment import GuestSandbox, support
 from harness.emulator.sandbox.environment import guest_environment
 from harness.emulator.sandbox.preload import library
 from harness.errors import SettingError
@@ -368,6 +368,15 @@ class EmulatedGuest:
         with self._lock:
             return tuple(self._processes)
 
+    def pids(self) -> list[int]:
+        """Host pids of every process running in the guest, detached daemons included."""
+        with self._lock:
+            processes = list(self._processes)
+        found = set(self.memory.pids())
+        for proc in processes:
+            found.update(p.pid for p in proc.tree())
+        return sorted(found)
+
     def start_process(
         self,
         argv: Sequence[str],
@@ -517,12 +526,19 @@ _reaped = False
 
 
 def _reap_stale_directories() -> None:
-    """Remove the guest directories of emulators that died without cleaning up (SIGKILL):
-    a `dmh-host-*` directory all of whose guests name a dead owner. Once per process."""
     global _reaped
-    if _reaped:
-        return
-    _reaped = True
+    if not _reaped:
+        _reaped = True
+        reap_stale()
+
+
+def reap_stale() -> None:
+    """Remove what emulators that died without cleaning up (SIGKILL) left: their guests'
+    memory cgroups, and each `dmh-host-*` directory all of whose guests name a dead owner.
+    Done once per process when the first guest directory is made."""
+    root = support().cgroup
+    if root is not None:
+        root.reap_stale()
     for host_dir in Path(tempfile.gettempdir()).glob("dmh-host-*"):
         owners = list(host_dir.glob("*/.dmh/owner"))
         if owners and not any(_owner_alive(path) for path in owners):
@@ -561,4 +577,5 @@ __all__ = [
     "WindowsProfile",
     "meminfo_overlay",
     "profile_for",
+    "reap_stale",
 ]

@@ -25,6 +25,7 @@ from harness.units import MB
 
 log = logging.getLogger(__name__)
 
+_PAGE = os.sysconf("SC_PAGE_SIZE") if hasattr(os, "sysconf") else 4096
 OOM_KILL = "oom-kill"
 COMMIT_LIMIT_REACHED = "commit-limit"
 
@@ -95,6 +96,10 @@ class GuestMemory:
                 return self._sandbox.enforced
         return not any(w.startswith(NOT_ENFORCED) for w in support().warnings)
 
+    def pids(self) -> list[int]:
+        sandbox = self._sandbox
+        return sandbox.pids() if sandbox is not None else []
+
     def events(self) -> tuple[GuestMemoryEvent, ...]:
         with self._lock:
             return tuple(self._events)
@@ -158,7 +163,11 @@ class GuestMemory:
 
     def _apply_limit(self, sandbox: GuestSandbox, view: GuestView, fixed_mb: int) -> None:
         group, per_process, soft = self._profile.memory_limit_mb(view, fixed_mb)
-        if not sandbox.set_limit(group * MB, per_process * MB, None if soft is None else soft * MB):
+        # One page under the guest's total: HotSpot treats a limit ≥ physical memory (which
+        # the preload library makes the guest's total) as no limit and falls back to the
+        # hierarchical one, the guest's smaller process budget.
+        shown = per_process * MB - _PAGE
+        if not sandbox.set_limit(group * MB, shown, None if soft is None else soft * MB):
             log.debug("guest %s: lowered memory limit not applied yet (in use)", self._name)
 
 

@@ -2,7 +2,8 @@
 break only their test, nothing (VM, guest process, emulator) outlives a run, whether tests
 pass, fail, keep their VMs or are interrupted, and options resolve command line > ini > env.
 
-Every run gets a unique `DMH_TEST_TAG` in its environment; guest processes inherit it, so a
+Every run gets a unique `DMH_TEST_TAG` in its environment, passed on to guest processes (named
+in DMH_GUEST_PASS_ENV: their environment is otherwise clean), so a
 scan of every process's environment finds whatever a run left behind. The suite notes each
 guest process, the VMs still on its host and its emulator's process into a JSON-lines file,
 so the checks know what existed and can fail.
@@ -114,6 +115,8 @@ class Lifecycle:
             PYTHONPATH=os.pathsep.join(filter(None, [str(REPO), os.environ.get("PYTHONPATH")])),
             DMH_TEST_TAG=self.tag,
             DMH_LIFECYCLE_NOTES=str(self.notes_path),
+            # Guest processes get a clean environment: the tag is passed to them explicitly.
+            DMH_GUEST_PASS_ENV="DMH_TEST_TAG",
         )
         return env
 

@@ -63,13 +63,15 @@ class GuestMemory:
         self._oom_seen: dict[int, int] = {}
 
     # -- containment --------------------------------------------------------------------
-    def sandbox(self, overlays: Sequence[tuple[Path, str]], view: GuestView | None) -> GuestSandbox:
+    def sandbox(
+        self, overlays: Sequence[tuple[Path, str]], view: GuestView | None, fixed_mb: int
+    ) -> GuestSandbox:
         """The guest's sandbox, made when its first process starts."""
         with self._lock:
             if self._sandbox is None:
                 self._sandbox = GuestSandbox(self._name, overlays)
                 if view is not None:
-                    self._apply_limit(self._sandbox, view, 0)
+                    self._apply_limit(self._sandbox, view, fixed_mb)
             return self._sandbox
 
     def release(self) -> GuestSandbox | None:

@@ -21,12 +21,12 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from harness.emulator.errors import GuestError
-from harness.emulator.sandbox import init as init_module
 from harness.emulator.sandbox.cgroup import Cgroup, CgroupRoot, CgroupUsage, find_root
 
 log = logging.getLogger(__name__)
 
 NOT_ENFORCED = "guest memory not enforced"
+_INIT = Path(__file__).with_name("init.py")  # run as a script: standard library only
 
 # Joins the process's cgroup, then enters the guest's namespaces (nsenter forks, so the
 # program is in the guest's PID namespace) in its working directory.
@@ -147,7 +147,7 @@ class _GuestInit:
                 [
                     sys.executable,
                     "-I",
-                    init_module.__file__,
+                    str(_INIT),
                     str(_watch_read),
                     str(ready_write),
                     *args,

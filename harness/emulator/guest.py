@@ -5,6 +5,8 @@ memory cgroup, and the guest's memory view published where the programs it runs 
 
 from __future__ import annotations
 
+import codecs
+import contextlib
 import enum
 import json
 import logging

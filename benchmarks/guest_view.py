@@ -31,6 +31,8 @@ from _timing import stats  # noqa: E402
 from harness.emulator.host import EmulatedHost, VMState  # noqa: E402
 from harness.emulator.sandbox.containment import support  # noqa: E402
 from harness.emulator.sandbox.preload import library  # noqa: E402
+from harness.settings import MemoryChange  # noqa: E402
+from harness.units import GB, MB  # noqa: E402
 
 APP = "import time\nblock = bytearray(32 << 20)\nwhile True: time.sleep(1)\n"
 CALLS = r"""
@@ -74,7 +76,7 @@ def tick_cpu(host: EmulatedHost, clock: FakeClock, ticks: int) -> list[float]:
 
 def boot(host: EmulatedHost, clock: FakeClock, name: str) -> uuid.UUID:
     vm = host.new_vm(name, "1GB", guest_os="linux").id
-    host.set_memory(vm, dynamic=True, minimum="512MB", maximum="4GB")
+    host.set_memory(vm, MemoryChange(dynamic=True, minimum=512 * MB, maximum=4 * GB))
     host.start(vm)
     while host.get_vm(vm).state is not VMState.Running:
         tick_cpu(host, clock, 1)

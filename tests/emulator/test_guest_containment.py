@@ -22,7 +22,8 @@ from harness.emulator.guest import EmulatedGuest, LinuxProfile, LocalProcess, re
 from harness.emulator.guestmem import COMMIT_LIMIT_REACHED, OOM_KILL
 from harness.emulator.host import EmulatedHost, VMState
 from harness.emulator.sandbox.containment import NOT_ENFORCED, support
-from harness.units import MB
+from harness.settings import MemoryChange
+from harness.units import GB, MB
 
 APPS = Path(__file__).with_name("guest_apps")
 ROOT = Path(__file__).resolve().parents[2]
@@ -75,10 +76,12 @@ def host(clock: FakeClock, tmp_path: Path) -> Iterator[EmulatedHost]:
         yield h
 
 
-def boot(host: EmulatedHost, clock: FakeClock, guest_os: str, **memory: object) -> uuid.UUID:
+def boot(
+    host: EmulatedHost, clock: FakeClock, guest_os: str, memory: MemoryChange | None = None
+) -> uuid.UUID:
     vm = host.new_vm(f"{guest_os}-{uuid.uuid4().hex[:6]}", "1GB", guest_os=guest_os).id
-    if memory:
-        host.set_memory(vm, **memory)  # type: ignore[arg-type]
+    if memory is not None:
+        host.set_memory(vm, memory)
     host.start(vm)
     tick(host, clock, 10)
     assert host.get_vm(vm).state is VMState.Running
@@ -111,7 +114,7 @@ def guest_rss(guest: EmulatedGuest) -> int:
 def test_a_linux_app_allocating_past_the_maximum_is_oom_killed(
     host: EmulatedHost, clock: FakeClock
 ) -> None:
-    vm = boot(host, clock, "linux", dynamic=True, minimum="512MB", maximum="1GB")
+    vm = boot(host, clock, "linux", MemoryChange(dynamic=True, minimum=512 * MB, maximum=GB))
     guest = host.guest(vm)
     proc = hog(guest, "touch", 32)
     peak_rss = 0
@@ -173,7 +176,7 @@ def test_a_windows_app_committing_past_the_commit_limit_is_refused(
 def test_linux_committed_as_counts_commit_not_resident_memory(
     host: EmulatedHost, clock: FakeClock
 ) -> None:
-    vm = boot(host, clock, "linux", dynamic=True, minimum="512MB", maximum="4GB")
+    vm = boot(host, clock, "linux", MemoryChange(dynamic=True, minimum=512 * MB, maximum=4 * GB))
     guest = host.guest(vm)
     proc = hog(guest, "commit", 512)
     tick(host, clock)

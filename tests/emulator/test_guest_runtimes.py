@@ -22,7 +22,8 @@ from harness.emulator.guest import EmulatedGuest, GuestView, LocalProcess
 from harness.emulator.host import EmulatedHost, VMState
 from harness.emulator.sandbox.containment import support
 from harness.emulator.sandbox.preload import library
-from harness.units import MB
+from harness.settings import MemoryChange
+from harness.units import GB, MB
 
 APPS = Path(__file__).with_name("guest_apps")
 BLOCK = 2 * MB
@@ -90,7 +91,7 @@ def setup(tmp_path: Path) -> Iterator[tuple[EmulatedHost, FakeClock, uuid.UUID]]
     clock = FakeClock()
     with EmulatedHost("16GB", reserve="1GB", clock=clock, guest_root=tmp_path / "g") as host:
         vm = host.new_vm("runtimes", "1GB", guest_os="linux").id
-        host.set_memory(vm, dynamic=True, minimum="512MB", maximum="4GB")
+        host.set_memory(vm, MemoryChange(dynamic=True, minimum=512 * MB, maximum=4 * GB))
         host.start(vm)
         advance_until(host, clock, lambda: host.get_vm(vm).state is VMState.Running, "boot")
         yield host, clock, vm

@@ -227,7 +227,7 @@ class HostTruth:
             return self.samples[-1][1] if self.samples else {}
 
     def wait_steady(
-        self, names: Sequence[str], seconds: float = 2.0, within: float = 60.0
+        self, names: Sequence[str], seconds: float = 3.0, within: float = 60.0
     ) -> float:
         """Wait until each VM's assigned memory and state held for `seconds`; returns then."""
         end = self.clock() + within

@@ -24,6 +24,8 @@ from _timing import stats, time_calls  # noqa: E402
 from pypsrp.wsman import WSMan  # noqa: E402
 
 from harness.emulator.service import EmbeddedEmulator  # noqa: E402
+from harness.settings import MemoryChange  # noqa: E402
+from harness.units import MB  # noqa: E402
 from suites.tools.wmiclient import WmiClient  # noqa: E402
 
 
@@ -32,7 +34,9 @@ def measure(vms: int, iterations: int) -> None:
     with emulator:
         for i in range(vms):
             emulator.host.new_vm(f"bench-{i:02d}", "1GB")
-            emulator.host.set_memory(f"bench-{i:02d}", dynamic=True, minimum="512MB", maximum="4GB")
+            emulator.host.set_memory(
+                f"bench-{i:02d}", MemoryChange(dynamic=True, minimum=512 * MB, maximum=4096 * MB)
+            )
         with WSMan(
             "127.0.0.1", port=emulator.server.port, path="wsman", auth="basic",
             username=emulator.username, password=emulator.password, ssl=False, encryption="never",

@@ -17,6 +17,7 @@ from pypsrp.wsman import NAMESPACES, WSMan
 
 from harness.emulator.service import EmbeddedEmulator
 from harness.emulator.wmi.wql import WqlError, parse
+from harness.settings import MemoryChange
 from suites.tools.wmiclient import WmiClient, embedded
 
 MB = 1024**2
@@ -47,7 +48,10 @@ def wsman(em: EmbeddedEmulator) -> WSMan:
 def emulator(version: str) -> EmbeddedEmulator:
     em = EmbeddedEmulator(version=version, guest_os="linux")  # started by `with`
     em.host.new_vm("dm1", "1GB")
-    em.host.set_memory("dm1", dynamic=True, minimum="512MB", maximum="4GB", buffer=35, priority=80)
+    em.host.set_memory(
+        "dm1",
+        MemoryChange(dynamic=True, minimum=512 * MB, maximum=4096 * MB, buffer=35, priority=80),
+    )
     em.host.start("dm1")
     em.host.new_vm("static(1)", "768MB")
     return em

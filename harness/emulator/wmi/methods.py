@@ -233,7 +233,7 @@ def _modify_one(host: EmulatedHost, jobs: Jobs, namespace: str, inst: EmbeddedIn
         for unused in ("minimum", "maximum", "buffer"):
             changes.pop(unused, None)
     try:
-        record = host.set_memory(vm.id, **changes)  # type: ignore[arg-type]
+        record = host.set_memory(vm.id, MemoryChange(**changes))  # type: ignore[arg-type]
     except (RuntimeMemoryChangeError, VmStateError) as exc:
         return Outcome(INVALID_STATE, None, (), exc.message)
     except NotEnoughMemoryError as exc:

@@ -157,39 +157,3 @@ def parse_embedded(text: str) -> EmbeddedInstance:
         elif prop.tag != "QUALIFIER":
             raise EmbeddedInstanceError(f"unexpected <{prop.tag}> in the instance")
     return EmbeddedInstance(str(root.get("CLASSNAME")), values)
-
-
-def embedded_text(instance: Instance, properties: Iterable[str] | None = None) -> str:
-    """The instance as CIM-XML text, as a client sends it to ModifyResourceSettings
-    (what `$msd.GetText(1)` produces); used by clients and tests alike."""
-    wanted = None if properties is None else {p.casefold() for p in properties}
-    parts = [f"<INSTANCE CLASSNAME={quoteattr(instance.class_name)}>"]
-    for name in sorted(instance.properties, key=str.casefold):
-        if wanted is not None and name.casefold() not in wanted:
-            continue
-        value = instance.properties[name]
-        kind = _cim_type(value)
-        if isinstance(value, tuple):
-            items = "".join(f"<VALUE>{escape(format_value(v))}</VALUE>" for v in value)
-            parts.append(
-                f'<PROPERTY.ARRAY NAME={quoteattr(name)} TYPE="{kind}">'
-                f"<VALUE.ARRAY>{items}</VALUE.ARRAY></PROPERTY.ARRAY>"
-            )
-        elif value is None:
-            parts.append(f'<PROPERTY NAME={quoteattr(name)} TYPE="{kind}"/>')
-        else:
-            parts.append(
-                f'<PROPERTY NAME={quoteattr(name)} TYPE="{kind}">'
-                f"<VALUE>{escape(format_value(value))}</VALUE></PROPERTY>"
-            )
-    parts.append("</INSTANCE>")
-    return "".join(parts)
-
-
-def _cim_type(value: Value) -> str:
-    item = value[0] if isinstance(value, tuple) and value else value
-    if isinstance(item, bool):
-        return "boolean"
-    if isinstance(item, int):
-        return "uint64" if item >= 0 else "sint64"
-    return "string"

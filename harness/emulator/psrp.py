@@ -506,6 +506,10 @@ class PSRPEndpoint:
             request = wsman.parse_request(body)
         except wsman.WSManFault as fault:
             return 500, wsman.fault_envelope(fault, None, self.machine)
+        # Hook: a handler with `wsman_resources` (the WMI provider) answers non-shell URIs.
+        resources = getattr(self._handler, "wsman_resources", None)
+        if resources is not None and resources.serves(request.resource_uri):
+            return resources.answer(request, user=user, machine=self.machine)  # type: ignore[no-any-return]
         try:
             answer = self._dispatch(request, user=user, client_ip=client_ip, address=address)
         except wsman.WSManFault as fault:

@@ -17,6 +17,7 @@ from harness.emulator.balancer import Timings
 from harness.emulator.cmdlets import TEMPLATE_DIR, GuestEndpoint, HyperVHandler
 from harness.emulator.host import EmulatedHost, HostDriver, VmRecord
 from harness.emulator.server import EmulatorServer
+from harness.emulator.wmi import ServedWith, WmiProvider
 from harness.settings import HostVersion
 
 log = logging.getLogger(__name__)
@@ -78,8 +79,10 @@ class EmbeddedEmulator:
             guest_password=self.guest_password,
             guest_endpoint=self._guest_endpoint,
         )
+        # The host's WMI provider over WS-Man, on the same URL and credentials as PSRP (§6)
+        self.wmi = WmiProvider(self.host)
         self.server = EmulatorServer(
-            self.handler,
+            ServedWith(self.handler, self.wmi),
             username=username,
             password=self.password,
             host=bind,

@@ -1,0 +1,265 @@
+"""Management-tool certification: does a host-side tool report Dynamic Memory right?
+
+The tool under test (DMH_TOOL, default the good reference WMI tool) runs on the controller
+with the contract's environment (README "Certify a management tool"), discovers VMs itself
+and prints JSON lines `{"vm", "metric", "value"}`. While DM VMs run, hot-add, balloon,
+change settings at runtime, and come and go, each metric must match what the host shows
+(Get-VM / Get-VMMemory) within TRACK_WITHIN seconds (15 s), the tool must keep running, and
+the DM settings it shows must be the VM's, not defaults.
+"""
+
+from __future__ import annotations
+
+import os
+import shlex
+import sys
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import allure
+import pytest
+
+from harness.errors import LeverError
+from harness.levers import MemoryLevers
+from harness.settings import MemorySettings
+from harness.timeline import Timeline
+from harness.toolcheck import (
+    METRICS,
+    TRACK_WITHIN,
+    HostTruth,
+    ToolCheckFailed,
+    ToolChecks,
+    ToolProcess,
+    contract_env,
+)
+
+EPIC = "Hyper-V Dynamic Memory certification"
+TOOLS_DIR = Path(__file__).resolve().parent / "tools"
+DEFAULT_TOOL = "wmi_tool.py"
+pytestmark = [allure.epic(EPIC), allure.feature("Management tool")]
+
+DM_A = MemorySettings.build(startup="1GB", minimum="512MB", maximum="4GB", buffer=20, priority=50)
+DM_B = MemorySettings.build(
+    startup="1536MB", minimum="768MB", maximum="3GB", buffer=35, priority=80
+)
+STATIC = MemorySettings.build(dynamic=False, startup="768MB", priority=30)
+
+
+def tool_command(config: pytest.Config) -> str:
+    return os.environ.get("DMH_TOOL") or DEFAULT_TOOL
+
+
+def tool_argv(command: str) -> list[str]:
+    """A reference tool's file name runs from suites/tools with this Python."""
+    argv = shlex.split(command)
+    if argv and argv[0].endswith(".py"):
+        script = argv[0] if os.sep in argv[0] else str(TOOLS_DIR / argv[0])
+        argv = [sys.executable, script, *argv[1:]]
+    return argv
+
+
+@pytest.fixture
+def guest_os(pytestconfig: pytest.Config) -> str:
+    """One guest profile is enough: the tool reads the host, not the guest."""
+    from fixtures import options
+
+    chosen = options.get(pytestconfig, "dm_guest_os")
+    return "windows" if chosen == "both" else chosen
+
+
+@pytest.fixture
+def host_truth(dm_host) -> Iterator[HostTruth]:  # type: ignore[no-untyped-def]
+    truth = HostTruth(dm_host.host.vms)
+    try:
+        yield truth
+    finally:
+        truth.stop()
+
+
+@pytest.fixture
+def start_tool(dm_host, host_truth: HostTruth, request: pytest.FixtureRequest):  # type: ignore[no-untyped-def]
+    """Start the tool under test (once per test, when the test says); stopped afterwards.
+    Its stderr and the reports it made are attached to the test."""
+    command = tool_command(request.config)
+    env = contract_env(dm_host.host.session.target)
+    started: list[ToolProcess] = []
+
+    def start() -> ToolChecks:
+        with allure.step(f"start the tool under test: {command}"):
+            tool = ToolProcess(tool_argv(command), env)
+        started.append(tool)
+        return ToolChecks(tool, host_truth)
+
+    _label_record(request, command)
+    yield start
+    for tool in started:
+        code = tool.stop()
+        lines = [
+            f"{r.t - tool.started:7.2f}s {r.vm} {r.metric}={r.value!r}" for r in tool.snapshot()
+        ]
+        allure.attach("\n".join(lines[-400:]) or "(none)", "tool reports", "text/plain", "txt")
+        allure.attach(
+            "\n".join(tool.stderr_tail) or "(empty)",
+            f"tool stderr (exit {code})",
+            "text/plain",
+            "txt",
+        )
+
+
+def _label_record(request: pytest.FixtureRequest, command: str) -> None:
+    """The result record names the tool where app certification names the app."""
+    from fixtures.plugin import TEST_DATA, TestData
+
+    data = request.node.stash.setdefault(TEST_DATA, TestData())
+    data.app = f"tool: {command}"
+
+
+def _levers(dm_host, name: str) -> MemoryLevers:  # type: ignore[no-untyped-def]
+    return MemoryLevers(dm_host.host, name, Timeline(name=name))
+
+
+def _move(dm_host, truth: HostTruth, name: str, buffer: int, step_mb: int = 128) -> float:  # type: ignore[no-untyped-def]
+    """Make DM move a VM's memory by changing its buffer (a runtime change every version
+    from 2012 allows, §2.3): a high buffer hot-adds, a low one balloons. Waits until the
+    host shows the move and holds it; returns then. No move is the harness's problem
+    (LeverError: broken, not failed)."""
+    before = int(truth.latest()[name]["assigned_mb"])
+    up = buffer > int(truth.latest()[name]["buffer"])
+    with allure.step(f"{'hot-add' if up else 'balloon'}: buffer → {buffer}% (from {before} MB)"):
+        _levers(dm_host, name).set_bounds(buffer=buffer)
+        end = time.monotonic() + 60
+        while True:
+            now = int(truth.latest()[name]["assigned_mb"])
+            if (now >= before + step_mb) if up else (now <= before - step_mb):
+                break
+            if time.monotonic() > end:
+                raise LeverError(f"memory of {name!r} did not move from {before} MB ({now} MB)")
+            time.sleep(0.2)
+        since = truth.wait_steady([name])
+    allure.dynamic.parameter("hot-add" if up else "balloon", f"{before}→{now} MB")
+    return since
+
+
+def _no_contract_breaches(checks: ToolChecks, host_name: str) -> None:
+    if checks.tool.invalid:
+        raise ToolCheckFailed(
+            f"prints lines outside the contract: {checks.tool.invalid[0]!r}"
+            f" ({len(checks.tool.invalid)} such lines)"
+        )
+    if host_name.casefold() in {v.casefold() for v in checks.reported_vms()}:
+        raise ToolCheckFailed(f"reports the host itself ({host_name}) as a VM")
+
+
+@allure.story("Memory and DM settings of several VMs")
+@allure.severity(allure.severity_level.CRITICAL)
+def test_reports_memory_and_settings_of_every_vm(
+    dm_vm_factory,
+    dm_host,
+    host_truth: HostTruth,
+    start_tool: Callable[[], ToolChecks],
+    guest_os: str,
+) -> None:
+    """Two DM VMs with different settings, a static VM and a DM VM that is off: every metric
+    of every VM as the host shows it (settings read, not assumed; no 'no data' sentinels)."""
+    vms = [
+        dm_vm_factory.create(DM_A, guest_os),
+        dm_vm_factory.create(DM_B, guest_os),
+        dm_vm_factory.create(STATIC, guest_os),
+        dm_vm_factory.create(DM_B.with_changes(priority=10, buffer=50), guest_os, start=False),
+    ]
+    names = [vm.name for vm in vms]
+    host_truth.wait_steady(names)
+    checks = start_tool()
+    with allure.step("the tool reports every metric of every VM as the host shows it"):
+        checks.agrees(names, METRICS)
+    _no_contract_breaches(checks, dm_host.host.facts().computer_name)
+
+
+@allure.story("Hot-add")
+@allure.severity(allure.severity_level.CRITICAL)
+def test_tracks_hot_add(
+    dm_vm_factory,
+    dm_host,
+    host_truth: HostTruth,
+    start_tool: Callable[[], ToolChecks],
+    guest_os: str,
+) -> None:
+    """The host hot-adds memory to a VM: the tool shows the new assigned memory, demand
+    and status within the stated time."""
+    vm = dm_vm_factory.create(DM_A, guest_os)
+    other = dm_vm_factory.create(DM_B, guest_os)
+    host_truth.wait_steady([vm.name, other.name])
+    checks = start_tool()
+    checks.agrees([vm.name, other.name], ("assigned_mb", "demand_mb"))
+    since = _move(dm_host, host_truth, vm.name, buffer=400)
+    with allure.step(f"the tool shows the hot-add within {TRACK_WITHIN:g}s"):
+        checks.agrees([vm.name], ("assigned_mb", "demand_mb", "buffer", "status"), since=since)
+
+
+@allure.story("Balloon removal")
+@allure.severity(allure.severity_level.CRITICAL)
+def test_tracks_balloon_removal(
+    dm_vm_factory,
+    dm_host,
+    host_truth: HostTruth,
+    start_tool: Callable[[], ToolChecks],
+    guest_os: str,
+) -> None:
+    """Memory is hot-added, then ballooned away: the tool follows it down."""
+    vm = dm_vm_factory.create(DM_A, guest_os)
+    host_truth.wait_steady([vm.name])
+    _move(dm_host, host_truth, vm.name, buffer=400)
+    checks = start_tool()
+    checks.agrees([vm.name], ("assigned_mb",))
+    since = _move(dm_host, host_truth, vm.name, buffer=5)
+    with allure.step(f"the tool shows the balloon removal within {TRACK_WITHIN:g}s"):
+        checks.agrees([vm.name], ("assigned_mb", "demand_mb", "buffer", "status"), since=since)
+
+
+@allure.story("Runtime setting changes")
+@allure.severity(allure.severity_level.NORMAL)
+def test_tracks_runtime_setting_changes(
+    dm_vm_factory,
+    dm_host,
+    host_truth: HostTruth,
+    start_tool: Callable[[], ToolChecks],
+    guest_os: str,
+) -> None:
+    """Maximum raised, minimum lowered, priority and buffer changed while the VM runs (what
+    the host version allows, §2.3): the tool shows the new settings."""
+    vm = dm_vm_factory.create(DM_B, guest_os)
+    host_truth.wait_steady([vm.name])
+    checks = start_tool()
+    checks.agrees([vm.name], ("maximum_mb", "minimum_mb", "priority", "buffer"))
+    _levers(dm_host, vm.name).set_bounds(maximum="4GB", minimum="512MB", priority=65, buffer=25)
+    since = host_truth.clock()
+    with allure.step(f"the tool shows the new settings within {TRACK_WITHIN:g}s"):
+        checks.agrees([vm.name], ("maximum_mb", "minimum_mb", "priority", "buffer"), since=since)
+
+
+@allure.story("VMs coming and going")
+@allure.severity(allure.severity_level.CRITICAL)
+def test_survives_vms_coming_and_going(
+    dm_vm_factory,
+    dm_host,
+    host_truth: HostTruth,
+    start_tool: Callable[[], ToolChecks],
+    guest_os: str,
+) -> None:
+    """A VM is started while the tool runs and another is removed: the tool finds the new
+    one, forgets the removed one, and keeps reporting the rest."""
+    stays = dm_vm_factory.create(DM_A, guest_os)
+    goes = dm_vm_factory.create(DM_B, guest_os)
+    host_truth.wait_steady([stays.name, goes.name])
+    checks = start_tool()
+    checks.agrees([stays.name, goes.name], ("assigned_mb",))
+    with allure.step("a VM is created and started while the tool runs"):
+        arrives = dm_vm_factory.create(DM_B.with_changes(priority=90), guest_os)
+    since = host_truth.wait_steady([arrives.name])
+    checks.agrees([arrives.name], METRICS, since=since)
+    with allure.step("a VM is removed while the tool runs"):
+        removed_at = time.monotonic()
+        dm_host.host.remove_vm(goes.name)
+    checks.forgets(goes.name, since=removed_at)
+    checks.agrees([stays.name, arrives.name], ("assigned_mb", "demand_mb"), since=removed_at)

@@ -1,0 +1,86 @@
+"""Meta-tests: the management-tool suite gives each reference tool the verdict it deserves.
+
+Each tool runs through the suite in a real pytest subprocess on the embedded emulator; the
+result records and summary.json must show the right tests failing for the right reason,
+and both good tools (WMI and cmdlets) must be certified.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from harness.report.model import TestRecord, load_records
+
+REPO = Path(__file__).resolve().parents[2]
+SUITE = REPO / "suites" / "test_management_tools.py"
+STALE_REASON = "reports the startup memory as the VM's memory"
+
+pytest_plugins = ["pytester"]
+
+
+def run_tools_suite(
+    pytester: pytest.Pytester, monkeypatch: pytest.MonkeyPatch, tool: str, *args: str
+) -> tuple[dict[str, TestRecord], dict[str, Any]]:
+    out = pytester.path / "out"
+    monkeypatch.setenv("DMH_TOOL", tool)
+    result = pytester.runpytest_subprocess(
+        str(SUITE), f"--rootdir={REPO}", "-p", "no:cacheprovider", f"--dm-report-dir={out}",
+        "--dm-guest-os=linux", *args, timeout=600,
+    )  # fmt: skip
+    records = {r.nodeid.split("::")[-1]: r for r in load_records(out / "records")}
+    assert records, result.stdout.str()[-3000:]
+    summary = json.loads((out / "summary.json").read_text())
+    return records, summary
+
+
+@pytest.mark.parametrize("tool", ["wmi_tool.py", "cmdlet_tool.py"])
+def test_good_tools_are_certified(
+    pytester: pytest.Pytester, monkeypatch: pytest.MonkeyPatch, tool: str
+) -> None:
+    records, summary = run_tools_suite(pytester, monkeypatch, tool, "-n", "2")
+    assert len(records) == 5
+    bad = {name: (r.outcome, r.message) for name, r in records.items() if r.outcome != "passed"}
+    assert not bad
+    assert summary["verdict"]["status"] == "certified"
+    assert all(r.app == f"tool: {tool}" for r in records.values())
+
+
+def test_stale_tool_is_not_certified_because_it_reports_startup_memory(
+    pytester: pytest.Pytester, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    records, summary = run_tools_suite(
+        pytester, monkeypatch, "stale_tool.py", "-n", "2", "-k", "hot_add or settings"
+    )
+    for name in ("test_tracks_hot_add", "test_reports_memory_and_settings_of_every_vm"):
+        assert records[name].outcome == "failed", name  # the tool's fault, not "broken"
+        assert STALE_REASON in records[name].message, records[name].message
+    assert summary["verdict"]["status"] == "not certified"
+    assert any(STALE_REASON in reason for reason in summary["verdict"]["reasons"])
+
+
+def test_tool_that_reads_counters_once_fails_where_memory_moves(
+    pytester: pytest.Pytester, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    records, summary = run_tools_suite(
+        pytester, monkeypatch, "once_tool.py", "-n", "2", "-k", "hot_add or runtime"
+    )
+    hot_add = records["test_tracks_hot_add"]
+    assert hot_add.outcome == "failed"
+    assert "once and never again" in hot_add.message, hot_add.message
+    assert records["test_tracks_runtime_setting_changes"].outcome == "failed"
+    assert summary["verdict"]["status"] == "not certified"
+
+
+def test_a_tool_that_dies_fails_and_says_so(
+    pytester: pytest.Pytester, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    crash = pytester.path / "crash_tool.py"
+    crash.write_text("import sys\nprint('starting', file=sys.stderr)\nsys.exit(3)\n")
+    records, _ = run_tools_suite(pytester, monkeypatch, f"python3 {crash}", "-k", "runtime")
+    record = records["test_tracks_runtime_setting_changes"]
+    assert record.outcome == "failed"
+    assert "the tool exited (code 3)" in record.message, record.message

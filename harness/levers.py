@@ -119,7 +119,10 @@ class MemoryLevers:
         size_mb = parse_size(size, "load") // MB
         with _entered(self.step("add guest load", {"size": format_size(size_mb * MB)})):
             process = self.guest.start_process(
-                self.load.command, [*self.load.arguments, str(size_mb)], self.load.environment
+                self.load.command,
+                [*self.load.arguments, str(size_mb)],
+                self.load.environment,
+                memory_mb=size_mb,  # checked against a WinRM channel's shell quota
             )
         self.loads.append(process)
         self.timeline.add_event(

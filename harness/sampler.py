@@ -25,14 +25,15 @@ from harness.units import MB
 
 log = logging.getLogger(__name__)
 
-# DM VM counters (§4.1) → HostSample fields.
+# DM VM counters (§4.1), by their CIM property names (Win32_PerfRawData_BalancerStats_
+# HyperVDynamicMemoryVM, real-host facts "CIM performance classes") → HostSample fields.
 _COUNTERS = {
-    "added memory": "added_mb",
-    "removed memory": "removed_mb",
-    "memory add operations": "add_operations",
-    "memory remove operations": "remove_operations",
-    "guest visible physical memory": "guest_visible_mb",
-    "current pressure": "pressure",
+    "addedmemory": "added_mb",
+    "removedmemory": "removed_mb",
+    "memoryaddoperations": "add_operations",
+    "memoryremoveoperations": "remove_operations",
+    "guestvisiblephysicalmemory": "guest_visible_mb",
+    "currentpressure": "pressure",
 }
 
 
@@ -69,7 +70,8 @@ class Sampler:
         self._thread: threading.Thread | None = None
 
     def tick(self) -> Sample:
-        """Take one sample now (one host round trip with PowerShell Direct)."""
+        """Take one sample now: one host round trip with PowerShell Direct, and no wait on
+        the host (the counters come from CIM performance classes, not Get-Counter)."""
         channel = self.guest.channel if self.guest is not None else None
         direct = isinstance(channel, DirectChannel)
         params: dict[str, Any] = {"VMName": self.vm_name}
@@ -78,13 +80,14 @@ class Sampler:
             params = channel.session_parameters()
             if self.process is not None:
                 offset = self.process.offset
-                params.update(
-                    ProcessId=self.process.pid,
-                    OutputPath=self.process.output_path,
-                    OutputOffset=offset,
-                )
+                params.update(Key=self.process.key, OutputOffset=offset)
         raw = self.host.session.script("sample-vm", **params)[0]
         host = _host_sample(raw)
+        if prop(raw, "GuestError"):
+            # The host part stands; the guest part failed this tick (booting, session lost).
+            self.errors += 1
+            log.warning("sampling %s: the guest did not answer: %s", self.vm_name,
+                        text(prop(raw, "GuestError")))  # fmt: skip
         guest: GuestSample | None = None
         app: AppSample | None = None
         if direct and self.guest is not None:

@@ -152,11 +152,25 @@ class SizeNotAlignedError(InvalidParameterError):
         super().__init__(f"The value for {parameter} must be a multiple of 2 MB.")
 
 
-class InvalidCredentialError(InvalidParameterError):
-    error_id = "InvalidCredential"
+class InvalidCredentialError(EmulatorError):
+    """PowerShell Direct refused the guest credentials: New-PSSession's OpenError
+    (real-host facts, "PowerShell Direct"), not a Hyper-V parameter error."""
 
-    def __init__(self) -> None:
-        super().__init__("The credential is invalid.")
+    category = "OpenError"
+    error_id = "PSSessionOpenFailed"
+    exception_type = f"{_AUTOMATION}.Remoting.PSRemotingTransportException"
+
+    def __init__(self, vm_name: str = "") -> None:
+        super().__init__(
+            f"[{vm_name}] The credential is invalid." if vm_name else "The credential is invalid.",
+            target=vm_name,
+        )
+
+    def qualifier(self, command: str) -> str | None:
+        return None
+
+    def activity(self, command: str) -> str:
+        return "New-PSSession"
 
 
 class ObjectNotFoundError(EmulatorError):
@@ -164,6 +178,13 @@ class ObjectNotFoundError(EmulatorError):
 
     category = "ObjectNotFound"
     error_id = "ObjectNotFound"
+
+
+class ResourceExistsError(EmulatorError):
+    """Something by that name exists already: ResourceExists / ResourceExists."""
+
+    category = "ResourceExists"
+    error_id = "ResourceExists"
 
 
 class CheckpointNotFoundError(ObjectNotFoundError):

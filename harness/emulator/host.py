@@ -19,7 +19,7 @@ import uuid
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
-from pathlib import Path
+from pathlib import Path, PureWindowsPath
 
 from harness.emulator.balancer import (
     Balancer,
@@ -37,6 +37,7 @@ from harness.emulator.errors import (
     InvalidParameterError,
     MemorySettingError,
     NotEnoughMemoryError,
+    ObjectNotFoundError,
     ParameterMismatchError,
     RuntimeMemoryChangeError,
     VmNotFoundError,
@@ -154,6 +155,8 @@ class VmRecord:
     memory_available: int  # Msvm_SummaryInformation.MemoryAvailable %, INVALID if no data
     available_memory_buffer: int  # Msvm_SummaryInformation.AvailableMemoryBuffer %
     parent_checkpoint_id: uuid.UUID | None
+    power_cycles: int = 0  # times the guest was lost (off, reboot, restore): sessions end
+    switch_name: str = ""  # the virtual switch its adapter is on ('' for none: no address)
 
     @property
     def dynamic_memory_enabled(self) -> bool:
@@ -192,6 +195,7 @@ class CheckpointInfo:
 class _Checkpoint:
     info: CheckpointInfo
     memory_state: MemoryState | None  # Standard checkpoints of a VM that was on
+    disk: str = ""  # the VM's disk when the checkpoint was taken, frozen since
 
 
 class _Vm:
@@ -223,6 +227,9 @@ class _Vm:
         self.uptime_base = 0.0
         self.running_since: float | None = None
         self.committed_mb = guest.profile.baseline_commit_mb
+        self.power_cycles = 0
+        self.booting = False  # Running, guest not up yet
+        self.switch = ""
 
 
 VmRef = uuid.UUID | str  # an id, or an exact VM name (not a wildcard pattern)
@@ -254,6 +261,7 @@ class EmulatedHost:
         windows_profile: GuestProfile | None = None,
         linux_profile: GuestProfile | None = None,
         disks: Mapping[str, str] | None = None,
+        switches: tuple[str, ...] = ("dmh-switch",),
     ) -> None:
         self.total_memory = parse_size(total_memory, "total_memory")
         self.reserve = (
@@ -263,6 +271,7 @@ class EmulatedHost:
         )
         self.version = HostVersion.parse(version)
         self.guest_os = _check_os(guest_os)
+        self.switches = switches  # virtual switches New-VM -SwitchName may name
         self.timings = timings or Timings.fast()
         self.clock = clock
         self.name = name or (platform.node() or "localhost").upper()
@@ -288,6 +297,7 @@ class EmulatedHost:
         self._lock = threading.RLock()
         self._vms: dict[uuid.UUID, _Vm] = {}
         self._disks: dict[str, tuple[str, str]] = {}
+        self._parents: dict[str, str] = {}  # differencing disk -> its parent (by key)
         self._closed = False
         for path, os_name in (disks or {}).items():
             self.add_disk(path, os_name)
@@ -327,15 +337,19 @@ class EmulatedHost:
             return self._find(ref).guest
 
     # -- virtual disks ----------------------------------------------------------------
-    def add_disk(self, path: str, guest_os: str) -> None:
-        """Register a virtual disk (a template or a VM's disk) and the guest OS on it, so a
-        VM created from it gets that guest. Paths compare case-insensitively, like Windows'."""
+    def add_disk(self, path: str, guest_os: str, parent: str = "") -> None:
+        """Register a virtual disk (a template or a VM's disk; a differencing disk over
+        `parent`) and the guest OS on it, so a VM created from it gets that guest. Paths
+        compare case-insensitively, like Windows'."""
         with self._lock:
             self._disks[_disk_key(path)] = (path, _check_os(guest_os))
+            if parent:
+                self._parents[_disk_key(path)] = parent
 
     def remove_disk(self, path: str) -> bool:
         """Forget a virtual disk; False if it was not registered."""
         with self._lock:
+            self._parents.pop(_disk_key(path), None)
             return self._disks.pop(_disk_key(path), None) is not None
 
     def disk_os(self, path: str) -> str | None:
@@ -360,6 +374,7 @@ class EmulatedHost:
         profile: GuestProfile | None = None,
         vhd_path: str = "",
         notes: str = "",
+        switch: str = "",
     ) -> VmRecord:
         """New-VM (§1.4): static memory of `memory_startup`; DM is enabled later with
         set_memory, and then uses Minimum 512 MB (or Startup if lower), Maximum 1 TB (or
@@ -386,7 +401,13 @@ class EmulatedHost:
         self._check_settings(name, vm_id, settings, generation, ("startup",), creating=True)
         with self._lock:
             guest = EmulatedGuest(name, profile or self._profiles[os_name], self._root / str(vm_id))
+            if switch and switch.casefold() not in (s.casefold() for s in self.switches):
+                raise ObjectNotFoundError(
+                    f'Hyper-V was unable to find a virtual switch with name "{switch}".',
+                    target=switch,
+                )
             vm = _Vm(name, generation, settings, guest, vm_id, vhd_path, notes)
+            vm.switch = switch
             self._vms[vm_id] = vm
             self.balancer.add(vm.key, settings, guest.profile)
             log.debug("new VM %r (%s)", name, vm_id)
@@ -492,6 +513,8 @@ class EmulatedHost:
                 vm.state = VMState.Running
                 vm.running_since = now
                 vm.guest.thaw()
+                if vm.booting:
+                    vm.guest.boot()  # saved mid-boot: still booting
                 self._publish_now(vm)
             elif vm.state is VMState.Paused:
                 self._resume_paused(vm, now)
@@ -505,7 +528,10 @@ class EmulatedHost:
             raise NotEnoughMemoryError(
                 vm.name, vm.id, exc.needed_mb, exc.available_mb, "start"
             ) from exc
-        vm.state = VMState.Starting
+        # Running at once, as Start-VM returns on a real host; the guest boots until
+        # boot_done_at (heartbeat NoContact, PowerShell Direct refused: real-host facts).
+        vm.state = VMState.Running
+        vm.booting = True
         vm.boot_done_at = now + self.timings.boot
         vm.uptime_base = 0.0
         vm.running_since = now
@@ -530,6 +556,8 @@ class EmulatedHost:
         return snapshot
 
     def _power_off(self, vm: _Vm) -> tuple[LocalProcess, ...]:
+        vm.power_cycles += 1
+        vm.booting = False
         self.balancer.power_off(vm.key)
         vm.state = VMState.Off
         vm.running_since = None
@@ -590,8 +618,10 @@ class EmulatedHost:
 
     def _resume_paused(self, vm: _Vm, now: float) -> None:
         self.balancer.resume(vm.key, now)
-        vm.state = VMState.Running if now >= vm.boot_done_at else VMState.Starting
+        vm.state = VMState.Running
         vm.guest.thaw()
+        if vm.booting:
+            vm.guest.boot()  # it was paused mid-boot: still booting
 
     def remove(self, ref: VmRef) -> None:
         """Remove-VM: the VM must be off; its checkpoints go with it."""
@@ -621,7 +651,7 @@ class EmulatedHost:
                     f"The checkpoint name must have 1 to {MAX_NAME_LENGTH} characters.",
                     target=label,
                 )
-            booting = vm.state is VMState.Starting
+            booting = vm.booting and vm.state is VMState.Running
             if kind is CheckpointType.ProductionOnly and booting:
                 raise CheckpointError(
                     vm.name,
@@ -645,7 +675,10 @@ class EmulatedHost:
                 parent_checkpoint_id=vm.parent_checkpoint,
             )
             state = self.balancer.capture(vm.key) if keeps_memory else None
-            vm.checkpoints.append(_Checkpoint(info, state))
+            vm.checkpoints.append(_Checkpoint(info, state, vm.vhd_path))
+            # The disk as it was is frozen for the checkpoint; the VM writes to a new .avhdx
+            # over it, which HardDrives.Path names from now on (real-host facts).
+            vm.vhd_path = self._child_disk(vm.vhd_path)
             vm.parent_checkpoint = info.id
             log.debug("checkpoint %r of %r at %.3f", label, vm.name, now)
             return info
@@ -663,14 +696,16 @@ class EmulatedHost:
         raise CheckpointNotFoundError(str(ref))
 
     def restore_checkpoint(self, ref: VmRef, checkpoint: uuid.UUID | str) -> VmRecord:
-        """Restore-VMCheckpoint. The VM's current state is discarded (its processes end) and
-        the checkpoint's memory settings come back. A Production checkpoint leaves the VM
-        Off (§1.5); a Standard one of a VM that was on leaves it Saved with the old memory
-        state, so Start-VM resumes it with its old balloon and hot-add state."""
+        """Restore-VMCheckpoint (real-host facts). A running VM is saved first; its current
+        state is discarded (processes end, its .avhdx is deleted) and the checkpoint's memory
+        settings come back, on a new .avhdx over the checkpoint's disk. A Production
+        checkpoint leaves the VM Off (§1.5); a Standard one of a VM that was on leaves it Saved
+        with the old memory state, and a VM that was running is started again from it."""
         with self._lock:
             now = self._advance()
             vm = self._find(ref)
             cp = self._find_checkpoint(vm, checkpoint)
+            was_running = vm.state in _ON
             leftovers = self._power_off(vm) if vm.state is not VMState.Off else ()
             vm.settings = cp.info.memory
             self.balancer.update(vm.key, vm.settings)
@@ -679,9 +714,36 @@ class EmulatedHost:
                 vm.state = VMState.Saved if phase is Phase.SAVED else VMState.Off
                 vm.boot_done_at = now
             vm.parent_checkpoint = cp.info.id
-            snapshot = self._record(vm, now)
+            if cp.disk or vm.vhd_path:
+                discarded = vm.vhd_path
+                vm.vhd_path = self._child_disk(cp.disk)
+                if discarded and discarded != cp.disk:
+                    self.remove_disk(discarded)
         _stop_all(leftovers, graceful=False)
-        return snapshot
+        if was_running and vm.state is VMState.Saved:
+            return self.start(vm.id)
+        return self.get_vm(vm.id)
+
+    def _child_disk(self, parent: str) -> str:
+        """A new .avhdx over `parent` ('' for a VM with no disk), named as Hyper-V names them:
+        <parent name>_<GUID>.avhdx beside it."""
+        if not parent:
+            return ""
+        pure = PureWindowsPath(parent)
+        stem = pure.stem.split("_", 1)[0] if pure.suffix.lower() == ".avhdx" else pure.stem
+        child = str(pure.with_name(f"{stem}_{str(uuid.uuid4()).upper()}.avhdx"))
+        entry = self._disks.get(_disk_key(parent))
+        self._disks[_disk_key(child)] = (child, entry[1] if entry else self.guest_os)
+        self._parents[_disk_key(child)] = parent
+        return child
+
+    def disk_parent(self, path: str) -> str | None:
+        """The parent of a differencing disk (Get-VHD's ParentPath); None if `path` is not a
+        registered disk, '' if it has no parent."""
+        with self._lock:
+            if _disk_key(path) not in self._disks:
+                return None
+            return self._parents.get(_disk_key(path), "")
 
     def remove_checkpoint(self, ref: VmRef, checkpoint: uuid.UUID | str) -> None:
         with self._lock:
@@ -690,6 +752,14 @@ class EmulatedHost:
             vm.checkpoints.remove(cp)
             if vm.parent_checkpoint == cp.info.id:
                 vm.parent_checkpoint = cp.info.parent_checkpoint_id
+            if not vm.checkpoints:
+                # The last one gone: Hyper-V merges the .avhdx chain back into the VM's disk.
+                path = vm.vhd_path
+                while path.lower().endswith(".avhdx") and _disk_key(path) in self._parents:
+                    parent = self._parents[_disk_key(path)]
+                    self.remove_disk(path)
+                    path = parent
+                vm.vhd_path = path
 
     # -- counters and views -----------------------------------------------------------
     def memory(self, ref: VmRef) -> VmMemory:
@@ -746,8 +816,8 @@ class EmulatedHost:
         if now is None:
             now = self.clock()
         for vm in self._vms.values():
-            if vm.state is VMState.Starting and now >= vm.boot_done_at:
-                vm.state = VMState.Running
+            if vm.booting and now >= vm.boot_done_at and vm.state is VMState.Running:
+                vm.booting = False
                 vm.guest.ready()
         return now
 
@@ -772,7 +842,7 @@ class EmulatedHost:
             computer_name=self.name,
             generation=vm.generation,
             state=vm.state,
-            heartbeat=_heartbeat(vm.state),
+            heartbeat=_heartbeat(vm.state, vm.booting),
             uptime=timedelta(seconds=round(uptime, 3)),
             notes=vm.notes,
             vhd_path=vm.vhd_path,
@@ -790,6 +860,8 @@ class EmulatedHost:
             memory_available=mem.memory_available,
             available_memory_buffer=mem.available_memory_buffer,
             parent_checkpoint_id=vm.parent_checkpoint,
+            power_cycles=vm.power_cycles,
+            switch_name=vm.switch,
         )
 
     # -- shutdown ---------------------------------------------------------------------
@@ -867,9 +939,9 @@ class HostDriver:
         self.stop()
 
 
-def _heartbeat(state: VMState) -> Heartbeat | None:
+def _heartbeat(state: VMState, booting: bool) -> Heartbeat | None:
     if state is VMState.Running:
-        return Heartbeat.OkApplicationsUnknown
+        return Heartbeat.NoContact if booting else Heartbeat.OkApplicationsUnknown
     if state is VMState.Starting:
         return Heartbeat.NoContact
     if state is VMState.Paused:

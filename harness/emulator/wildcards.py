@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import re
 
-__all__ = ["has_wildcards", "like", "wildcard_regex"]
+__all__ = ["has_wildcards", "like", "name_matches", "wildcard_regex"]
 
 
 def has_wildcards(pattern: str) -> bool:
@@ -49,3 +49,12 @@ def wildcard_regex(pattern: str) -> re.Pattern[str]:
 
 def like(name: str, pattern: str) -> bool:
     return wildcard_regex(pattern).match(name) is not None
+
+
+def name_matches(name: str, text: str) -> bool:
+    """How the Hyper-V module matches a -Name/-VMName value (real-host facts, "VM name
+    matching"): as a wildcard pattern only when it holds an unescaped wildcard, else compared
+    exactly, case-insensitively, backticks included (``vm`[1`]`` is not the VM ``vm[1]``)."""
+    if has_wildcards(text):
+        return like(name, text)
+    return name.casefold() == text.casefold()

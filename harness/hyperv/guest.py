@@ -1,7 +1,10 @@
 """Guest channels: PowerShell Direct through the host session, or WinRM straight to the guest.
 
-Both run the same `guest-ops` script; user values (commands, arguments, paths, environment)
-travel as parameters. Guest credentials come from DMH_GUEST_USERNAME / DMH_GUEST_PASSWORD.
+Both run the same `guest-ops` script in one persistent guest runspace, which keeps the
+processes it starts: a process is addressed by the key it was started with, never by its PID
+(real-host facts, "Exit codes of started processes"). User values (commands, arguments, paths,
+environment) travel as parameters; guest paths go as absolute paths under GUEST_ROOT. Guest
+credentials come from DMH_GUEST_USERNAME / DMH_GUEST_PASSWORD.
 """
 
 from __future__ import annotations
@@ -11,14 +14,42 @@ import os
 import threading
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
+from pathlib import PureWindowsPath
 from typing import Any, Protocol
 
 from harness.config import HostTarget, Secret
-from harness.errors import ConfigError
+from harness.errors import ConfigError, SettingError
 from harness.hyperv.host import HyperVHost, prop, text
 from harness.hyperv.session import HostSession, load_script
 from harness.timeline import GuestSample
 from harness.units import MB
+
+# Where relative guest paths go: one known absolute directory. PowerShell's location (used by
+# cmdlets) and the process's current directory (used by .NET, system32 in a remote session)
+# differ, so the guest script takes absolute paths only (real-host facts, "Two current
+# directories"). Programs start here unless told otherwise, so relative arguments such as
+# "dmh-apps/app.py" name files written with relative paths.
+GUEST_ROOT = "C:\\ProgramData\\dm-harness"
+# WinRM's default per-shell memory quota (real-host facts, "WinRM quota").
+DEFAULT_SHELL_QUOTA_MB = 1024
+
+
+def guest_path(path: str) -> str:
+    """`path` as the absolute guest path guest-ops takes: absolute paths (a drive and a root,
+    or UNC) as they are, relative ones under GUEST_ROOT."""
+    text_path = str(path)
+    if not text_path:
+        raise SettingError("guest path", path, "must not be empty")
+    pure = PureWindowsPath(text_path)
+    if (pure.drive and pure.root) or text_path.startswith("\\\\"):
+        return text_path
+    if pure.drive or pure.root:
+        raise SettingError(
+            "guest path",
+            path,
+            "must be absolute with a drive (C:\\...) or relative, not drive- or root-relative",
+        )
+    return str(PureWindowsPath(GUEST_ROOT) / pure)
 
 
 @dataclass(frozen=True)
@@ -75,11 +106,21 @@ class DirectChannel:
 
 
 class WinRMChannel:
-    """WinRM straight to the guest, for guests without PowerShell Direct (pre-2016)."""
+    """WinRM straight to the guest, for guests without PowerShell Direct (pre-2016). Its
+    shell's memory quota (MaxMemoryPerShellMB) counts every process it starts: `quota_mb`."""
 
     def __init__(self, session: HostSession) -> None:
         self.session = session
         self.label = f"{session.target.label} (WinRM)"
+        self._quota: int | None = None
+
+    def quota_mb(self) -> int:
+        """The guest's WinRM shell quota in MB (read once)."""
+        if self._quota is None:
+            raw = self.run("Limits", {})
+            value = prop(raw, "MaxMemoryPerShellMB")
+            self._quota = DEFAULT_SHELL_QUOTA_MB if value is None else int(value)
+        return self._quota
 
     def run(self, operation: str, arguments: Mapping[str, Any]) -> Any:
         return _single(
@@ -93,18 +134,25 @@ def guest_target(
     credentials: GuestCredentials,
     *,
     cert_validation: bool | str | None = None,
+    port: int | None = None,
+    ssl: bool | None = None,
+    auth: str | None = None,
 ) -> HostTarget:
-    """The WinRM endpoint of a guest, from the host's view of its network adapter (the
-    `vm-address` script). TLS is checked against the host's CA unless `cert_validation` says
-    otherwise (a guest's certificate may come from another CA)."""
+    """The WinRM endpoint of a guest: its address from the host's view of its network adapter
+    (the `vm-address` script; the VM must be on a virtual switch), and the listener's port,
+    TLS and authentication given here, by default a WinRM HTTPS listener with negotiate
+    (5986). The host cannot know those: an endpoint that serves them (the emulator's guest
+    listeners) answers them too, and those answers win over the defaults, not over what is
+    given here. TLS is checked against the host's CA unless `cert_validation` says otherwise
+    (a guest's certificate may come from another CA)."""
     raw = host.session.script("vm-address", VMName=vm_name)[0]
     return HostTarget(
         hostname=str(prop(raw, "Address")),
-        port=int(prop(raw, "Port", 5986)),
+        port=port if port is not None else int(prop(raw, "Port", 5986)),
         username=credentials.username,
         password=credentials.password,
-        auth=str(prop(raw, "Auth", "negotiate")),
-        ssl=bool(prop(raw, "Ssl", True)),
+        auth=auth if auth is not None else str(prop(raw, "Auth", "negotiate")),
+        ssl=ssl if ssl is not None else bool(prop(raw, "Ssl", True)),
         path=str(prop(raw, "Path", "wsman")),
         cert_validation=(
             host.session.target.cert_validation if cert_validation is None else cert_validation
@@ -133,10 +181,12 @@ class ProcessResult:
 
 
 class GuestProcess:
-    """A process started in the guest: stats, output, exit code, stop."""
+    """A process started in the guest: stats, output, exit code, stop. `key` names it in the
+    guest session's state; `pid` is for people (Windows reuses it once the process exits)."""
 
-    def __init__(self, guest: Guest, pid: int, output_path: str) -> None:
+    def __init__(self, guest: Guest, key: str, pid: int, output_path: str) -> None:
         self.guest = guest
+        self.key = key
         self.pid = pid
         self.output_path = output_path
         self._offset = 0
@@ -144,7 +194,7 @@ class GuestProcess:
         self._lock = threading.Lock()
 
     def stats(self) -> ProcessStats:
-        return process_stats(self.guest.channel.run("ProcessStats", {"ProcessId": self.pid}))
+        return process_stats(self.guest.channel.run("ProcessStats", {"Key": self.key}))
 
     def poll(self) -> ProcessResult:
         """New output since the last poll (kept in `output`), running state and exit code."""
@@ -155,10 +205,7 @@ class GuestProcess:
     def fetch(self) -> ProcessResult:
         """Output from the current offset, running state and exit code, not yet accounted."""
         offset = self.offset
-        raw = self.guest.channel.run(
-            "ProcessResult",
-            {"ProcessId": self.pid, "OutputPath": self.output_path, "Offset": offset},
-        )
+        raw = self.guest.channel.run("ProcessResult", {"Key": self.key, "Offset": offset})
         return process_result(raw, offset)
 
     def feed(self, result: ProcessResult) -> str:
@@ -186,8 +233,12 @@ class GuestProcess:
         with self._lock:
             return "".join(self._output)
 
-    def stop(self) -> None:
-        self.guest.channel.run("StopProcess", {"ProcessId": self.pid})
+    def stop(self) -> int | None:
+        """Stop the process and every process it started; its exit code. A process that has
+        already exited is no error."""
+        raw = self.guest.channel.run("StopProcess", {"Key": self.key})
+        code = prop(raw, "ExitCode")
+        return None if code is None else int(code)
 
 
 class Guest:
@@ -202,20 +253,39 @@ class Guest:
         arguments: Sequence[str] = (),
         environment: Mapping[str, str] | None = None,
         working_directory: str | None = None,
+        *,
+        memory_mb: int | None = None,
     ) -> GuestProcess:
+        """Start `command` in `working_directory` (default GUEST_ROOT; relative to it when
+        relative). `memory_mb`, when the caller knows what the process will hold, is checked
+        against the WinRM shell quota on that channel, which would kill the process."""
+        if memory_mb is not None and isinstance(self.channel, WinRMChannel):
+            quota = self.channel.quota_mb()
+            if memory_mb >= quota:
+                raise SettingError(
+                    "guest load",
+                    f"{memory_mb}MB",
+                    f"must stay below the guest's WinRM shell quota MaxMemoryPerShellMB"
+                    f" ({quota} MB), which counts every process the shell starts: WinRM would"
+                    " kill it. Raise it in the guest (Set-Item"
+                    " WSMan:\\localhost\\Shell\\MaxMemoryPerShellMB <MB>, and the"
+                    " Microsoft.PowerShell plugin's quota) or use PowerShell Direct",
+                )
         args: dict[str, Any] = {
             "FilePath": command,
             "ArgumentList": list(arguments),
             "Environment": dict(environment or {}),
+            "WorkingDirectory": guest_path(working_directory or GUEST_ROOT),
         }
-        if working_directory:
-            args["WorkingDirectory"] = working_directory
         raw = self.channel.run("StartProcess", args)
-        return GuestProcess(self, int(prop(raw, "ProcessId")), text(prop(raw, "OutputPath")))
+        return GuestProcess(
+            self, text(prop(raw, "Key")), int(prop(raw, "ProcessId")), text(prop(raw, "OutputPath"))
+        )
 
     def write_file(self, path: str, content: bytes) -> None:
+        """Write `content` to `path` in the guest (relative: under GUEST_ROOT)."""
         encoded = base64.b64encode(content).decode("ascii")
-        self.channel.run("WriteFile", {"Path": path, "ContentBase64": encoded})
+        self.channel.run("WriteFile", {"Path": guest_path(path), "ContentBase64": encoded})
 
     def copy_in(self, local_path: str, guest_path: str) -> None:
         with open(local_path, "rb") as source:
@@ -225,12 +295,18 @@ class Guest:
         return guest_sample(self.channel.run("Counters", {}))
 
 
+def _count(raw: Any, name: str) -> int:
+    """A counter guest-ops read, 0 when it was not available (a class or instance missing)."""
+    value = prop(raw, name)
+    return 0 if value is None else int(value)
+
+
 def guest_sample(raw: Any) -> GuestSample:
     return GuestSample(
-        total_mb=int(prop(raw, "TotalPhysicalMemory", 0)) // MB,
-        available_mb=int(prop(raw, "AvailableMBytes", 0)),
-        committed_mb=int(prop(raw, "CommittedBytes", 0)) // MB,
-        max_memory_mb=int(prop(raw, "MaximumMemoryMBytes", 0)),
+        total_mb=_count(raw, "TotalPhysicalMemory") // MB,
+        available_mb=_count(raw, "AvailableMBytes"),
+        committed_mb=_count(raw, "CommittedBytes") // MB,
+        max_memory_mb=_count(raw, "MaximumMemoryMBytes"),  # 0: no DM integration service
     )
 
 

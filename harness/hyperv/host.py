@@ -7,7 +7,6 @@ sent, so an invalid or runtime-forbidden change never reaches a host.
 from __future__ import annotations
 
 import logging
-import re
 import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
@@ -15,6 +14,7 @@ from typing import Any
 
 from harness.deadline import Deadline, wait_until
 from harness.errors import (
+    HostError,
     InfrastructureError,
     InvalidArgumentError,
     ObjectNotFoundError,
@@ -48,11 +48,41 @@ def prop(obj: Any, name: str, default: Any = None) -> Any:
     return default
 
 
+def has_wildcards(text: str) -> bool:
+    """Whether Hyper-V takes `text` as a wildcard pattern: it holds `*`, `?` or `[` not escaped
+    by a backtick (WildcardPattern.ContainsWildcardCharacters)."""
+    escaped = False
+    for char in text:
+        if escaped:
+            escaped = False
+        elif char == "`":
+            escaped = True
+        elif char in "*?[":
+            return True
+    return False
+
+
 def literal(name: str) -> str:
-    """A VM name as a -Name/-VMName value that matches only that VM: Hyper-V's cmdlets take
-    wildcards there (`vm[1]` would mean `vm1`, `a*` every VM starting with a), so wildcard
-    characters and the backtick are escaped with a backtick, as WildcardPattern.Escape does."""
-    return re.sub(r"([`*?\[\]])", r"`\1", name)
+    """A VM or checkpoint name as a -Name/-VMName value that matches only that name.
+
+    The Hyper-V module compares the value exactly unless it holds an unescaped wildcard
+    (real-host facts, "VM name matching"), so a name without one goes as it is (a backtick
+    too: ``vm`1`` matches the VM ``vm`1``), and escaping would break it: ``vm`[1`]`` holds no
+    unescaped wildcard, so it is compared exactly and never matches ``vm[1]``. A name that
+    Hyper-V would take as a pattern becomes a pattern that matches only that name: each
+    wildcard character in a one-character set (``[[]``, ``[*]``, ``[?]``), ``]`` and the
+    backtick escaped."""
+    if not has_wildcards(name):
+        return name
+    out = []
+    for char in name:
+        if char in "*?[":
+            out.append(f"[{char}]")
+        elif char in "]`":
+            out.append(f"`{char}")
+        else:
+            out.append(char)
+    return "".join(out)
 
 
 def text(value: Any) -> str:
@@ -67,8 +97,36 @@ class HostFacts:
     os_version: str
     hyperv_version: HostVersion
     memory_capacity: int
-    balancer_available_mb: int
+    balancer_available_mb: int  # 0 when the balancer's counters are not available
     balancer_average_pressure: int
+    hyperv_module: bool = True
+    checkpoint_cmdlets: bool = True
+
+
+# The harness drives the Hyper-V PowerShell module with the *-VMCheckpoint cmdlets: 2012 R2 on.
+SUPPORTED = (HostVersion.V2012R2, HostVersion.V2016, HostVersion.V2019, HostVersion.V2022)
+
+
+class UnsupportedHostError(HostError):
+    """A host the harness cannot drive (real-host facts, "Host versions")."""
+
+    def __init__(self, facts: HostFacts, *, host: str) -> None:
+        self.facts = facts
+        missing = (
+            "it has no Hyper-V PowerShell module (WMI only)"
+            if not facts.hyperv_module
+            else "its Hyper-V module lacks the *-VMCheckpoint cmdlets"
+            if not facts.checkpoint_cmdlets
+            else "its Hyper-V generation is older"
+        )
+        super().__init__(
+            f"{facts.os_caption or 'this host'} ({facts.os_version},"
+            f" Hyper-V {facts.hyperv_version.value}) cannot be driven: {missing}. DM Harness drives"
+            " Hyper-V hosts from Windows Server 2012 R2 on (the Hyper-V PowerShell module with"
+            " the *-VMCheckpoint cmdlets); use a 2012 R2 or later host, or the embedded emulator",
+            host=host,
+            command="script host-facts",
+        )
 
 
 @dataclass(frozen=True)
@@ -119,18 +177,29 @@ class HyperVHost:
         return self.session.target.label
 
     def facts(self, refresh: bool = False) -> HostFacts:
+        """What the host is; the first call is the connect-time check: UnsupportedHostError
+        names a host the harness cannot drive (before 2012 R2) and what it lacks."""
         if self._facts is None or refresh:
             raw = self.session.script("host-facts")[0]
             os_version = text(prop(raw, "OSVersion"))
-            self._facts = HostFacts(
+            facts = HostFacts(
                 computer_name=text(prop(raw, "ComputerName")),
                 os_caption=text(prop(raw, "OSCaption")),
                 os_version=os_version,
                 hyperv_version=version_from_build(os_version),
-                memory_capacity=int(prop(raw, "MemoryCapacity", 0)),
-                balancer_available_mb=int(prop(raw, "AvailableMemoryMB", 0)),
-                balancer_average_pressure=int(prop(raw, "AveragePressure", 0)),
+                memory_capacity=int(prop(raw, "MemoryCapacity") or 0),
+                balancer_available_mb=int(prop(raw, "AvailableMemoryMB") or 0),
+                balancer_average_pressure=int(prop(raw, "AveragePressure") or 0),
+                hyperv_module=bool(prop(raw, "HyperVModule", True)),
+                checkpoint_cmdlets=bool(prop(raw, "CheckpointCmdlets", True)),
             )
+            if (
+                facts.hyperv_version not in SUPPORTED
+                or not facts.hyperv_module
+                or not facts.checkpoint_cmdlets
+            ):
+                raise UnsupportedHostError(facts, host=self.label)
+            self._facts = facts
         return self._facts
 
     @property
@@ -147,8 +216,12 @@ class HyperVHost:
         generation: int = 2,
         template: str | None = None,
         disk_directory: str | None = None,
+        switch: str | None = None,
     ) -> VMInfo:
-        """New VM (on a differencing disk over `template` when given), tagged with run_id."""
+        """New VM (on a differencing disk over `template` when given), tagged with run_id, on
+        the virtual switch `switch` when given (the WinRM guest channel needs one: a VM on
+        no switch has no address). A name another VM has is refused: Hyper-V allows it,
+        but the harness addresses VMs by name."""
         memory.validate(self.version, generation)
         params: dict[str, Any] = {
             "Name": name,
@@ -160,6 +233,8 @@ class HyperVHost:
             params["TemplatePath"] = template
         if disk_directory:
             params["DiskDirectory"] = disk_directory
+        if switch:
+            params["SwitchName"] = switch
         self.session.script("new-vm-from-template", **params)
         try:
             self._set_memory(name, MemoryChange.full(memory))
@@ -265,10 +340,19 @@ class HyperVHost:
 
 
 def _one(results: Iterable[Any], name: str, host: str) -> Any:
-    # A wildcard pattern that matches nothing is no error to Hyper-V: say it here.
+    # A pattern that matches nothing is no error to Hyper-V, and two VMs may share a name
+    # (real-host facts): say either here, rather than act on the wrong VM.
     items = list(results)
     if not items:
         raise ObjectNotFoundError(f"no VM named {name!r}", host=host, command="Get-VM")
+    if len(items) > 1:
+        raise InvalidArgumentError(
+            f"{len(items)} VMs are named {name!r}; the harness needs one VM per name"
+            " (rename or remove the others)",
+            host=host,
+            command="Get-VM",
+            target=name,
+        )
     return items[0]
 
 

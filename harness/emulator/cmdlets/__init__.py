@@ -6,19 +6,26 @@ decorator (`registry`); importing this package registers them all:
 
 - `handler`: the pipeline handler (dispatch, VM lookup, guest credentials, error records)
 - `params`: parameter binding;  `shapes`: the objects written
-- `vms`, `checkpoints`: Hyper-V cmdlets;  `counters`: Get-Counter
+- `vms`, `checkpoints`, `storage`: Hyper-V cmdlets;  `counters`: Get-Counter
 - `scripts`: the named scripts;  `guest_ops`: the guest-ops script's operations
 """
 
 from __future__ import annotations
 
-from harness.emulator.cmdlets import checkpoints, counters, guest_ops, scripts, vms
+from harness.emulator.cmdlets import checkpoints, counters, guest_ops, scripts, storage, vms
 from harness.emulator.cmdlets.handler import GuestEndpoint, HyperVHandler
 from harness.emulator.cmdlets.registry import script
 from harness.emulator.cmdlets.shapes import TEMPLATE_DIR
 
 __all__ = ["TEMPLATE_DIR", "GuestEndpoint", "HyperVHandler", "script_handlers"]
-_REGISTERING = (checkpoints, counters, guest_ops, scripts, vms)  # imported for their decorators
+_REGISTERING = (
+    checkpoints,
+    counters,
+    guest_ops,
+    scripts,
+    storage,
+    vms,
+)  # imported for their decorators
 
 
 def script_handlers() -> frozenset[str]:

@@ -8,10 +8,10 @@ from typing import TYPE_CHECKING, Any
 
 from harness.emulator.cmdlets.params import Params, bind, object_id
 from harness.emulator.cmdlets.registry import cmdlet
-from harness.emulator.errors import CheckpointNotFoundError
+from harness.emulator.errors import CheckpointNotFoundError, InvalidParameterError
 from harness.emulator.host import CheckpointInfo, VmRecord
 from harness.emulator.psrp import Command
-from harness.emulator.wildcards import has_wildcards
+from harness.emulator.wildcards import has_wildcards, name_matches
 
 if TYPE_CHECKING:
     from harness.emulator.cmdlets.handler import HyperVHandler
@@ -38,7 +38,7 @@ def _get_checkpoint(h: HyperVHandler, c: Command, items: list[Any]) -> list[Any]
     pattern = p.text("Name") or "*"
     found: list[Any] = []
     for vm in h.one_or_more_vms(p, items, "VMName"):
-        found.extend(h.host.checkpoints(vm.id, pattern))
+        found.extend(cp for cp in h.host.checkpoints(vm.id) if name_matches(cp.name, pattern))
     if not found and not has_wildcards(pattern):
         raise CheckpointNotFoundError(pattern, by_name=True)
     return found
@@ -48,9 +48,12 @@ def _targets(
     h: HyperVHandler, p: Params, items: Sequence[Any]
 ) -> list[tuple[VmRecord, CheckpointInfo]]:
     snapshot = p.get("VMSnapshot")
+    name = p.text("Name") or "*"
     pairs: list[tuple[VmRecord, CheckpointInfo]] = []
     for vm in h.one_or_more_vms(p, items, "VMName"):
-        for cp in h.host.checkpoints(vm.id, p.text("Name") or "*"):
+        for cp in h.host.checkpoints(vm.id):
+            if not name_matches(cp.name, name):
+                continue
             if snapshot is None or str(object_id(snapshot)) == str(cp.id):
                 pairs.append((vm, cp))
     if not pairs:
@@ -65,7 +68,15 @@ def _restore_checkpoint(h: HyperVHandler, c: Command, items: list[Any]) -> list[
         ["Name", "VMName", "VMSnapshot", "Confirm", "Passthru", "AsJob", "ComputerName"],
         {"VMCheckpoint": "VMSnapshot"},
     )
-    for vm, cp in _targets(h, p, items)[:1]:
+    targets = _targets(h, p, items)
+    if len(targets) > 1:
+        # Restore-VMCheckpoint applies one checkpoint: several matching is an error.
+        raise InvalidParameterError(
+            f'{len(targets)} checkpoints match "{p.text("Name") or "*"}"; Restore-VMCheckpoint'
+            " needs exactly one (give its exact name, or pipe the checkpoint object).",
+            target=p.text("Name") or "",
+        )
+    for vm, cp in targets:
         h.host.restore_checkpoint(vm.id, cp.id)
     return []
 

@@ -1,22 +1,30 @@
 """The guest-ops script's operations (reference §1.6): what runs inside a guest, reached over
 PowerShell Direct (vm-invoke, sample-vm) or the guest's own WinRM endpoint (guest-ops).
+
+As on Windows (real-host facts): a started process is kept in the guest session's state under
+the key StartProcess returned, and only found again by that key (a PID names nothing once the
+process has exited); the session's state ends with the guest (off, reboot, restore); paths must
+be absolute; stdout and stderr are separate files, stderr read after the process exits.
 """
 
 from __future__ import annotations
 
 import base64
+import re
+import uuid
 from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
 from harness.emulator.cmdlets.registry import guest_operation
 from harness.emulator.cmdlets.shapes import custom
-from harness.emulator.errors import ArgumentValidationError
+from harness.emulator.errors import ArgumentValidationError, GuestError
 from harness.emulator.guest import (
     AVAILABLE_MBYTES,
     COMMITTED_BYTES,
     MAXIMUM_MEMORY,
     TOTAL_PHYSICAL,
     EmulatedGuest,
+    LocalProcess,
 )
 from harness.emulator.host import VmRecord
 from harness.emulator.psobjects import int64
@@ -24,11 +32,15 @@ from harness.emulator.psobjects import int64
 if TYPE_CHECKING:
     from harness.emulator.cmdlets.handler import HyperVHandler
 
+# guest-ops' Assert-DmhAbsolute: a drive letter and a root, or a UNC path.
+_ABSOLUTE = re.compile(r"^(?:[A-Za-z]:[\\/]|\\\\)")
+SHELL_QUOTA_MB = 1024  # WinRM's default MaxMemoryPerShellMB (real-host facts, "WinRM quota")
+
 
 def run_guest_operation(
     h: HyperVHandler, vm: VmRecord, operation: str, arguments: Mapping[str, Any]
 ) -> Any:
-    """One operation in `vm`'s guest, which must be running (as PowerShell Direct needs)."""
+    """One operation in `vm`'s guest, which must be up (as PowerShell Direct needs)."""
     guest = h.guest_of(vm)
     func = guest_operation.get(operation)
     if func is None:
@@ -38,38 +50,59 @@ def run_guest_operation(
     return func(h, vm, guest, {str(k).lower(): v for k, v in dict(arguments).items()})
 
 
-def _pid(args: Mapping[str, Any]) -> int:
-    return int(args.get("processid") or 0)
+def _absolute(args: Mapping[str, Any], name: str) -> str:
+    path = str(args.get(name.lower()) or "")
+    if not _ABSOLUTE.match(path):
+        raise GuestError(
+            f"guest-ops: {name} '{path}' is not an absolute path (a drive letter and a root, or"
+            " a UNC path); relative paths resolve differently for cmdlets and .NET.",
+            target=path,
+            category="OperationStopped",
+            error_id="ScriptHalted",
+        )
+    return path
+
+
+def _entry(h: HyperVHandler, vm: VmRecord, args: Mapping[str, Any]) -> LocalProcess:
+    key = str(args.get("key") or "")
+    found = h.process(vm, key)
+    if found is None:
+        raise GuestError(
+            f"guest-ops: no process with key '{key}' in this session (the guest session was"
+            " opened again, or the guest restarted): its exit code and output are lost.",
+            target=key,
+            category="OperationStopped",
+            error_id="ScriptHalted",
+        )
+    return found
 
 
 @guest_operation("StartProcess")
 def _start_process(
     h: HyperVHandler, vm: VmRecord, guest: EmulatedGuest, args: Mapping[str, Any]
 ) -> Any:
+    cwd = _absolute(args, "WorkingDirectory")
     argv = [str(args.get("filepath") or ""), *[str(a) for a in (args.get("argumentlist") or [])]]
     env = {str(k): str(v) for k, v in dict(args.get("environment") or {}).items()}
-    process = guest.start_process(
-        argv, env, args.get("workingdirectory") or None, merge_output=True
-    )
-    h.remember(vm, process)
-    return custom(ProcessId=process.pid, OutputPath=str(process.stdout_path))
+    process = guest.start_process(argv, env, cwd)
+    key = uuid.uuid4().hex
+    h.remember(vm, key, process)
+    return custom(Key=key, ProcessId=int64(process.pid), OutputPath=str(process.stdout_path))
 
 
 @guest_operation("ProcessStats")
 def _process_stats(
     h: HyperVHandler, vm: VmRecord, guest: EmulatedGuest, args: Mapping[str, Any]
 ) -> Any:
-    found = h.process(vm, _pid(args))
-    if found is None:
-        return custom(
-            ProcessId=_pid(args), Running=False, WorkingSet=int64(0), PrivateBytes=int64(0)
-        )
+    found = _entry(h, vm, args)
     stats = found.stats()
+    running = found.running
     return custom(
-        ProcessId=found.pid,
-        Running=stats.running,
-        WorkingSet=int64(stats.working_set_bytes),
-        PrivateBytes=int64(stats.private_bytes),
+        Key=str(args.get("key")),
+        ProcessId=int64(found.pid),
+        Running=running,
+        WorkingSet=int64(stats.working_set_bytes if running else 0),
+        PrivateBytes=int64(stats.private_bytes if running else 0),
     )
 
 
@@ -77,18 +110,22 @@ def _process_stats(
 def _process_result(
     h: HyperVHandler, vm: VmRecord, guest: EmulatedGuest, args: Mapping[str, Any]
 ) -> Any:
-    found = h.process(vm, _pid(args))
+    found = _entry(h, vm, args)
     offset = int(args.get("offset") or 0)
-    text, next_offset = "", offset
     # Exit state first: output read after it is complete when the process has exited.
-    code = None if found is None else found.exit_code
-    running = found is not None and found.running
-    if found is not None:
-        text, next_offset = guest.read_from(found.stdout_path, offset)
+    code = found.exit_code
+    text, next_offset = guest.read_from(found.stdout_path, offset)
+    out_length = found.stdout_path.stat().st_size if found.stdout_path.exists() else 0
+    if code is not None and next_offset >= out_length:
+        # Once the process has exited, its error output follows its output in one stream.
+        more, end = guest.read_from(found.stderr_path, next_offset - out_length)
+        text += more
+        next_offset = out_length + end
     return custom(
-        ProcessId=_pid(args),
-        Running=running,
-        ExitCode=code,
+        Key=str(args.get("key")),
+        ProcessId=int64(found.pid),
+        Running=code is None,
+        ExitCode=None if code is None else int64(code),
         Output=text,
         NextOffset=int64(next_offset),
     )
@@ -98,17 +135,23 @@ def _process_result(
 def _stop_process(
     h: HyperVHandler, vm: VmRecord, guest: EmulatedGuest, args: Mapping[str, Any]
 ) -> Any:
-    found = h.process(vm, _pid(args))
-    if found is not None:
-        found.stop(timeout=5.0, graceful=False)
-    return custom(ProcessId=_pid(args), Stopped=True)
+    found = _entry(h, vm, args)
+    code = found.exit_code
+    if code is None:  # taskkill /T /F: the whole tree, at once
+        code = found.stop(timeout=5.0, graceful=False)
+    return custom(
+        Key=str(args.get("key")),
+        ProcessId=int64(found.pid),
+        Stopped=True,
+        ExitCode=None if code is None else int64(code),
+    )
 
 
 @guest_operation("WriteFile")
 def _write_file(
     h: HyperVHandler, vm: VmRecord, guest: EmulatedGuest, args: Mapping[str, Any]
 ) -> Any:
-    path = str(args.get("path") or "")
+    path = _absolute(args, "Path")
     target = guest.host_path(path)
     target.parent.mkdir(parents=True, exist_ok=True)
     target.write_bytes(base64.b64decode(str(args.get("contentbase64") or "")))
@@ -119,9 +162,19 @@ def _write_file(
 def _counters(h: HyperVHandler, vm: VmRecord, guest: EmulatedGuest, args: Mapping[str, Any]) -> Any:
     view = h.host.guest_view(vm.id)
     values = view.counters() if view is not None else {}
+
+    def read(name: str) -> Any:
+        # A counter the guest lacks (no DM integration service) is "not available": $null.
+        return int64(int(values[name])) if name in values else None
+
     return custom(
-        TotalPhysicalMemory=int64(int(values.get(TOTAL_PHYSICAL, 0))),
-        AvailableMBytes=int64(int(values.get(AVAILABLE_MBYTES, 0))),
-        CommittedBytes=int64(int(values.get(COMMITTED_BYTES, 0))),
-        MaximumMemoryMBytes=int64(int(values.get(MAXIMUM_MEMORY, 0))),
+        TotalPhysicalMemory=read(TOTAL_PHYSICAL),
+        AvailableMBytes=read(AVAILABLE_MBYTES),
+        CommittedBytes=read(COMMITTED_BYTES),
+        MaximumMemoryMBytes=read(MAXIMUM_MEMORY),
     )
+
+
+@guest_operation("Limits")
+def _limits(h: HyperVHandler, vm: VmRecord, guest: EmulatedGuest, args: Mapping[str, Any]) -> Any:
+    return custom(MaxMemoryPerShellMB=int64(SHELL_QUOTA_MB))

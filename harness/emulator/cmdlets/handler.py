@@ -25,10 +25,10 @@ from harness.emulator.errors import (
     VmNotFoundError,
     to_record,
 )
-from harness.emulator.guest import EmulatedGuest, LocalProcess
+from harness.emulator.guest import EmulatedGuest, GuestState, LocalProcess
 from harness.emulator.host import CheckpointInfo, EmulatedHost, VmRecord, VMState
 from harness.emulator.psrp import Command, PipelineOutput, TerminatingError
-from harness.emulator.wildcards import has_wildcards
+from harness.emulator.wildcards import has_wildcards, name_matches
 from harness.errors import SettingError
 
 SCRIPT_LINE = re.compile(r"^#\s*dmh-script:\s*([a-z0-9-]+)\s*$", re.MULTILINE)
@@ -65,7 +65,7 @@ class HyperVHandler:
         self._guest_password = guest_password.encode()
         self.guest_endpoint = guest_endpoint
         self.bound_vm = bound_vm  # set: this handler is one guest's own WinRM endpoint
-        self._outputs: dict[tuple[uuid.UUID, int], LocalProcess] = {}
+        self._processes: dict[tuple[uuid.UUID, str], tuple[int, LocalProcess]] = {}
         self._lock = threading.Lock()
 
     # PipelineHandler
@@ -136,14 +136,14 @@ class HyperVHandler:
                 return [self.host.get_vm(v.id) for v in piped]
             return self.host.find_vms("*")
         found: list[VmRecord] = []
+        every = self.host.find_vms("*")
         for name in names if isinstance(names, list) else [names]:
-            # -Name is a wildcard pattern even without wildcards: `vm``1` is the VM "vm`1", as
-            # clients escape names (WildcardPattern.Escape). Only a plain name that matches
-            # nothing is an error.
-            pattern = str(name)
-            matches = self.host.find_vms(pattern)
-            if not matches and not has_wildcards(pattern):
-                raise VmNotFoundError(pattern)
+            # A pattern only with an unescaped wildcard, else the exact name (name_matches);
+            # several VMs may share a name. Only a plain name that matches nothing is an error.
+            text = str(name)
+            matches = [vm for vm in every if name_matches(vm.name, text)]
+            if not matches and not has_wildcards(text):
+                raise VmNotFoundError(text)
             found.extend(matches)
         return found
 
@@ -156,26 +156,32 @@ class HyperVHandler:
             raise VmNotFoundError(params.text(key) or "*")
         return vms
 
-    def check_guest_credentials(self, user: Any, password: Any) -> None:
+    def check_guest_credentials(self, vm_name: str, user: Any, password: Any) -> None:
+        """PowerShell Direct's logon: wrong credentials fail New-PSSession with OpenError."""
         ok_user = hmac.compare_digest(str(user or "").encode(), self.guest_username.encode())
         ok_password = hmac.compare_digest(str(password or "").encode(), self._guest_password)
         if not (ok_user and ok_password):
-            raise InvalidCredentialError()
+            raise InvalidCredentialError(vm_name)
 
     def guest_of(self, vm: VmRecord) -> EmulatedGuest:
-        """The guest PowerShell Direct or WinRM reaches: only a running VM's."""
-        if vm.state is not VMState.Running:
-            raise SessionOpenError(vm.name)
-        return self.host.guest(vm.id)
-
-    def remember(self, vm: VmRecord, process: LocalProcess) -> None:
-        with self._lock:
-            self._outputs[(vm.id, process.pid)] = process
-
-    def process(self, vm: VmRecord, pid: int) -> LocalProcess | None:
-        with self._lock:
-            known = self._outputs.get((vm.id, pid))
-        if known is not None:
-            return known
+        """The guest PowerShell Direct or WinRM reaches: a running VM's whose guest has booted
+        (a VM is Running at once after Start-VM, its guest later: real-host facts)."""
         guest = self.host.guest(vm.id)
-        return next((p for p in guest.processes() if p.pid == pid), None)
+        if vm.state is not VMState.Running or guest.state is not GuestState.RUNNING:
+            raise SessionOpenError(vm.name)
+        return guest
+
+    def remember(self, vm: VmRecord, key: str, process: LocalProcess) -> None:
+        """Keep a started process in the guest session's state under `key` (guest-ops keeps
+        the process object, so its exit code and output outlive the process)."""
+        with self._lock:
+            self._processes[(vm.id, key)] = (vm.power_cycles, process)
+
+    def process(self, vm: VmRecord, key: str) -> LocalProcess | None:
+        """The process kept under `key`; None once the guest session lost it (the guest went
+        off, rebooted or was restored: the session and its state end with it)."""
+        with self._lock:
+            known = self._processes.get((vm.id, key))
+        if known is None or known[0] != vm.power_cycles:
+            return None
+        return known[1]

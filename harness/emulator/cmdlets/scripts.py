@@ -15,10 +15,13 @@ from harness.emulator.cmdlets.registry import script
 from harness.emulator.cmdlets.shapes import custom
 from harness.emulator.errors import (
     CommandNotFoundError,
+    EmulatorError,
     InvalidParameterError,
     ObjectNotFoundError,
+    ResourceExistsError,
 )
-from harness.emulator.host import DEFAULT_STARTUP, VMState
+from harness.emulator.guest import GuestState
+from harness.emulator.host import DEFAULT_STARTUP, VmRecord, VMState
 from harness.emulator.psobjects import int64
 from harness.emulator.psrp import Command
 from harness.settings import HostVersion
@@ -37,16 +40,38 @@ _OS = {
 _GUEST_OPS = "guest-ops"
 
 
+def _vm_named(h: HyperVHandler, name: str) -> VmRecord:
+    """The scripts' Get-DmhVM (include/vm-lookup.ps1): the one VM with exactly this name."""
+    found = [vm for vm in h.host.find_vms("*") if vm.name.casefold() == name.casefold()]
+    if not found:
+        raise ObjectNotFoundError(
+            f'Hyper-V was unable to find a virtual machine with name "{name}".', target=name
+        )
+    if len(found) > 1:
+        raise InvalidParameterError(
+            f'{len(found)} virtual machines are named "{name}"; the harness needs one VM per'
+            " name (rename or remove the others).",
+            target=name,
+        )
+    return found[0]
+
+
 @script("host-facts")
 def _host_facts(h: HyperVHandler, c: Command, items: list[Any]) -> list[Any]:
     caption, version = _OS[h.host.version]
+    # 2008 R2 SP1 has no Hyper-V module, 2012 no *-VMCheckpoint cmdlets (real-host facts).
+    module = h.host.version is not HostVersion.V2008R2SP1
+    checkpoints = module and h.host.version is not HostVersion.V2012
+    # The "System Balancer" instance of the balancer's CIM performance class, by name.
     balancer = h.host.balancer_counters()
     return [
         custom(
             ComputerName=h.host.name,
             OSCaption=caption,
             OSVersion=version,
-            MemoryCapacity=int64(h.host.total_memory),
+            HyperVModule=module,
+            CheckpointCmdlets=checkpoints,
+            MemoryCapacity=int64(h.host.total_memory) if checkpoints else None,
             AvailableMemoryMB=int64(int(balancer.get("Available Memory", 0))),
             AveragePressure=int64(int(balancer.get("Average Pressure", 0))),
         )
@@ -55,7 +80,17 @@ def _host_facts(h: HyperVHandler, c: Command, items: list[Any]) -> list[Any]:
 
 @script("new-vm-from-template")
 def _new_vm_from_template(h: HyperVHandler, c: Command, items: list[Any]) -> list[Any]:
-    p = bind(c, ["Name", "TemplatePath", "DiskDirectory", "StartupBytes", "Generation", "Notes"])
+    p = bind(
+        c,
+        ["Name", "TemplatePath", "DiskDirectory", "StartupBytes", "Generation", "Notes",
+         "SwitchName"],
+    )  # fmt: skip
+    name = p.required("Name")
+    if any(vm.name.casefold() == name.casefold() for vm in h.host.find_vms("*")):
+        raise ResourceExistsError(
+            f'A virtual machine named "{name}" already exists; the harness needs one VM per name.',
+            target=name,
+        )
     template = p.text("TemplatePath")
     vhd = ""
     guest_os = None
@@ -68,18 +103,19 @@ def _new_vm_from_template(h: HyperVHandler, c: Command, items: list[Any]) -> lis
         extension = PureWindowsPath(template).suffix or ".vhdx"
         directory = p.text("DiskDirectory") or str(PureWindowsPath(template).parent)
         vhd = str(PureWindowsPath(directory) / f"dmh-{uuid.uuid4().hex}{extension}")
-        h.host.add_disk(vhd, guest_os)
+        h.host.add_disk(vhd, guest_os, parent=template)
     try:
         vm = h.host.new_vm(
-            p.required("Name"),
+            name,
             memory_startup=p.int64("StartupBytes") or DEFAULT_STARTUP,
             generation=int(p.get("Generation", 2)),
             guest_os=guest_os,
             vhd_path=vhd,
             notes=p.text("Notes") or "",
+            switch=p.text("SwitchName") or "",
         )
     except BaseException:
-        if vhd:
+        if vhd:  # the script deletes the differencing disk a failed New-VM leaves behind
             h.host.remove_disk(vhd)
         raise
     return [vm]
@@ -88,26 +124,41 @@ def _new_vm_from_template(h: HyperVHandler, c: Command, items: list[Any]) -> lis
 @script("remove-vm")
 def _remove_vm(h: HyperVHandler, c: Command, items: list[Any]) -> list[Any]:
     p = bind(c, ["Name"])
-    vm = h.host.get_vm(p.required("Name"))
+    vm = _vm_named(h, p.required("Name"))
     if vm.state is not VMState.Off:
         h.host.stop(vm.id, turn_off=True)
+    # The disk chain from HardDrives.Path (the newest .avhdx after a checkpoint) up through
+    # the harness's own disks (dmh-*), as the script walks it with Get-VHD.
+    disks: list[str] = []
+    path: str | None = vm.vhd_path
+    while path and PureWindowsPath(path).name.lower().startswith("dmh-"):
+        disks.append(path)
+        path = h.host.disk_parent(path)
     h.host.remove(vm.id)
-    removed = 0
-    if vm.vhd_path and PureWindowsPath(vm.vhd_path).name.startswith("dmh-"):
-        h.host.remove_disk(vm.vhd_path)
-        removed = 1
-    return [custom(Name=vm.name, RemovedDisks=removed)]
+    for disk in disks:
+        h.host.remove_disk(disk)
+    return [custom(Name=vm.name, RemovedDisks=len(disks))]
 
 
 @script("vm-address")
 def _vm_address(h: HyperVHandler, c: Command, items: list[Any]) -> list[Any]:
     p = bind(c, ["VMName"])
-    vm = h.host.get_vm(p.required("VMName"))
-    if h.guest_endpoint is None or vm.state is not VMState.Running:
+    vm = _vm_named(h, p.required("VMName"))
+    up = vm.state is VMState.Running and h.host.guest(vm.id).state is GuestState.RUNNING
+    if not vm.switch_name or not up or h.guest_endpoint is None:
+        why = (
+            "its adapters are on no virtual switch (create it with a switch for the WinRM channel)"
+            if not vm.switch_name
+            else "the guest reports none yet (is it up, with integration services?)"
+        )
         raise ObjectNotFoundError(
-            f"The virtual machine '{vm.name}' has no IP address.", target=vm.name
+            f"The virtual machine '{vm.name}' has no IPv4 address: {why}.", target=vm.name
         )
     endpoint = h.guest_endpoint(vm)
+    # The script answers the address only. The emulator's guest listeners are not a WinRM
+    # HTTPS listener with negotiate on 5986, so it says where they are and how they
+    # authenticate (basic: no SPNEGO here, psrp-emulator-notes "Auth"); the client takes these
+    # over its defaults.
     return [
         custom(
             Address=endpoint.address,
@@ -131,9 +182,10 @@ def _guest_ops(h: HyperVHandler, c: Command, items: list[Any]) -> list[Any]:
 @script("vm-invoke")
 def _vm_invoke(h: HyperVHandler, c: Command, items: list[Any]) -> list[Any]:
     p = bind(c, ["VMName", "GuestScript", "Operation", "Arguments", "GuestUser", "GuestPassword"])
-    vm = h.host.get_vm(p.required("VMName"))
+    vm = _vm_named(h, p.required("VMName"))
     _check_guest_script(p.required("GuestScript"))
-    h.check_guest_credentials(p.get("GuestUser"), p.get("GuestPassword"))
+    h.guest_of(vm)  # New-PSSession -VMId: the guest must be up before credentials count
+    h.check_guest_credentials(vm.name, p.get("GuestUser"), p.get("GuestPassword"))
     return [run_guest_operation(h, vm, p.required("Operation"), p.get("Arguments") or {})]
 
 
@@ -147,38 +199,37 @@ def _check_guest_script(text: str) -> None:
 def _sample_vm(h: HyperVHandler, c: Command, items: list[Any]) -> list[Any]:
     p = bind(
         c,
-        [
-            "VMName", "ProcessId", "OutputPath", "OutputOffset", "GuestScript", "GuestUser",
-            "GuestPassword",
-        ],
-    )  # fmt: skip
-    vm = h.host.get_vm(p.required("VMName"))
+        ["VMName", "Key", "OutputOffset", "GuestScript", "GuestUser", "GuestPassword"],
+    )
+    vm = _vm_named(h, p.required("VMName"))
     counters: dict[str, Any] = {}
-    guest = app = output = None
+    guest = app = output = guest_error = None
     if vm.state is VMState.Running:
+        # The VM's instance of Win32_PerfRawData_BalancerStats_HyperVDynamicMemoryVM: the
+        # counter names without spaces are its property names.
         counters = {
-            name.lower(): int64(int(value)) for name, value in h.host.vm_counters(vm.id).items()
+            name.replace(" ", ""): int64(int(value))
+            for name, value in h.host.vm_counters(vm.id).items()
+            if name.replace(" ", "") in _VM_PERF_PROPERTIES
         }
         if p.text("GuestScript"):
             _check_guest_script(p.text("GuestScript") or "")
-            h.check_guest_credentials(p.get("GuestUser"), p.get("GuestPassword"))
-            guest = run_guest_operation(h, vm, "Counters", {})
-            pid = p.int64("ProcessId") or 0
-            if pid:
-                app = run_guest_operation(h, vm, "ProcessStats", {"ProcessId": pid})
-                output = run_guest_operation(
-                    h,
-                    vm,
-                    "ProcessResult",
-                    {
-                        "ProcessId": pid,
-                        "OutputPath": p.text("OutputPath") or "",
-                        "Offset": p.int64("OutputOffset") or 0,
-                    },
-                )
+            key = p.text("Key") or ""
+            try:  # a guest part that fails is reported beside the host part
+                h.guest_of(vm)
+                h.check_guest_credentials(vm.name, p.get("GuestUser"), p.get("GuestPassword"))
+                guest = run_guest_operation(h, vm, "Counters", {})
+                if key:
+                    app = run_guest_operation(h, vm, "ProcessStats", {"Key": key})
+                    output = run_guest_operation(
+                        h, vm, "ProcessResult", {"Key": key, "Offset": p.int64("OutputOffset") or 0}
+                    )
+            except EmulatorError as exc:
+                guest, app, output, guest_error = None, None, None, exc.message
     return [
         custom(
             State=vm.state.name,
+            Heartbeat="" if vm.heartbeat is None else vm.heartbeat.name,
             MemoryAssigned=int64(vm.memory_assigned),
             MemoryDemand=int64(vm.memory_demand),
             MemoryStatus=vm.memory_status,
@@ -189,5 +240,15 @@ def _sample_vm(h: HyperVHandler, c: Command, items: list[Any]) -> list[Any]:
             Guest=guest,
             App=app,
             Output=output,
+            GuestError=guest_error,
         )
     ]
+
+
+# sample-vm's properties of the VM's DM counter instance (reference/real-host-and-runtime-facts.md)
+_VM_PERF_PROPERTIES = frozenset(
+    {
+        "AddedMemory", "RemovedMemory", "MemoryAddOperations", "MemoryRemoveOperations",
+        "GuestVisiblePhysicalMemory", "PhysicalMemory", "CurrentPressure", "AveragePressure",
+    }
+)  # fmt: skip

@@ -68,6 +68,8 @@ def vm_properties(vm: VmRecord) -> dict[str, Any]:
         ),
         "ParentCheckpointId": vm.parent_checkpoint_id,
         "CreationTime": vm.creation_time,
+        # After a checkpoint the drive's Path is the newest .avhdx (real-host facts). Remote
+        # output is serialized one level deep, so the drives arrive as strings.
         "HardDrives": [vm.vhd_path] if vm.vhd_path else [],
     }
 
@@ -151,3 +153,36 @@ def integration_object(vm: VmRecord, name: str, enabled: bool, status: str) -> A
         },
         to_string=f"VMIntegrationComponent (Name = '{name}', VMName = '{vm.name}')",
     )
+
+
+def network_adapter_object(vm: VmRecord, addresses: list[str]) -> Any:
+    return make_object(
+        (f"{NS}.VMNetworkAdapter", f"{NS}.VMDevice", f"{NS}.VirtualizationObject"),
+        {
+            "Name": "Network Adapter",
+            "VMName": vm.name,
+            "VMId": vm.id,
+            "SwitchName": vm.switch_name or None,
+            "Connected": bool(vm.switch_name),
+            "IPAddresses": addresses,
+            "Status": ["Ok"] if vm.switch_name else [],
+        },
+        to_string=f"VMNetworkAdapter (Name = 'Network Adapter', VMName = '{vm.name}')",
+    )
+
+
+def vhd_object(path: str, parent: str) -> Any:
+    return make_object(
+        (f"{NS}.VirtualHardDisk",),
+        {
+            "Path": path,
+            "ParentPath": parent or None,
+            "VhdFormat": make_enum(f"{NS}.VhdFormat", "VHDX", 3),
+            "VhdType": make_enum(
+                f"{NS}.VhdType", "Differencing" if parent else "Dynamic", 4 if parent else 3
+            ),
+            "Attached": False,
+        },
+        to_string=path,
+    )
+

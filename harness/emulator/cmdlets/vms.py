@@ -8,12 +8,19 @@ from typing import TYPE_CHECKING, Any
 
 from harness.emulator.cmdlets.params import Params, bind, object_id
 from harness.emulator.cmdlets.registry import cmdlet
-from harness.emulator.cmdlets.shapes import NS, host_object, integration_object, memory_object
+from harness.emulator.cmdlets.shapes import (
+    NS,
+    host_object,
+    integration_object,
+    memory_object,
+    network_adapter_object,
+)
 from harness.emulator.errors import (
     CheckpointNotFoundError,
     ParameterConversionError,
     SizeNotAlignedError,
 )
+from harness.emulator.guest import GuestState
 from harness.emulator.host import (
     DEFAULT_STARTUP,
     CheckpointType,
@@ -78,8 +85,22 @@ def _new_vm(h: HyperVHandler, c: Command, items: list[Any]) -> list[Any]:
         generation=int(p.get("Generation", 2)),
         guest_os=h.host.disk_os(vhd) if vhd else None,
         vhd_path=vhd,
+        switch=p.text("SwitchName") or "",
     )
     return [vm]
+
+
+@cmdlet("Get-VMNetworkAdapter")
+def _get_network_adapter(h: HyperVHandler, c: Command, items: list[Any]) -> list[Any]:
+    """One adapter per VM; an IPv4 address only for a VM on a switch whose guest is up (the
+    guest's integration services report it)."""
+    p = bind(c, ["VMName", "VM", "Name", "ComputerName", "All"], {"Name": "VMName"})
+    results = []
+    for vm in h.one_or_more_vms(p, items, "VMName"):
+        up = vm.state is VMState.Running and h.host.guest(vm.id).state is GuestState.RUNNING
+        addresses = ["127.0.0.1", "fe80::1"] if vm.switch_name and up else []
+        results.append(network_adapter_object(vm, addresses))
+    return results
 
 
 @cmdlet("Set-VM")

@@ -1,15 +1,32 @@
 # dmh-script: host-facts
-# Host facts for the harness: OS, Hyper-V version, memory and the DM balancer counters (§4.2).
+# Host facts for the harness: OS, whether the Hyper-V module the harness drives is there,
+# memory and the DM balancer counters (§4.2). Before Windows Server 2012 R2 there is no
+# Hyper-V module (2008 R2 SP1) or no *-VMCheckpoint cmdlets (2012): reported, not failed, so
+# the client can say which host it is and what it needs.
 param()
 $ErrorActionPreference = 'Stop'
+# dmh-include: perf
 $os = Get-CimInstance -ClassName Win32_OperatingSystem
-$vmhost = Get-VMHost
-$balancer = (Get-Counter -Counter '\Hyper-V Dynamic Memory Balancer(*)\Available Memory', '\Hyper-V Dynamic Memory Balancer(*)\Average Pressure').CounterSamples
+$module = Get-Module -ListAvailable -Name Hyper-V | Select-Object -First 1
+$checkpoints = $null -ne (Get-Command -Name Get-VMCheckpoint -ErrorAction SilentlyContinue)
+$computer = $env:COMPUTERNAME
+$capacity = $null
+if ($module -and $checkpoints) {
+    $vmhost = Get-VMHost
+    $computer = $vmhost.ComputerName
+    $capacity = [int64]$vmhost.MemoryCapacity
+}
+# The host-wide instance is "System Balancer"; hosts list others (per NUMA node) beside it.
+$balancer = Get-DmhPerf 'Win32_PerfRawData_BalancerStats_HyperVDynamicMemoryBalancer' 'System Balancer'
+$available = $null; $pressure = $null
+if ($balancer) { $available = [int64]$balancer.AvailableMemory; $pressure = [int64]$balancer.AveragePressure }
 [pscustomobject]@{
-    ComputerName      = $vmhost.ComputerName
+    ComputerName      = $computer
     OSCaption         = $os.Caption
     OSVersion         = $os.Version
-    MemoryCapacity    = [int64]$vmhost.MemoryCapacity
-    AvailableMemoryMB = [int64](($balancer | Where-Object Path -like '*available memory')[0].CookedValue)
-    AveragePressure   = [int64](($balancer | Where-Object Path -like '*average pressure')[0].CookedValue)
+    HyperVModule      = $null -ne $module
+    CheckpointCmdlets = $checkpoints
+    MemoryCapacity    = $capacity
+    AvailableMemoryMB = $available
+    AveragePressure   = $pressure
 }

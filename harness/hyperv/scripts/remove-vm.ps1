@@ -2,11 +2,22 @@
 # Turn a VM off, remove it, and delete the differencing disks the harness created for it.
 param([Parameter(Mandatory)][string]$Name)
 $ErrorActionPreference = 'Stop'
-# -Name takes wildcards: escape them so a VM name only ever matches (and removes) itself.
-$vm = Get-VM -Name ($Name -replace '([`*?\[\]])', '`$1')
-if (-not $vm) { Write-Error -Message "Hyper-V was unable to find a virtual machine with name `"$Name`"." -Category ObjectNotFound -TargetObject $Name -ErrorId ObjectNotFound }
+# dmh-include: vm-lookup
+$vm = Get-DmhVM $Name
 if ($vm.State -ne 'Off') { Stop-VM -VM $vm -TurnOff -Force }
-$disks = @($vm.HardDrives | Where-Object { (Split-Path -Leaf $_.Path) -like 'dmh-*' } | ForEach-Object Path)
+# After a checkpoint HardDrives.Path is the newest .avhdx (real-host facts, "Restore-VMCheckpoint"):
+# follow each disk's parents while they are the harness's (dmh-*), so the base differencing
+# disk goes too; the template it was made from is not the harness's and stays.
+$disks = @()
+foreach ($drive in @($vm.HardDrives)) {
+    $path = [string]$drive.Path
+    while ($path -and (Split-Path -Leaf $path) -like 'dmh-*') {
+        $disks += $path
+        $parent = $null
+        try { $parent = [string](Get-VHD -Path $path).ParentPath } catch { $parent = $null }
+        $path = $parent
+    }
+}
 Remove-VM -VM $vm -Force
 foreach ($disk in $disks) { Remove-Item -LiteralPath $disk -Force -ErrorAction SilentlyContinue }
 [pscustomobject]@{ Name = $Name; RemovedDisks = $disks.Count }

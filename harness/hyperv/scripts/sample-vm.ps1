@@ -1,47 +1,53 @@
 # dmh-script: sample-vm
-# One sampling tick in one round trip: the VM's memory state and DM counters (§1.3, §4.1), and,
-# when GuestScript is given, the guest's counters and the app's stats over PowerShell Direct
-# (the same persistent session vm-invoke uses: include/guest-session.ps1).
+# One sampling tick in one round trip, with no wait inside: the VM's memory state and DM
+# counters (§1.3, §4.1) read through the CIM performance class, and, when GuestScript is
+# given, the guest's counters and the app's stats over PowerShell Direct (the persistent
+# session vm-invoke uses). A part that fails (a guest still booting, a counter instance not
+# there yet) is reported beside the rest, never instead of it.
 param(
     [Parameter(Mandatory)][string]$VMName,
-    [int]$ProcessId = 0,
-    [string]$OutputPath = '',
+    [string]$Key = '',
     [int64]$OutputOffset = 0,
     [string]$GuestScript = '',
     [string]$GuestUser,
     [string]$GuestPassword
 )
 $ErrorActionPreference = 'Stop'
+# dmh-include: vm-lookup
+# dmh-include: perf
 # dmh-include: guest-session
-# -Name/-VMName take wildcards: escape them so a VM name only ever matches itself.
-$pattern = $VMName -replace '([`*?\[\]])', '`$1'
-$vm = Get-VM -Name $pattern
-if (-not $vm) { Write-Error -Message "Hyper-V was unable to find a virtual machine with name `"$VMName`"." -Category ObjectNotFound -TargetObject $VMName -ErrorId ObjectNotFound }
-$memory = Get-VMMemory -VMName $pattern
+$vm = Get-DmhVM $VMName
+$memory = Get-VMMemory -VM $vm
 $counters = @{}
 $guest = $null
 $app = $null
 $output = $null
+$guestError = $null
 if ($vm.State -eq 'Running') {
-    $path = '\Hyper-V Dynamic Memory VM(' + $VMName + ')\*'
-    foreach ($s in (Get-Counter -Counter $path -ErrorAction SilentlyContinue).CounterSamples) {
-        $counters[(Split-Path -Leaf $s.Path)] = [int64]$s.CookedValue
+    $perf = Get-DmhPerf 'Win32_PerfRawData_BalancerStats_HyperVDynamicMemoryVM' $vm.Name
+    if ($perf) {
+        foreach ($name in 'AddedMemory', 'RemovedMemory', 'MemoryAddOperations', 'MemoryRemoveOperations', 'GuestVisiblePhysicalMemory', 'PhysicalMemory', 'CurrentPressure', 'AveragePressure') {
+            $counters[$name] = [int64]$perf.$name
+        }
     }
     if ($GuestScript) {
-        $session = Get-DmhGuestSession $VMName $GuestUser $GuestPassword
-        $guest, $app, $output = Invoke-Command -Session $session -ArgumentList $GuestScript, $ProcessId, $OutputPath, $OutputOffset -ScriptBlock {
-            param($script, $processId, $outputPath, $outputOffset)
-            $ops = [scriptblock]::Create($script)
-            & $ops -Operation Counters
-            if ($processId) {
-                & $ops -Operation ProcessStats -Arguments @{ ProcessId = $processId }
-                & $ops -Operation ProcessResult -Arguments @{ ProcessId = $processId; OutputPath = $outputPath; Offset = $outputOffset }
-            } else { $null; $null }
-        }
+        try {
+            $session = Get-DmhGuestSession $vm $GuestUser $GuestPassword
+            $guest, $app, $output = Invoke-Command -Session $session -ArgumentList $GuestScript, $Key, $OutputOffset -ScriptBlock {
+                param($script, $key, $outputOffset)
+                $ops = [scriptblock]::Create($script)
+                & $ops -Operation Counters
+                if ($key) {
+                    & $ops -Operation ProcessStats -Arguments @{ Key = $key }
+                    & $ops -Operation ProcessResult -Arguments @{ Key = $key; Offset = $outputOffset }
+                } else { $null; $null }
+            }
+        } catch { $guestError = $_.Exception.Message }
     }
 }
 [pscustomobject]@{
     State          = [string]$vm.State
+    Heartbeat      = [string]$vm.Heartbeat
     MemoryAssigned = [int64]$vm.MemoryAssigned
     MemoryDemand   = [int64]$vm.MemoryDemand
     MemoryStatus   = [string]$vm.MemoryStatus
@@ -52,4 +58,5 @@ if ($vm.State -eq 'Running') {
     Guest          = $guest
     App            = $app
     Output         = $output
+    GuestError     = $guestError
 }

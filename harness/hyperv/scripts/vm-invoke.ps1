@@ -10,8 +10,10 @@ param(
     [string]$GuestPassword
 )
 $ErrorActionPreference = 'Stop'
+# dmh-include: vm-lookup
 # dmh-include: guest-session
-$session = Get-DmhGuestSession $VMName $GuestUser $GuestPassword
+$vm = Get-DmhVM $VMName
+$session = Get-DmhGuestSession $vm $GuestUser $GuestPassword
 Invoke-Command -Session $session -ArgumentList $GuestScript, $Operation, $Arguments -ScriptBlock {
     param($script, $operation, $arguments)
     & ([scriptblock]::Create($script)) -Operation $operation -Arguments $arguments

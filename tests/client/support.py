@@ -35,6 +35,7 @@ from harness.hyperv.session import HostSession
 from harness.settings import MemorySettings
 
 T = TypeVar("T")
+SWITCH = "dmh-switch"  # the emulated host's virtual switch
 _SCRIPT_NAME = re.compile(r"^#\s*dmh-script:\s*([a-z0-9-]+)\s*$", re.MULTILINE)
 
 # Every kind of character that could break out of a value if a layer spliced it into text:
@@ -144,12 +145,14 @@ def memory(startup: str = "1GB", minimum: str = "512MB", maximum: str = "2GB") -
 def running_vm(
     host: HyperVHost, name: str, emulator: Emulator, settings: MemorySettings | None = None
 ) -> Iterator[str]:
-    """A VM from the emulator's Windows template, started; removed afterwards."""
+    """A VM from the emulator's Windows template on its virtual switch (so the WinRM channel
+    finds an address), started; removed afterwards."""
     host.create_vm(
         name,
         settings or memory(),
         run_id="client-tests",
         template=emulator.emu.template_path("windows"),
+        switch=SWITCH,
     )
     try:
         host.start_vm(name, heartbeat_deadline=20)

@@ -108,7 +108,7 @@ def test_powershell_direct_setup_is_written_once() -> None:
         assert text.startswith(f"# dmh-script: {name}\n")
         assert text.count("function Get-DmhGuestSession") == 1
         assert text.count("New-PSSession") == 1
-        assert "Get-DmhGuestSession $VMName $GuestUser $GuestPassword" in text
+        assert "Get-DmhGuestSession $vm $GuestUser $GuestPassword" in text
         assert not re.search(r"^#\s*dmh-include:", text, re.MULTILINE)
     assert "Get-DmhGuestSession" not in load_script("guest-ops")
 

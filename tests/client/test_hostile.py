@@ -24,6 +24,7 @@ from .support import (
     ECHO_PROGRAM,
     HOSTILE,
     PYTHON,
+    SWITCH,
     Emulator,
     finish,
     guest_over,
@@ -47,6 +48,7 @@ def hostile_vm(host: HyperVHost, emulator: Emulator, settings: MemorySettings) -
         run_id=HOSTILE,
         template=emulator.emu.template_path("windows"),
         disk_directory=f"C:\\DMH\\{HOSTILE}",
+        switch=SWITCH,
     )
     try:
         yield HOSTILE

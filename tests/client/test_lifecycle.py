@@ -9,7 +9,13 @@ from pathlib import PureWindowsPath
 import pytest
 
 from harness.errors import InvalidArgumentError, RuntimeChangeError
-from harness.hyperv.host import RUN_TAG, HyperVHost, version_from_build
+from harness.hyperv.host import (
+    RUN_TAG,
+    SUPPORTED,
+    HyperVHost,
+    UnsupportedHostError,
+    version_from_build,
+)
 from harness.settings import HostVersion, MemoryChange, MemorySettings
 from harness.units import GB, MB
 
@@ -116,7 +122,28 @@ _ALWAYS_REFUSED = [
 ]
 
 
-@pytest.mark.parametrize("version", [v.value for v in HostVersion])
+@pytest.mark.parametrize("version", ["2008R2SP1", "2012"])
+def test_hosts_before_2012r2_are_refused_at_connect_time_with_what_they_lack(
+    version: str,
+) -> None:
+    """Issue 13, item 10: 2008 R2 SP1 has no Hyper-V module, 2012 no *-VMCheckpoint cmdlets;
+    the first contact says so and names what the harness drives, before any VM is made."""
+    with running_emulator(version=version) as emulator, emulator.session() as session:
+        host = HyperVHost(session)
+        with pytest.raises(UnsupportedHostError) as refused:
+            host.facts()
+        message = str(refused.value)
+        assert "from Windows Server 2012 R2 on" in message
+        assert (
+            "no Hyper-V PowerShell module" if version == "2008R2SP1" else "*-VMCheckpoint"
+        ) in message
+        assert refused.value.facts.hyperv_version is HostVersion.parse(version)
+        with pytest.raises(UnsupportedHostError):
+            host.create_vm("never", memory(), run_id="old")
+        assert emulator.recorder.statements == ["script host-facts", "script host-facts"]
+
+
+@pytest.mark.parametrize("version", [v.value for v in SUPPORTED])
 def test_runtime_changes_per_host_version(version: str) -> None:
     host_version = HostVersion.parse(version)
     generation = 2 if host_version not in (HostVersion.V2008R2SP1, HostVersion.V2012) else 1

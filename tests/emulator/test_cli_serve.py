@@ -188,9 +188,10 @@ def test_serve_with_password_env_then_sigint_stops_everything(serve_factory: Any
 
         def running() -> bool:
             [vm] = invoke(pool, "Get-VM", Name="cli-guest")
-            return str(vm.adapted_properties["State"]) == "Running"
+            # Running at once after Start-VM; the guest is up once its heartbeat is OK
+            return str(vm.adapted_properties["Heartbeat"]).startswith("Ok")
 
-        wait_for(running, 10, "cli-guest to be Running")
+        wait_for(running, 10, "cli-guest's guest to be up")
         # A real process in the guest, started as the harness does (PowerShell Direct).
         [started] = invoke(
             pool,
@@ -202,6 +203,7 @@ def test_serve_with_password_env_then_sigint_stops_everything(serve_factory: Any
             Arguments={
                 "FilePath": sys.executable,
                 "ArgumentList": ["-c", "import time; time.sleep(120)"],
+                "WorkingDirectory": "C:\\ProgramData\\dm-harness",  # guest-ops: absolute
             },
             GuestUser="guest",
             GuestPassword=GUEST_PASSWORD,

@@ -24,6 +24,7 @@ import harness
 from harness.deadline import wait_until
 from harness.emulator.cmdlets import script_handlers
 from harness.emulator.service import EmbeddedEmulator
+from harness.hyperv.host import has_wildcards, literal
 
 MB = 1024**2
 GB = 1024**3
@@ -106,9 +107,16 @@ class HostClient:
         return str(self.vm(name)["State"])
 
     def wait_state(self, name: str, state: str, timeout: float = 10.0) -> dict[str, Any]:
+        """The VM once in `state`; for Running, once its guest is up too (heartbeat OK): a VM
+        is Running at once after Start-VM while its guest still boots."""
+
         def reached() -> dict[str, Any] | None:
             vm = self.vm(name)
-            return vm if str(vm["State"]) == state else None
+            if str(vm["State"]) != state:
+                return None
+            if state == "Running" and not str(vm["Heartbeat"]).startswith("Ok"):
+                return None
+            return vm
 
         result: dict[str, Any] = wait_for(reached, timeout, f"{name} to be {state}")
         return result
@@ -279,6 +287,11 @@ def test_vm_lifecycle(any_transport: tuple[EmbeddedEmulator, HostClient]) -> Non
     # -Passthru shows the VM as Start-VM left it, before the balancer can move anything.
     [vm] = host.ok("Start-VM", Name=name, Passthru=SWITCH)
     assert vm.types[0] == f"{NS}.VirtualMachine"
+    # Running at once while the guest boots (issue 13, item 9): no heartbeat yet.
+    assert (str(vm.adapted_properties["State"]), str(vm.adapted_properties["Heartbeat"])) == (
+        "Running",
+        "NoContact",
+    )
     assert vm.adapted_properties["MemoryAssigned"] == 2 * GB  # Startup at boot (§3.1)
     assert 'I64 N="MemoryAssigned">2147483648<' in vm._xml
     assert 'I64 N="MemoryDemand">' in vm._xml
@@ -529,33 +542,57 @@ TRICKY_NAMES = [
 
 
 def escape(name: str) -> str:
-    """WildcardPattern.Escape: -Name takes a pattern, so a literal name escapes * ? [ ] `."""
+    """WildcardPattern.Escape, which the old client sent and which misses on a real host."""
     return re.sub(r"([`*?\[\]])", r"`\1", name)
 
 
 @pytest.mark.parametrize("name", TRICKY_NAMES, ids=range(len(TRICKY_NAMES)))
 def test_vm_names_are_plain_names(host: HostClient, name: str) -> None:
+    """Issue 13, item 6: -Name is a pattern only with an unescaped wildcard, else compared
+    exactly, backticks included (real-host facts, "VM name matching")."""
     host.ok("New-VM", Name="keep-me", NoVHD=SWITCH)
-    host.ok("New-VM", Name="vm1", NoVHD=SWITCH)  # what `vm[1]` would match unescaped
+    host.ok("New-VM", Name="vm1", NoVHD=SWITCH)  # what `vm[1]` would match as a pattern
     try:
         [created] = host.ok("New-VM", Name=name, NoVHD=SWITCH)
         assert created.adapted_properties["Name"] == name
-        assert host.vm(escape(name))["Name"] == name
+        assert host.vm(literal(name))["Name"] == name
+        if not has_wildcards(name):
+            assert literal(name) == name  # sent as it is: an exact name
+        if escape(name) != name:
+            # escaped, the value holds no unescaped wildcard: compared exactly, and missed
+            error = host.fail("Get-VM", Name=escape(name))
+            assert str(error) == (
+                f'Hyper-V was unable to find a virtual machine with name "{escape(name)}".'
+            )
         assert {vm.adapted_properties["Name"] for vm in host.ok("Get-VM")} >= {
             name,
             "keep-me",
             "vm1",
         }  # nothing in the name ran
-        host.ok("Remove-VM", Name=escape(name), Force=SWITCH)
-        error = host.fail("Get-VM", Name=escape(name))
-        assert str(error) == (
-            f'Hyper-V was unable to find a virtual machine with name "{escape(name)}".'
-        )
+        host.ok("Remove-VM", Name=literal(name), Force=SWITCH)
+        assert name not in {vm.adapted_properties["Name"] for vm in host.ok("Get-VM")}
         assert host.vm("keep-me")["Name"] == "keep-me"
         assert host.vm("vm1")["Name"] == "vm1"
     finally:
         host.ok("Remove-VM", Name="keep-me", Force=SWITCH)
         host.ok("Remove-VM", Name="vm1", Force=SWITCH)
+
+
+def test_a_pattern_is_a_pattern_and_duplicate_names_are_allowed(host: HostClient) -> None:
+    """Issue 13, items 6 and 9: a name with an unescaped wildcard matches as a pattern; Hyper-V
+    allows two VMs with one name, and -Name then acts on both."""
+    host.ok("New-VM", Name="dup", NoVHD=SWITCH)
+    host.ok("New-VM", Name="dup", NoVHD=SWITCH)
+    host.ok("New-VM", Name="vm1", NoVHD=SWITCH)
+    try:
+        assert len(host.ok("Get-VM", Name="dup")) == 2
+        assert len(host.ok("Get-VM", Name="DUP")) == 2  # case-insensitive, as Hyper-V
+        assert [v.adapted_properties["Name"] for v in host.ok("Get-VM", Name="vm[1]")] == ["vm1"]
+        assert host.ok("Get-VM", Name="vm[x]") == []  # a pattern matching nothing: no error
+    finally:
+        host.ok("Remove-VM", Name="dup", Force=SWITCH)
+        host.ok("Remove-VM", Name="vm1", Force=SWITCH)
+    assert host.ok("Get-VM", Name="dup*") == []
 
 
 def test_wrong_password_is_an_authentication_error(emu: EmbeddedEmulator) -> None:
@@ -662,9 +699,9 @@ def test_start_vm_moves_host_memory_as_the_model_says(
         assert booting["MemoryAssigned"] == 1 * GB  # Startup, from power-on (§3.1)
         [physical] = [s.adapted_properties for s in sample_set.adapted_properties["CounterSamples"]]
         assert physical["CookedValue"] == 1024.0  # MB (§4.1)
-        if str(booting["State"]) == "Starting":
+        assert str(booting["State"]) == "Running"  # at once, while the guest boots
+        if str(booting["Heartbeat"]) == "NoContact":
             assert (booting["MemoryDemand"], booting["MemoryStatus"]) == (0, "")
-            assert str(booting["Heartbeat"]) == "NoContact"
 
         # Once the guest reports and the quiet period is over, demand and status appear.
         def settled() -> dict[str, Any] | None:

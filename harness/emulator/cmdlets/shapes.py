@@ -185,4 +185,3 @@ def vhd_object(path: str, parent: str) -> Any:
         },
         to_string=path,
     )
-

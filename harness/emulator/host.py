@@ -689,6 +689,11 @@ class EmulatedHost:
             vm = self._find(ref)
             return [cp.info for cp in vm.checkpoints if regex.match(cp.info.name)]
 
+    def checkpoint_disks(self, ref: VmRef) -> list[str]:
+        """The disks frozen for the VM's checkpoints (their HardDrives)."""
+        with self._lock:
+            return [cp.disk for cp in self._find(ref).checkpoints if cp.disk]
+
     def _find_checkpoint(self, vm: _Vm, ref: uuid.UUID | str) -> _Checkpoint:
         for cp in vm.checkpoints:
             if cp.info.id == ref or (isinstance(ref, str) and cp.info.name == ref):

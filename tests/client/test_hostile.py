@@ -157,7 +157,7 @@ def test_hostile_guest_credentials() -> None:
         emu.session() as session,
     ):
         host = HyperVHost(session)
-        host.create_vm("creds", memory(), run_id="creds", template=emu.emu.template_path("linux"))
+        host.create_vm("creds", memory(), run_id="creds", template=emu.emu.template_path("windows"))
         host.start_vm("creds", heartbeat_deadline=20)
         good = GuestCredentials(HOSTILE_USER, Secret(HOSTILE_PASSWORD))
         guest = Guest(DirectChannel(session, "creds", good))

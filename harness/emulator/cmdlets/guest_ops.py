@@ -161,7 +161,8 @@ def _write_file(
 @guest_operation("Counters")
 def _counters(h: HyperVHandler, vm: VmRecord, guest: EmulatedGuest, args: Mapping[str, Any]) -> Any:
     view = h.host.guest_view(vm.id)
-    values = view.counters() if view is not None else {}
+    # A Linux guest has none of Windows' CIM performance classes: each reads "not available".
+    values = view.counters() if view is not None and guest.os_name == "windows" else {}
 
     def read(name: str) -> Any:
         # A counter the guest lacks (no DM integration service) is "not available": $null.

@@ -130,10 +130,12 @@ def _remove_vm(h: HyperVHandler, c: Command, items: list[Any]) -> list[Any]:
     # The disk chain from HardDrives.Path (the newest .avhdx after a checkpoint) up through
     # the harness's own disks (dmh-*), as the script walks it with Get-VHD.
     disks: list[str] = []
-    path: str | None = vm.vhd_path
-    while path and PureWindowsPath(path).name.lower().startswith("dmh-"):
-        disks.append(path)
-        path = h.host.disk_parent(path)
+    for start in [vm.vhd_path, *h.host.checkpoint_disks(vm.id)]:
+        path: str | None = start
+        while path and PureWindowsPath(path).name.lower().startswith("dmh-"):
+            if path not in disks:
+                disks.append(path)
+            path = h.host.disk_parent(path)
     h.host.remove(vm.id)
     for disk in disks:
         h.host.remove_disk(disk)

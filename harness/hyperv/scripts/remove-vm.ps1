@@ -8,11 +8,13 @@ if ($vm.State -ne 'Off') { Stop-VM -VM $vm -TurnOff -Force }
 # After a checkpoint HardDrives.Path is the newest .avhdx (real-host facts, "Restore-VMCheckpoint"):
 # follow each disk's parents while they are the harness's (dmh-*), so the base differencing
 # disk goes too; the template it was made from is not the harness's and stays.
+# A checkpoint's drives name the disks frozen for it, which the VM's chain may not pass.
+$drives = @($vm.HardDrives) + @(Get-VMCheckpoint -VM $vm | ForEach-Object { $_.HardDrives })
 $disks = @()
-foreach ($drive in @($vm.HardDrives)) {
+foreach ($drive in $drives) {
     $path = [string]$drive.Path
     while ($path -and (Split-Path -Leaf $path) -like 'dmh-*') {
-        $disks += $path
+        if ($disks -notcontains $path) { $disks += $path }
         $parent = $null
         try { $parent = [string](Get-VHD -Path $path).ParentPath } catch { $parent = $null }
         $path = $parent

@@ -19,6 +19,7 @@ import subprocess
 import sys
 import time
 from pathlib import Path
+from typing import Any
 
 ROOT = Path(__file__).resolve().parents[1]
 if str(ROOT) not in sys.path:
@@ -49,11 +50,42 @@ APP = (
 )
 
 
+class CountingHandler:
+    """The emulator's handler, counting the pipelines it runs (round trips) and the time it
+    spends in them (the server-side share of a tick, waits included)."""
+
+    def __init__(self, inner: Any) -> None:
+        self.inner = inner
+        self.pipelines = 0
+        self.seconds = 0.0
+
+    def run(self, commands: Any, pipeline_input: Any, out: Any) -> None:
+        started = time.perf_counter()
+        try:
+            self.inner.run(commands, pipeline_input, out)
+        finally:
+            self.pipelines += 1
+            self.seconds += time.perf_counter() - started
+
+
 def serve(tls: bool) -> int:
-    """Child: an emulated host on loopback; connection details on stdout, until stdin closes."""
+    """Child: an emulated host on loopback; connection details on stdout; a line "stats" on
+    stdin answers the handler's counts; ends when stdin closes."""
+    from harness.emulator.cmdlets import HyperVHandler
+    from harness.emulator.server import EmulatorServer
     from harness.emulator.service import EmbeddedEmulator
 
-    with EmbeddedEmulator(tls=tls) as emu:
+    emu = EmbeddedEmulator(tls=tls)
+    counting = CountingHandler(
+        HyperVHandler(
+            emu.host,
+            guest_username=emu.guest_username,
+            guest_password=emu.guest_password,
+            guest_endpoint=emu._guest_endpoint,
+        )
+    )
+    emu.server = EmulatorServer(counting, username=emu.username, password=emu.password, tls=tls)
+    with emu:
         details = {
             "port": emu.server.port,
             "username": emu.username,
@@ -63,7 +95,9 @@ def serve(tls: bool) -> int:
             "template": emu.template_path("windows"),
         }
         print(json.dumps(details), flush=True)
-        sys.stdin.read()
+        for line in sys.stdin:
+            if line.strip() == "stats":
+                print(json.dumps([counting.pipelines, counting.seconds]), flush=True)
     return 0
 
 
@@ -115,8 +149,17 @@ def run(ticks: int, seconds: float, interval: float, tls: bool) -> None:
             )  # fmt: skip
             host_only = Sampler(host, VM, Timeline())
 
+            def server_stats() -> tuple[int, float]:
+                assert child.stdin is not None and child.stdout is not None
+                child.stdin.write("stats\n")
+                child.stdin.flush()
+                pipelines, seconds = json.loads(child.stdout.readline())
+                return int(pipelines), float(seconds)
+
             baseline = time_calls(lambda: session.cmdlet("Get-VM", Name=literal(VM)), ticks)
+            trips_before, server_before = server_stats()
             full = time_calls(sampler.tick, ticks)
+            trips_after, server_after = server_stats()
             bare = time_calls(host_only.tick, ticks)
             base_med = stats(baseline)[0]
             print(f"round trips over loopback ({'HTTPS' if tls else 'HTTP'}), {ticks} each:")
@@ -130,6 +173,15 @@ def run(ticks: int, seconds: float, interval: float, tls: bool) -> None:
                     f"  {label:<36} median {med:6.2f} ms  p95 {p95:6.2f} ms"
                     f"  = {med / base_med:4.2f}x baseline"
                 )
+
+            calls = ticks + 10  # time_calls' warm-up calls reach the server too
+            trips = (trips_after - trips_before) / calls
+            print(
+                f"  per tick (host + guest + app): {trips:.2f} round trips,"
+                f" {1000 * (server_after - server_before) / calls:.2f} ms server-side"
+                " (no wait: counters from CIM classes, not Get-Counter's 1 s sample)"
+            )
+            assert trips == 1.0, f"a tick took {trips} round trips, not one"
 
             me = psutil.Process()
             emulator = psutil.Process(child.pid)

@@ -82,12 +82,14 @@ def test_item2_stop_ends_the_whole_tree_and_an_exited_process_is_no_error(
         with running_vm(host, vm_name, http_emulator):
             guest = direct_guest(session, vm_name, http_emulator)
             parent = guest.start_process(PYTHON, ["-c", TREE])
-            child_pid = int(wait_for(lambda: parent.poll().output or parent.output, 10, "pid"))
+            wait_for(lambda: parent.poll().output or parent.output, 10, "the child's start")
             emulated = http_emulator.emu.host.guest(vm_name)
-            assert any(child_pid in [c.pid for c in p._tree()] for p in emulated.processes())
+            [local] = [p for p in emulated.processes() if p.stdout_path.name in parent.output_path]
+            tree = local.tree()
+            assert len(tree) >= 2  # the parent and the child it started
             assert parent.stop() is not None
             assert not parent.stats().running
-            assert all(child_pid not in [c.pid for c in p._tree()] for p in emulated.processes())
+            assert not [p for p in tree if p.is_running() and p.status() != "zombie"]
             done = guest.start_process(PYTHON, ["-c", "pass"])
             assert finish(done) == 0
             assert done.stop() == 0  # already exited: its code, no error

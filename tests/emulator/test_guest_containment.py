@@ -240,8 +240,8 @@ host = EmulatedHost("8GB", timings=Timings.fast())
 HostDriver(host).start()
 vm = host.new_vm("victim", "1GB", guest_os="linux").id
 host.start(vm)
-while host.get_vm(vm).state.name != "Running":
-    time.sleep(0.05)
+while not str(host.get_vm(vm).heartbeat and host.get_vm(vm).heartbeat.name).startswith("Ok"):
+    time.sleep(0.05)  # Running at once after Start-VM; the guest is up with its heartbeat
 guest = host.guest(vm)
 daemon = guest.start_process([sys.executable, sys.argv[1] + "/daemon.py"])
 sleeper = guest.start_process(["sleep", "300"])

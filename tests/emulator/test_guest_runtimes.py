@@ -19,7 +19,7 @@ from pathlib import Path
 import pytest
 
 from harness.emulator.guest import EmulatedGuest, GuestView, LocalProcess
-from harness.emulator.host import EmulatedHost, VMState
+from harness.emulator.host import EmulatedHost, Heartbeat
 from harness.emulator.sandbox.containment import support
 from harness.emulator.sandbox.preload import library
 from harness.settings import MemoryChange
@@ -93,7 +93,13 @@ def setup(tmp_path: Path) -> Iterator[tuple[EmulatedHost, FakeClock, uuid.UUID]]
         vm = host.new_vm("runtimes", "1GB", guest_os="linux").id
         host.set_memory(vm, MemoryChange(dynamic=True, minimum=512 * MB, maximum=4 * GB))
         host.start(vm)
-        advance_until(host, clock, lambda: host.get_vm(vm).state is VMState.Running, "boot")
+        # Running at once after Start-VM; the guest is up once its heartbeat is OK
+        advance_until(
+            host,
+            clock,
+            lambda: host.get_vm(vm).heartbeat is Heartbeat.OkApplicationsUnknown,
+            "boot",
+        )
         yield host, clock, vm
 
 

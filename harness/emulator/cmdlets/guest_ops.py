@@ -161,8 +161,11 @@ def _write_file(
 @guest_operation("Counters")
 def _counters(h: HyperVHandler, vm: VmRecord, guest: EmulatedGuest, args: Mapping[str, Any]) -> Any:
     view = h.host.guest_view(vm.id)
-    # A Linux guest has none of Windows' CIM performance classes: each reads "not available".
-    values = view.counters() if view is not None and guest.os_name == "windows" else {}
+    values = dict(view.counters()) if view is not None else {}
+    if guest.os_name != "windows":
+        # The DM integration service's counter class is Windows' (a Linux guest's hv_balloon
+        # has none): a class that is not there reads "not available".
+        values.pop(MAXIMUM_MEMORY, None)
 
     def read(name: str) -> Any:
         # A counter the guest lacks (no DM integration service) is "not available": $null.

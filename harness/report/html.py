@@ -13,14 +13,11 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
-from typing import TYPE_CHECKING
 
+from harness.report.history import Trend
 from harness.report.model import OUTCOMES, ExpectationResult, KeyFigures, TestRecord, TimelineView
 from harness.report.summary import BROKEN_MEANING, Summary, iso
 from harness.timeline import Event, Sample
-
-if TYPE_CHECKING:
-    from harness.report.trend import Trend
 
 WINDOW_ROWS = 30  # a failure window longer than this shows its first and last rows
 WINDOW_MARGIN_S = 1.0  # context around a failure window: the samples just before and after

@@ -1,4 +1,5 @@
-"""The run's verdict and `summary.json` for pipelines (schema version 1).
+"""The run's verdict, each test's outcome (`outcome_of`: failed vs broken) and
+`summary.json` for pipelines (schema version 1).
 
 Schema: `reports/summary.schema.json`, documented in `reports/SUMMARY.md`.
 """
@@ -17,7 +18,7 @@ from types import MappingProxyType
 from typing import Any, Literal
 
 import harness
-from harness.report.model import OUTCOMES, TestRecord, figures_to_json
+from harness.report.model import OUTCOMES, Outcome, TestRecord, figures_to_json
 
 SCHEMA_VERSION = 1  # bump on any change a consumer of summary.json could notice
 VerdictStatus = Literal["certified", "not certified", "inconclusive"]
@@ -201,6 +202,40 @@ def write_summary(summary: Summary, path: Path) -> Path:
     text = json.dumps(summary_to_json(summary), indent=2, allow_nan=False, ensure_ascii=False)
     path.write_text(text + "\n", encoding="utf-8")
     return path
+
+
+FailureKind = Literal["failed", "broken"]
+PHASES = ("setup", "call", "teardown")
+
+
+@dataclass(frozen=True)
+class Phase:
+    """One phase of a test (setup, call or teardown), as its outcome needs it."""
+
+    when: str
+    status: Literal["passed", "failed", "skipped"]
+    message: str = ""  # a failure's first line, or why it was skipped
+    kind: FailureKind = "broken"  # whose failure a failed phase is
+    duration_s: float = 0.0
+
+
+def failure_kind(when: str, error: BaseException | None) -> FailureKind:
+    """An AssertionError in the test body (ExpectationFailed is one) is the app's failure;
+    anything else, or any failure in setup or teardown, is the infrastructure's."""
+    return "failed" if when == "call" and isinstance(error, AssertionError) else "broken"
+
+
+def outcome_of(phases: Mapping[str, Phase]) -> tuple[Outcome, str]:
+    """passed / failed (the app misbehaved) / broken (infrastructure) / skipped, and why:
+    the first phase, in order, that was skipped or failed decides."""
+    for when in PHASES:
+        phase = phases.get(when)
+        if phase is None or phase.status == "passed":
+            continue
+        if phase.status == "skipped":
+            return "skipped", phase.message
+        return phase.kind, phase.message.splitlines()[0] if phase.message else ""
+    return "passed", ""
 
 
 def iso(moment: datetime) -> str:

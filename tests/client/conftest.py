@@ -10,8 +10,7 @@ from collections.abc import Iterator
 import pytest
 
 from harness.hyperv.session import HostSession
-
-from .support import Emulator, running_emulator
+from tests.embedded import Emulator, running_emulator
 
 
 @pytest.fixture(scope="session")

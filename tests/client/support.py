@@ -1,31 +1,21 @@
-"""Helpers for the client's tests: emulators with a recording handler, VMs, guest programs."""
+"""Helpers for the client's tests: VMs and guest programs (emulators: `tests.embedded`)."""
 
 from __future__ import annotations
 
 import contextlib
 import dataclasses
-import re
 import sys
-import threading
 import uuid
-from collections.abc import Callable, Iterator, Sequence
-from dataclasses import dataclass
-from typing import Any, TypeVar
+from collections.abc import Callable, Iterator
+from typing import TypeVar
 
 import pytest
 
-from fixtures.wiring import emulator_target
-from harness.config import Secret
 from harness.deadline import wait_until
-from harness.emulator.cmdlets import HyperVHandler
-from harness.emulator.psrp import Command, PipelineOutput
-from harness.emulator.server import EmulatorServer
-from harness.emulator.service import EmbeddedEmulator
 from harness.errors import DeadlineError, HostUnreachableError
 from harness.hyperv.guest import (
     DirectChannel,
     Guest,
-    GuestCredentials,
     GuestProcess,
     WinRMChannel,
     guest_target,
@@ -33,108 +23,17 @@ from harness.hyperv.guest import (
 from harness.hyperv.host import HyperVHost
 from harness.hyperv.session import HostSession
 from harness.settings import MemorySettings
+from tests.embedded import Emulator as Emulator
+from tests.embedded import running_emulator as running_emulator
 
 T = TypeVar("T")
 SWITCH = "dmh-switch"  # the emulated host's virtual switch
-_SCRIPT_NAME = re.compile(r"^#\s*dmh-script:\s*([a-z0-9-]+)\s*$", re.MULTILINE)
 
 # Every kind of character that could break out of a value if a layer spliced it into text:
 # quotes, subexpressions, backticks (PowerShell's escape and wildcard escape), statement and
 # pipeline separators, wildcards, a newline and non-ASCII. No path separators or colons, so
 # the same string also works as one path component.
 HOSTILE = 'it\'s "q" $(Remove-VM *) `t ; & | Remove-VM * [x]? %PATH% ünï 名\nline2'
-
-
-class RecordingHandler:
-    """The emulator's real Hyper-V handler, plus a record of every statement it was sent
-    (instrumentation, not a mock: it only lets a test see what reached the host)."""
-
-    def __init__(self, inner: HyperVHandler) -> None:
-        self.inner = inner
-        self._lock = threading.Lock()
-        self._statements: list[str] = []
-
-    def run(
-        self, commands: Sequence[Command], pipeline_input: Sequence[Any], out: PipelineOutput
-    ) -> None:
-        with self._lock:
-            self._statements.extend(_statement(c) for c in commands)
-        self.inner.run(commands, pipeline_input, out)
-
-    @property
-    def statements(self) -> list[str]:
-        with self._lock:
-            return list(self._statements)
-
-
-def _statement(command: Command) -> str:
-    if command.is_script:
-        match = _SCRIPT_NAME.search(command.name)
-        return f"script {match.group(1) if match else '?'}"
-    return command.name
-
-
-@dataclass
-class Emulator:
-    """A started EmbeddedEmulator and the recording wrapped around its handler."""
-
-    emu: EmbeddedEmulator
-    recorder: RecordingHandler
-
-    @property
-    def credentials(self) -> GuestCredentials:
-        return GuestCredentials(self.recorder.inner.guest_username, Secret(self.emu.guest_password))
-
-    def session(self, *, retries: int = 2, backoff: float = 0.05) -> HostSession:
-        return HostSession(emulator_target(self.emu), retries=retries, backoff=backoff)
-
-    def restart_server(self) -> EmulatorServer:
-        """Stop the endpoint (dropping every connection and shell) and listen again on the same
-        port with the same handler, as a host whose WinRM service restarted."""
-        port = self.emu.server.port
-        self.emu.server.stop()
-        server = EmulatorServer(
-            self.recorder,
-            username=self.emu.username,
-            password=self.emu.password,
-            port=port,
-            tls=self.emu.tls,
-        )
-        server.start()
-        self.emu.server = server
-        return server
-
-
-def start_emulator(
-    *,
-    tls: bool = False,
-    version: str = "2022",
-    guest_username: str = "guest",
-    guest_password: str | None = None,
-) -> Emulator:
-    emu = EmbeddedEmulator(tls=tls, version=version)
-    if guest_password is not None:
-        emu.guest_password = guest_password
-    handler = HyperVHandler(
-        emu.host,
-        guest_username=guest_username,
-        guest_password=emu.guest_password,
-        guest_endpoint=emu._guest_endpoint,
-    )
-    recorder = RecordingHandler(handler)
-    # The server is built around the recording handler before anything listens.
-    emu.server = EmulatorServer(recorder, username=emu.username, password=emu.password, tls=tls)
-    emu.start()
-    return Emulator(emu, recorder)
-
-
-@contextlib.contextmanager
-def running_emulator(**kwargs: Any) -> Iterator[Emulator]:
-    emulator = start_emulator(**kwargs)
-    try:
-        yield emulator
-    finally:
-        emulator.emu.close()
 
 
 def memory(startup: str = "1GB", minimum: str = "512MB", maximum: str = "2GB") -> MemorySettings:

@@ -25,6 +25,7 @@ from harness.deadline import wait_until
 from harness.emulator.cmdlets import script_handlers
 from harness.emulator.service import EmbeddedEmulator
 from harness.hyperv.host import has_wildcards, literal
+from tests.embedded import emulator_pool
 
 MB = 1024**2
 GB = 1024**3
@@ -182,18 +183,8 @@ def _trust_only_the_emulator_cert() -> Iterator[None]:
 
 @pytest.fixture(scope="module")
 def emulator_factory() -> Iterator[Callable[..., EmbeddedEmulator]]:
-    started: list[EmbeddedEmulator] = []
-
-    def make(**options: Any) -> EmbeddedEmulator:
-        options.setdefault("host_memory", "64GB")
-        options.setdefault("guest_os", "linux")
-        emu = EmbeddedEmulator(**options).start()
-        started.append(emu)
-        return emu
-
-    yield make
-    for emu in started:
-        emu.close()
+    with emulator_pool(guest_os="linux") as start:
+        yield lambda **options: start(**options).emu
 
 
 @pytest.fixture(scope="module")

@@ -34,10 +34,10 @@ from typing import Any
 import pytest
 
 from harness.report.allure_files import CATEGORIES
+from tests.embedded import PLUGIN_ARGS, REPO, plugin_env
 
 from . import schema_check
 
-REPO = Path(__file__).resolve().parents[2]
 SCHEMA = REPO / "reports" / "summary.schema.json"
 CI_VARIABLES = ("GITHUB_ACTIONS", "GITLAB_CI", "JENKINS_URL", "BUILD_NUMBER", "TF_BUILD")
 GITHUB = {
@@ -151,8 +151,7 @@ class Pipeline:
 def _run(root: Path, name: str, env: dict[str, str], *args: str) -> Run:
     alluredir, junit, out = root / f"allure-{name}", root / f"junit-{name}.xml", root / name
     command = [
-        sys.executable, "-m", "pytest", "test_pipeline_suite.py", "-p", "fixtures.plugin",
-        "-p", "no:cacheprovider", "--strict-markers", "-l", "--log-level=DEBUG",
+        sys.executable, "-m", "pytest", "test_pipeline_suite.py", *PLUGIN_ARGS, "-l", "--log-level=DEBUG",
         "-o", "junit_logging=all", f"--alluredir={alluredir}", "--clean-alluredir",
         f"--junitxml={junit}", f"--dm-report-dir={out}", f"--dm-history-dir={root / 'history'}",
         *args,
@@ -168,12 +167,8 @@ def pipeline(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Pipeline]:
     root = tmp_path_factory.mktemp("pipeline")
     (root / "test_pipeline_suite.py").write_text(SUITE, encoding="utf-8")
     secrets = root / "secrets.txt"
-    base = {k: v for k, v in os.environ.items() if k not in CI_VARIABLES}
-    base.update(
-        PYTHONPATH=os.pathsep.join(filter(None, [str(REPO), os.environ.get("PYTHONPATH")])),
-        DMH_PIPELINE_SECRETS=str(secrets),
-    )
-    base.pop("DMH_HOST", None)
+    outside = {k: v for k, v in os.environ.items() if k not in CI_VARIABLES}
+    base = plugin_env(outside, DMH_PIPELINE_SECRETS=str(secrets))
     first = _run(root, "first", {**base, **GITHUB})
     # A previous Allure report (as `allure generate` leaves it) whose history must carry over,
     # and a stale file in the results that --clean-alluredir must remove.

@@ -8,13 +8,12 @@ failing for the right reason; the good app must pass every scenario.
 from __future__ import annotations
 
 import json
-from pathlib import Path
 
 import pytest
 
 from harness.report.model import TestRecord, load_records
+from tests.embedded import REPO, use_plugin_env
 
-REPO = Path(__file__).resolve().parents[2]
 SUITE = REPO / "suites" / "test_certification.py"
 
 pytest_plugins = ["pytester"]
@@ -22,10 +21,12 @@ pytest_plugins = ["pytester"]
 
 def run_suite(pytester: pytest.Pytester, app: str, *args: str) -> dict[str, TestRecord]:
     out = pytester.path / "out"
-    result = pytester.runpytest_subprocess(
-        str(SUITE), f"--rootdir={REPO}", "-p", "no:cacheprovider", f"--dm-app={app}", f"--dm-report-dir={out}", *args,
-        timeout=600,
-    )  # fmt: skip
+    with pytest.MonkeyPatch.context() as mp:
+        use_plugin_env(mp)
+        result = pytester.runpytest_subprocess(
+            str(SUITE), f"--rootdir={REPO}", "-p", "no:cacheprovider", f"--dm-app={app}",
+            f"--dm-report-dir={out}", *args, timeout=600,
+        )  # fmt: skip
     records = {r.nodeid.split("::")[-1]: r for r in load_records(out / "records")}
     assert records, result.stdout.str()[-3000:]
     return records

@@ -12,7 +12,6 @@ so the checks know what existed and can fail.
 from __future__ import annotations
 
 import json
-import os
 import signal
 import subprocess
 import sys
@@ -28,9 +27,7 @@ import pytest
 from harness.deadline import wait_until
 from harness.errors import DeadlineError
 from harness.report.model import load_records
-
-REPO = Path(__file__).resolve().parents[2]
-PLUGIN = ("-p", "fixtures.plugin", "-p", "no:cacheprovider", "--strict-markers")
+from tests.embedded import PLUGIN_ARGS, plugin_env, use_plugin_env
 
 pytest_plugins = ["pytester"]
 
@@ -109,19 +106,15 @@ class Lifecycle:
 
     @property
     def env(self) -> dict[str, str]:
-        env = dict(os.environ)
-        env.pop("DMH_HOST", None)
-        env.update(
-            PYTHONPATH=os.pathsep.join(filter(None, [str(REPO), os.environ.get("PYTHONPATH")])),
+        return plugin_env(
             DMH_TEST_TAG=self.tag,
             DMH_LIFECYCLE_NOTES=str(self.notes_path),
             # Guest processes get a clean environment: the tag is passed to them explicitly.
             DMH_GUEST_PASS_ENV="DMH_TEST_TAG",
         )
-        return env
 
     def command(self, *args: str) -> list[str]:
-        return [sys.executable, "-m", "pytest", "test_lifecycle_suite.py", *PLUGIN, *args]
+        return [sys.executable, "-m", "pytest", "test_lifecycle_suite.py", *PLUGIN_ARGS, *args]
 
     def run(self, *args: str) -> subprocess.CompletedProcess[str]:
         return subprocess.run(
@@ -203,11 +196,9 @@ def test_invalid_memory_marker_breaks_only_its_test(pytester: pytest.Pytester) -
         """
     )
     out = pytester.path / "out"
-    env = {"PYTHONPATH": str(REPO), "DMH_GUEST_OS": "linux"}
     with pytest.MonkeyPatch.context() as mp:
-        for key, value in env.items():
-            mp.setenv(key, value)
-        result = pytester.runpytest_subprocess(*PLUGIN, f"--dm-report-dir={out}", timeout=120)
+        use_plugin_env(mp, DMH_GUEST_OS="linux")
+        result = pytester.runpytest_subprocess(*PLUGIN_ARGS, f"--dm-report-dir={out}", timeout=120)
     result.assert_outcomes(passed=1, errors=1)
     text = result.stdout.str()
     assert "ERROR at setup of test_bad[linux]" in text
@@ -311,7 +302,7 @@ def collect(pytester: pytest.Pytester, monkeypatch: pytest.MonkeyPatch) -> Any:
             pass
         """
     )
-    monkeypatch.setenv("PYTHONPATH", str(REPO))
+    use_plugin_env(monkeypatch)
     monkeypatch.delenv("DMH_GUEST_OS", raising=False)
 
     def run(*args: str, env: str | None = None, ini: str | None = None) -> pytest.RunResult:
@@ -323,7 +314,9 @@ def collect(pytester: pytest.Pytester, monkeypatch: pytest.MonkeyPatch) -> Any:
         ini_path.unlink(missing_ok=True)
         if ini is not None:
             pytester.makeini(f"[pytest]\ndm_guest_os = {ini}\n")
-        return pytester.runpytest_subprocess(*PLUGIN, "--collect-only", "-q", *args, timeout=60)
+        return pytester.runpytest_subprocess(
+            *PLUGIN_ARGS, "--collect-only", "-q", *args, timeout=60
+        )
 
     return run
 
@@ -384,9 +377,9 @@ def test_adopted_vm_is_restored_used_and_restored_again_never_removed(
         """
     )
     with pytest.MonkeyPatch.context() as mp:
-        mp.setenv("PYTHONPATH", str(REPO))
+        use_plugin_env(mp)
         result = pytester.runpytest_subprocess(
-            *PLUGIN,
+            *PLUGIN_ARGS,
             "--dm-guest-os=linux",
             "--dm-adopt=golden@base",
             "-p",
@@ -399,10 +392,10 @@ def test_adopted_vm_is_restored_used_and_restored_again_never_removed(
 def test_adopt_needs_name_and_checkpoint_and_no_xdist(pytester: pytest.Pytester) -> None:
     pytester.makepyfile(test_nothing="def test_x():\n    pass\n")
     with pytest.MonkeyPatch.context() as mp:
-        mp.setenv("PYTHONPATH", str(REPO))
-        bad = pytester.runpytest_subprocess(*PLUGIN, "--dm-adopt=golden", timeout=60)
+        use_plugin_env(mp)
+        bad = pytester.runpytest_subprocess(*PLUGIN_ARGS, "--dm-adopt=golden", timeout=60)
         parallel = pytester.runpytest_subprocess(
-            *PLUGIN, "--dm-adopt=golden@base", "-n", "2", timeout=60
+            *PLUGIN_ARGS, "--dm-adopt=golden@base", "-n", "2", timeout=60
         )
     assert "'golden' is not NAME@CHECKPOINT" in bad.stderr.str()
     assert "run it without -n" in parallel.stderr.str()

@@ -109,10 +109,9 @@ def start_tool(dm_host, host_truth: HostTruth, request: pytest.FixtureRequest): 
 
 def _label_record(request: pytest.FixtureRequest, command: str) -> None:
     """The result record names the tool where app certification names the app."""
-    from fixtures.plugin import TEST_DATA, TestData
+    from fixtures.state import data_of
 
-    data = request.node.stash.setdefault(TEST_DATA, TestData())
-    data.app = f"tool: {command}"
+    data_of(request.node).app = f"tool: {command}"
 
 
 def _levers(dm_host, name: str) -> MemoryLevers:  # type: ignore[no-untyped-def]

@@ -26,6 +26,7 @@ from harness.emulator.cmdlets import HyperVHandler
 from harness.emulator.psrp import Command, PipelineOutput
 from harness.emulator.server import EmulatorServer
 from harness.emulator.service import EmbeddedEmulator
+from harness.emulator.wmi import ServedWith
 from harness.hyperv.guest import GuestCredentials
 from harness.hyperv.session import HostSession
 
@@ -87,8 +88,9 @@ class Emulator:
         return self.emu.server
 
     def _server(self, port: int = 0) -> EmulatorServer:
+        # The endpoint serves what the emulator's own serves: PSRP (recorded here) and WMI.
         return EmulatorServer(
-            self.recorder,
+            ServedWith(self.recorder, self.emu.wmi),
             username=self.emu.username,
             password=self.emu.password,
             port=port,

@@ -6,6 +6,7 @@ v1/v2 namespaces per host version, and faults as Windows sends them.
 
 from __future__ import annotations
 
+import contextlib
 import time
 from collections.abc import Callable, Iterator
 from typing import Any
@@ -19,6 +20,7 @@ from harness.emulator.service import EmbeddedEmulator
 from harness.emulator.wmi.wql import WqlError, parse
 from harness.settings import MemoryChange
 from suites.tools.wmiclient import WmiClient, embedded
+from tests.embedded import running_emulator
 
 MB = 1024**2
 SENTINEL = 2147483647
@@ -45,16 +47,18 @@ def wsman(em: EmbeddedEmulator) -> WSMan:
     )  # fmt: skip
 
 
-def emulator(version: str) -> EmbeddedEmulator:
-    em = EmbeddedEmulator(version=version, guest_os="linux")  # started by `with`
-    em.host.new_vm("dm1", "1GB")
-    em.host.set_memory(
-        "dm1",
-        MemoryChange(dynamic=True, minimum=512 * MB, maximum=4096 * MB, buffer=35, priority=80),
-    )
-    em.host.start("dm1")
-    em.host.new_vm("static(1)", "768MB")
-    return em
+@contextlib.contextmanager
+def emulator(version: str) -> Iterator[EmbeddedEmulator]:
+    with running_emulator(version=version, guest_os="linux") as started:
+        em = started.emu
+        em.host.new_vm("dm1", "1GB")
+        em.host.set_memory(
+            "dm1",
+            MemoryChange(dynamic=True, minimum=512 * MB, maximum=4096 * MB, buffer=35, priority=80),
+        )
+        em.host.start("dm1")
+        em.host.new_vm("static(1)", "768MB")
+        yield em
 
 
 @pytest.fixture(scope="module")

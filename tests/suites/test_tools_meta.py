@@ -8,14 +8,13 @@ and both good tools (WMI and cmdlets) must be certified.
 from __future__ import annotations
 
 import json
-from pathlib import Path
 from typing import Any
 
 import pytest
 
 from harness.report.model import TestRecord, load_records
+from tests.embedded import REPO, use_plugin_env
 
-REPO = Path(__file__).resolve().parents[2]
 SUITE = REPO / "suites" / "test_management_tools.py"
 STALE_REASON = "reports the startup memory as the VM's memory"
 
@@ -26,7 +25,7 @@ def run_tools_suite(
     pytester: pytest.Pytester, monkeypatch: pytest.MonkeyPatch, tool: str, *args: str
 ) -> tuple[dict[str, TestRecord], dict[str, Any]]:
     out = pytester.path / "out"
-    monkeypatch.setenv("DMH_TOOL", tool)
+    use_plugin_env(monkeypatch, DMH_TOOL=tool)
     result = pytester.runpytest_subprocess(
         str(SUITE), f"--rootdir={REPO}", "-p", "no:cacheprovider", f"--dm-report-dir={out}",
         "--dm-guest-os=linux", *args, timeout=600,

@@ -1,6 +1,7 @@
 """Cost of one sampling tick (Sampler.tick: the `sample-vm` script, one host round trip with the
 guest's counters, the app's stats and its new output over PowerShell Direct), and the harness
-process's CPU use while sampling at 1 Hz.
+process's CPU use while sampling at 1 Hz. The SSH tick (a Linux guest: the host's round trip
+and one SSH command to the guest's sshd, at the same time) is set against the Direct tick.
 
 The emulated host runs in a child process (this script with --serve: an EmbeddedEmulator,
 like `dmh emulator serve`, which also hands over the guest credentials PowerShell Direct
@@ -32,12 +33,14 @@ from harness.config import HostTarget, Secret  # noqa: E402
 from harness.hyperv.guest import DirectChannel, Guest, GuestCredentials  # noqa: E402
 from harness.hyperv.host import HyperVHost, literal  # noqa: E402
 from harness.hyperv.session import HostSession  # noqa: E402
+from harness.hyperv.ssh import SSHChannel, SSHTarget, guest_address  # noqa: E402
 from harness.probe import JsonLinesProbe  # noqa: E402
 from harness.sampler import Sampler  # noqa: E402
 from harness.settings import MemorySettings  # noqa: E402
 from harness.timeline import Timeline  # noqa: E402
 
 VM = "bench-sampling"
+LINUX_VM = "bench-sampling-linux"
 APP = (
     "import json, time\n"
     "block = bytearray(64 << 20)\n"
@@ -93,11 +96,16 @@ def serve(tls: bool) -> int:
             "guest_password": emu.guest_password,
             "cert": emu.server.cert_path,
             "template": emu.template_path("windows"),
+            "linux_template": emu.template_path("linux"),
+            "switch": emu.host.switches[0],
         }
         print(json.dumps(details), flush=True)
         for line in sys.stdin:
             if line.strip() == "stats":
                 print(json.dumps([counting.pipelines, counting.seconds]), flush=True)
+            elif line.startswith("ssh "):  # where a Linux VM's guest sshd listens
+                endpoint = emu.ssh_endpoint(line[4:].strip())
+                print(json.dumps({"port": endpoint.port, "key": endpoint.host_key}), flush=True)
     return 0
 
 
@@ -161,12 +169,14 @@ def run(ticks: int, seconds: float, interval: float, tls: bool) -> None:
             full = time_calls(sampler.tick, ticks)
             trips_after, server_after = server_stats()
             bare = time_calls(host_only.tick, ticks)
+            ssh_ticks = _ssh_ticks(host, details, child, ticks)
             base_med = stats(baseline)[0]
             print(f"round trips over loopback ({'HTTPS' if tls else 'HTTP'}), {ticks} each:")
             for label, samples in (
                 ("baseline Get-VM -Name", baseline),
                 ("tick: host + guest + app (Direct)", full),
                 ("tick: host only", bare),
+                ("tick: host + guest + app (SSH)", ssh_ticks),
             ):
                 med, p95 = stats(samples)
                 print(
@@ -174,6 +184,8 @@ def run(ticks: int, seconds: float, interval: float, tls: bool) -> None:
                     f"  = {med / base_med:4.2f}x baseline"
                 )
 
+            ratio = stats(ssh_ticks)[0] / stats(full)[0]
+            print(f"  SSH tick / Direct tick (medians) = {ratio:4.2f}x (goal: within 1.5x)")
             calls = ticks + 10  # time_calls' warm-up calls reach the server too
             trips = (trips_after - trips_before) / calls
             print(
@@ -216,6 +228,37 @@ def run(ticks: int, seconds: float, interval: float, tls: bool) -> None:
             child.wait(timeout=30)
         except subprocess.TimeoutExpired:
             child.kill()
+
+
+def _ssh_ticks(
+    host: HyperVHost, details: dict[str, str], child: subprocess.Popen[str], ticks: int
+) -> list[float]:
+    """Ticks of a Linux guest with the same app: the host's round trip and one command to the
+    guest's sshd (served by the emulator), at the same time."""
+    assert child.stdin is not None and child.stdout is not None
+    settings = MemorySettings.build(startup="1GB", minimum="512MB", maximum="4GB")
+    host.create_vm(LINUX_VM, settings, run_id="bench", template=details["linux_template"],
+                   switch=details["switch"], secure_boot="MicrosoftUEFICertificateAuthority")  # fmt: skip
+    try:
+        host.start_vm(LINUX_VM, heartbeat_deadline=30)
+        child.stdin.write(f"ssh {LINUX_VM}\n")
+        child.stdin.flush()
+        endpoint = json.loads(child.stdout.readline())
+        target = SSHTarget(guest_address(host, LINUX_VM, 30), endpoint["port"], "guest",
+                           Secret(details["guest_password"]), host_keys=(endpoint["key"],))  # fmt: skip
+        channel = SSHChannel(target)
+        try:
+            guest = Guest(channel)
+            process = guest.start_process(sys.executable, ["-c", APP])
+            sampler = Sampler(host, LINUX_VM, Timeline(), guest=guest, process=process,
+                              probe=JsonLinesProbe())  # fmt: skip
+            samples = time_calls(sampler.tick, ticks)
+            process.stop()
+            return samples
+        finally:
+            channel.close()
+    finally:
+        host.remove_vm(LINUX_VM)
 
 
 def main() -> int:

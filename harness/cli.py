@@ -3,7 +3,7 @@
 dmh certify [--dm-host URL] [--app CMD] [-n N] [--history DIR] [-- pytest args]
 dmh emulator serve [--host 127.0.0.1] [--port 5985] [--tls] ...
 dmh report [--out reports/out] [--history DIR]
-dmh doctor --dm-host URL
+dmh doctor --dm-host URL [--vm NAME --guest-os linux|windows]
 dmh sweep --dm-host URL [--run-id ID] [--yes]
 """
 
@@ -109,6 +109,12 @@ def _parser() -> argparse.ArgumentParser:
 
     doctor = sub.add_parser("doctor", help="check that a Hyper-V host is reachable and usable")
     doctor.add_argument("--dm-host", required=True)
+    doctor.add_argument("--vm", help="also check this VM's guest can do Dynamic Memory")
+    doctor.add_argument("--guest-os", choices=("linux", "windows"), default="linux")
+    doctor.add_argument("--guest-address", default="", help="default: from the host (KVP)")
+    doctor.add_argument("--guest-port", type=int, default=22)
+    doctor.add_argument("--guest-known-hosts", default=None, help="default ~/.ssh/known_hosts")
+    doctor.add_argument("--guest-key", default=None, help="SSH private key file")
     doctor.set_defaults(func=_doctor)
 
     sweep = sub.add_parser("sweep", help="remove VMs the harness left behind on a host")
@@ -295,8 +301,24 @@ def _doctor(args: argparse.Namespace) -> int:
         f"memory:          {facts.memory_capacity >> 30} GB, {facts.balancer_available_mb} MB available for VMs"
     )
     print(f"VMs:             {len(host.vms())}, harness leftovers: {len(host.leftovers())}")
+    status = 0
+    if args.vm:
+        from harness.hyperv.preflight import check_vm, describe
+
+        readiness = check_vm(
+            host,
+            args.vm,
+            args.guest_os,
+            address=args.guest_address,
+            port=args.guest_port,
+            known_hosts=args.guest_known_hosts,
+            key_file=args.guest_key,
+        )
+        print(f"guest {args.vm} ({args.guest_os}), integration services:")
+        print("\n".join(describe(readiness)))
+        status = 0 if readiness.capable else 1
     host.session.close()
-    return 0
+    return status
 
 
 def _sweep(args: argparse.Namespace) -> int:

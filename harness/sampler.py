@@ -4,6 +4,7 @@ reported view, recorded on the timeline at a fixed cadence, in one host round tr
 
 from __future__ import annotations
 
+import concurrent.futures
 import logging
 import threading
 from typing import Any
@@ -19,6 +20,8 @@ from harness.hyperv.guest import (
     process_stats,
 )
 from harness.hyperv.host import HyperVHost, prop, text
+from harness.hyperv.linux_ops import LinuxSample
+from harness.hyperv.ssh import ShellResult, SSHChannel
 from harness.probe import Probe
 from harness.timeline import AppSample, GuestSample, HostSample, Sample, Timeline
 from harness.units import MB
@@ -81,6 +84,15 @@ class Sampler:
             if self.process is not None:
                 offset = self.process.offset
                 params.update(Key=self.process.key, OutputOffset=offset)
+        pending = None
+        if isinstance(channel, SSHChannel):
+            # SSH: the guest is its own endpoint, asked at the same time as the host, so the
+            # tick still takes one round trip's time (its one command reads everything).
+            if self.process is not None:
+                offset = self.process.offset
+            key = self.process.key if self.process is not None else ""
+            command = channel.sample_command(key, offset)
+            pending = channel.execute_async(command, label="script sample", resend=True)
         raw = self.host.session.script("sample-vm", **params)[0]
         host = _host_sample(raw)
         if prop(raw, "GuestError"):
@@ -90,7 +102,9 @@ class Sampler:
                         text(prop(raw, "GuestError")))  # fmt: skip
         guest: GuestSample | None = None
         app: AppSample | None = None
-        if direct and self.guest is not None:
+        if isinstance(channel, SSHChannel) and pending is not None:
+            guest, app = self._ssh_sample(channel, pending, host, offset)
+        elif direct and self.guest is not None:
             guest = guest_sample(prop(raw, "Guest")) if prop(raw, "Guest") is not None else None
             if self.process is not None and prop(raw, "App") is not None:
                 stats = process_stats(prop(raw, "App"))
@@ -108,6 +122,29 @@ class Sampler:
                     stats.running, stats.working_set, stats.private_bytes, result
                 )
         return self.timeline.add_sample(host, guest, app)
+
+    def _ssh_sample(
+        self,
+        channel: SSHChannel,
+        pending: concurrent.futures.Future[ShellResult],
+        host: HostSample,
+        offset: int,
+    ) -> tuple[GuestSample | None, AppSample | None]:
+        try:
+            done = pending.result(channel.target.command_timeout + channel.target.connect_timeout)
+        except HarnessError:
+            if host.state != "Running":
+                return None, None  # an off or saved VM's guest does not answer: no guest sample
+            raise
+        sample = LinuxSample.parse(channel.checked("sample", done), offset)
+        guest = guest_sample(sample.counters())
+        if self.process is None:
+            return guest, None
+        stats = process_stats(sample.stats())
+        result = process_result(sample.result(), offset)
+        return guest, self._app_sample(
+            stats.running, stats.working_set, stats.private_bytes, result
+        )
 
     def _app_sample(self, running: bool, ws: int, private: int, result: ProcessResult) -> AppSample:
         assert self.process is not None

@@ -42,6 +42,7 @@ from harness.emulator.guestview import (
     WindowsProfile,
     profile_for,
 )
+from harness.emulator.integration import KVP_DAEMON, LinuxIntegration
 from harness.emulator.sandbox.containment import GuestSandbox, support
 from harness.emulator.sandbox.environment import guest_environment
 from harness.emulator.sandbox.overlay import (
@@ -52,6 +53,7 @@ from harness.emulator.sandbox.overlay import (
     overlay_command,
 )
 from harness.emulator.sandbox.preload import library
+from harness.emulator.ssh import GuestLaunch
 from harness.errors import SettingError
 
 log = logging.getLogger(__name__)
@@ -87,6 +89,10 @@ class EmulatedGuest:
         self._synthetic_mb = 0
         self._view: GuestView | None = None
         self.memory = GuestMemory(name, profile)
+        # What a Linux guest's integration services publish (/sys/module/hv_balloon, ...).
+        self.integration: LinuxIntegration | None = (
+            LinuxIntegration() if profile.os_name == "linux" else None
+        )
 
     # -- what the host drives ---------------------------------------------------------
     @property
@@ -242,7 +248,19 @@ class EmulatedGuest:
         overlays = [(self.meminfo_path, "/proc/meminfo")]
         for node in _NODES:
             overlays.append((self._node_path(node), f"{_NODE_DIR}/node{node}/meminfo"))
+        if self.integration is not None:
+            overlays += self.integration.publish(self._dir / ".dmh" / "integration")
         return overlays
+
+    def set_integration(self, integration: LinuxIntegration) -> None:
+        """Change what the guest's integration services publish (seen at once: the files
+        are bind-mounted) and start or stop its KVP daemon to match."""
+        with self._lock:
+            self.integration = integration
+            if self._created:
+                integration.publish(self._dir / ".dmh" / "integration")
+        if self._state is GuestState.RUNNING:
+            self._ensure_daemons()
 
     def host_path(self, guest_path: str) -> Path:
         """Where a guest path ('C:\\app\\x.py', '/opt/x', 'rel/x') lives on the host."""
@@ -308,6 +326,65 @@ class EmulatedGuest:
             found.update(p.pid for p in proc.tree())
         return sorted(found)
 
+    def launch(self, argv: Sequence[str]) -> GuestLaunch:
+        """How `argv` runs inside this guest with pipes its caller holds (an SSH session's
+        shell): in the guest's namespaces and memory cgroup, with the guest's environment,
+        in the guest's directory (its home)."""
+        with self._lock:
+            if self._state is not GuestState.RUNNING:
+                raise GuestError(
+                    f"The virtual machine '{self.name}' is not running.", target=self.name
+                )
+            home = self.directory
+            published = self.meminfo_path.exists()
+            sandbox = self.memory.sandbox(
+                self._overlays() if published else [], self._view, self._fixed_mb()
+            )
+            overlay = Overlay.NONE
+            if published:
+                overlay = Overlay.ROOT if sandbox.namespaced else meminfo_overlay()
+            env = self._environment(None, overlay)
+            env.update({"HOME": str(home), "SHELL": "/bin/sh", "USER": "guest", "LOGNAME": "guest"})
+            command = list(argv)
+            if overlay is not Overlay.NONE and not sandbox.namespaced:
+                command = [*overlay_command(overlay, self.meminfo_path), *command]
+            # Its own memory group, as start_process gives each program: what a session
+            # starts (the app, a load) may each grow to the guest's size, not share one limit.
+            command, _ = sandbox.command(command, home)
+        self._ensure_daemons()
+        return GuestLaunch(command, env, home)
+
+    def _ensure_daemons(self) -> None:
+        """A Linux guest's KVP daemon runs when its integration says so (§1.8): a process
+        named hv_kvp_daemon, as `ps` and /proc/PID/comm show it."""
+        if self.integration is None:
+            return
+        daemon = self._dir / ".dmh" / "integration" / "bin" / KVP_DAEMON
+        running = [p for p in self.processes() if p.argv[:1] == (str(daemon),) and p.running]
+        if self.integration.kvp_daemon and not running and daemon.exists():
+            self.start_process([str(daemon), "infinity"])
+        elif not self.integration.kvp_daemon:
+            for proc in running:
+                proc.stop(1.0, graceful=False)
+
+    def _environment(self, env: Mapping[str, str] | None, overlay: Overlay) -> dict[str, str]:
+        full_env = guest_environment(env)
+        preload = library().path
+        if preload is not None:
+            inherited = full_env.get("LD_PRELOAD", "")
+            full_env["LD_PRELOAD"] = f"{preload} {inherited}".strip()
+        full_env.update(
+            {
+                ENV_MEMINFO: str(self.meminfo_path),
+                ENV_COUNTERS: str(self.counters_path),
+                ENV_OS: self.os_name,
+                ENV_DIR: str(self.directory),
+                ENV_NAME: self.name,
+                ENV_OVERLAY: "0" if overlay is Overlay.NONE else "1",
+            }
+        )
+        return full_env
+
     def start_process(
         self,
         argv: Sequence[str],
@@ -336,7 +413,6 @@ class EmulatedGuest:
                 )
             workdir = self.host_path(cwd) if cwd else self.directory
             workdir.mkdir(parents=True, exist_ok=True)
-            full_env = guest_environment(env)
             published = self.meminfo_path.exists()
             sandbox = self.memory.sandbox(
                 self._overlays() if published else [], self._view, self._fixed_mb()
@@ -344,20 +420,7 @@ class EmulatedGuest:
             overlay = Overlay.NONE
             if published:
                 overlay = Overlay.ROOT if sandbox.namespaced else meminfo_overlay()
-            preload = library().path
-            if preload is not None:
-                inherited = full_env.get("LD_PRELOAD", "")
-                full_env["LD_PRELOAD"] = f"{preload} {inherited}".strip()
-            full_env.update(
-                {
-                    ENV_MEMINFO: str(self.meminfo_path),
-                    ENV_COUNTERS: str(self.counters_path),
-                    ENV_OS: self.os_name,
-                    ENV_DIR: str(self.directory),
-                    ENV_NAME: self.name,
-                    ENV_OVERLAY: "0" if overlay is Overlay.NONE else "1",
-                }
-            )
+            full_env = self._environment(env, overlay)
             program = _resolve(argv[0], full_env, workdir)
             self._seq += 1
             stem = self.directory / ".dmh" / f"proc-{self._seq:04d}"

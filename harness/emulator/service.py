@@ -15,8 +15,10 @@ from pathlib import Path
 
 from harness.emulator.balancer import Timings
 from harness.emulator.cmdlets import TEMPLATE_DIR, GuestEndpoint, HyperVHandler
+from harness.emulator.errors import GuestError
 from harness.emulator.host import EmulatedHost, HostDriver, VmRecord
 from harness.emulator.server import EmulatorServer
+from harness.emulator.ssh import GuestSSH, SSHEndpoint
 from harness.emulator.wmi import ServedWith, WmiProvider
 from harness.settings import HostVersion
 
@@ -73,6 +75,8 @@ class EmbeddedEmulator:
         self._guest_servers: dict[uuid.UUID, EmulatorServer] = {}
         self._lock = threading.Lock()
         self.driver = HostDriver(self.host)
+        # Every Linux guest's sshd (started on demand), with one host key for the run.
+        self.ssh = GuestSSH(guest_username, self.guest_password)
         self.handler = HyperVHandler(
             self.host,
             guest_username=guest_username,
@@ -108,6 +112,7 @@ class EmbeddedEmulator:
             guests, self._guest_servers = list(self._guest_servers.values()), {}
         for server in guests:
             server.stop()
+        self.ssh.close()
         self.server.stop()
         self.driver.stop()
         self.host.close()
@@ -152,6 +157,18 @@ class EmbeddedEmulator:
                 self._guest_servers[vm.id] = server
                 log.info("guest %s listens on %s", vm.name, server.url)
         return GuestEndpoint("127.0.0.1", server.port, "wsman", self.tls)
+
+    def ssh_endpoint(self, vm_name: str) -> SSHEndpoint:
+        """A Linux guest's sshd on loopback (its port stands in for the guest's address),
+        started the first time asked; a Windows guest has none."""
+        vm = self.host.get_vm(vm_name)
+        guest = self.host.guest(vm.id)
+        if guest.os_name != "linux":
+            raise GuestError(
+                f"The virtual machine '{vm.name}' runs {guest.os_name}: it has no SSH server.",
+                target=vm.name,
+            )
+        return self.ssh.serve(vm.id, lambda: self.host.guest(vm.id))
 
     def guest_cert_path(self, vm_id: uuid.UUID) -> Path | None:
         server = self._guest_servers.get(vm_id)

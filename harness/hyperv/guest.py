@@ -4,12 +4,15 @@ Both run the same `guest-ops` script in one persistent guest runspace, which kee
 processes it starts: a process is addressed by the key it was started with, never by its PID
 (real-host facts, "Exit codes of started processes"). User values (commands, arguments, paths,
 environment) travel as parameters; guest paths go as absolute paths under GUEST_ROOT. Guest
-credentials come from DMH_GUEST_USERNAME / DMH_GUEST_PASSWORD.
+credentials come from DMH_GUEST_USERNAME / DMH_GUEST_PASSWORD (or keyring: service
+"dm-harness", user "<user>@guest"). Linux guests are reached over SSH (harness.hyperv.ssh),
+whose channel brings its own path rules (`guest_path`, `guest_root`).
 """
 
 from __future__ import annotations
 
 import base64
+import importlib.util
 import os
 import threading
 from collections.abc import Mapping, Sequence
@@ -63,7 +66,12 @@ class GuestCredentials:
         user = env.get("DMH_GUEST_USERNAME", "")
         if not user:
             raise ConfigError("set DMH_GUEST_USERNAME and DMH_GUEST_PASSWORD for the guest")
-        return cls(user, Secret(env.get("DMH_GUEST_PASSWORD", "")))
+        password = env.get("DMH_GUEST_PASSWORD", "")
+        if not password and importlib.util.find_spec("keyring") is not None:
+            import keyring  # like the host's: service "dm-harness", user "<user>@guest"
+
+            password = keyring.get_password("dm-harness", f"{user}@guest") or ""
+        return cls(user, Secret(password))
 
 
 class GuestChannel(Protocol):
@@ -246,6 +254,9 @@ class Guest:
 
     def __init__(self, channel: GuestChannel) -> None:
         self.channel = channel
+        # A channel to a Linux guest has POSIX paths and its own root (the SSH user's home).
+        self.path: Any = getattr(channel, "guest_path", guest_path)
+        self.root: str = getattr(channel, "guest_root", GUEST_ROOT)
 
     def start_process(
         self,
@@ -275,7 +286,7 @@ class Guest:
             "FilePath": command,
             "ArgumentList": list(arguments),
             "Environment": dict(environment or {}),
-            "WorkingDirectory": guest_path(working_directory or GUEST_ROOT),
+            "WorkingDirectory": self.path(working_directory or self.root),
         }
         raw = self.channel.run("StartProcess", args)
         return GuestProcess(
@@ -285,7 +296,7 @@ class Guest:
     def write_file(self, path: str, content: bytes) -> None:
         """Write `content` to `path` in the guest (relative: under GUEST_ROOT)."""
         encoded = base64.b64encode(content).decode("ascii")
-        self.channel.run("WriteFile", {"Path": guest_path(path), "ContentBase64": encoded})
+        self.channel.run("WriteFile", {"Path": self.path(path), "ContentBase64": encoded})
 
     def copy_in(self, local_path: str, guest_path: str) -> None:
         with open(local_path, "rb") as source:

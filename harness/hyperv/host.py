@@ -217,11 +217,13 @@ class HyperVHost:
         template: str | None = None,
         disk_directory: str | None = None,
         switch: str | None = None,
+        secure_boot: str | None = None,
     ) -> VMInfo:
         """New VM (on a differencing disk over `template` when given), tagged with run_id, on
         the virtual switch `switch` when given (the WinRM guest channel needs one: a VM on
-        no switch has no address). A name another VM has is refused: Hyper-V allows it,
-        but the harness addresses VMs by name."""
+        no switch has no address) and with the Secure Boot template `secure_boot` (or "Off")
+        when given. A name another VM has is refused: Hyper-V allows it, but the harness
+        addresses VMs by name."""
         memory.validate(self.version, generation)
         params: dict[str, Any] = {
             "Name": name,
@@ -237,6 +239,8 @@ class HyperVHost:
             params["SwitchName"] = switch
         self.session.script("new-vm-from-template", **params)
         try:
+            if secure_boot:  # "MicrosoftUEFICertificateAuthority" or "Off" for Linux guests
+                self.session.script("vm-secure-boot", VMName=name, SecureBoot=secure_boot)
             self._set_memory(name, MemoryChange.full(memory))
         except BaseException:
             self.remove_vm(name)

@@ -5,8 +5,9 @@ Sources (Microsoft Learn, module reference; Windows PowerShell 5.1 for the core 
 - Hyper-V module: https://learn.microsoft.com/powershell/module/hyper-v/<cmdlet> (one page per
   cmdlet: Get-VM, New-VM, Set-VM, Start-VM, Stop-VM, Remove-VM, Get-VMMemory, Set-VMMemory,
   Checkpoint-VM, Get-VMCheckpoint, Restore-VMCheckpoint, Get-VMHost, Get-VMNetworkAdapter,
-  New-VHD, Get-VHD). Only the parameter sets the harness can use are listed (no -CimSession /
-  -Credential remoting sets), with their aliases where the docs give one (-VMName for -Name).
+  Get-VMFirmware, Set-VMFirmware, New-VHD, Get-VHD). Only the parameter sets the harness can
+  use are listed (no -CimSession / -Credential remoting sets), with their aliases where the
+  docs give one (-VMName for -Name).
 - Core: https://learn.microsoft.com/powershell/module/microsoft.powershell.core/,
   .../microsoft.powershell.management/, .../microsoft.powershell.utility/,
   .../microsoft.powershell.security/, .../cimcmdlets/get-ciminstance (view=powershell-5.1).
@@ -120,6 +121,26 @@ HYPERV: dict[str, frozenset[str]] = {
         {"VMName", "VM", "Name", "All", "ManagementOS", "SwitchName", "IsLegacy", "VMSnapshot"}
     )
     | _REMOTE,
+    # https://learn.microsoft.com/powershell/module/hyper-v/set-vmfirmware
+    "Set-VMFirmware": frozenset(
+        {
+            "VMName",
+            "VM",
+            "VMFirmware",
+            "BootOrder",
+            "FirstBootDevice",
+            "EnableSecureBoot",
+            "SecureBootTemplate",
+            "SecureBootTemplateId",
+            "PreferredNetworkBootProtocol",
+            "ConsoleMode",
+            "PauseAfterBootFailure",
+            "Passthru",
+        }
+    )
+    | {"ComputerName"},
+    # https://learn.microsoft.com/powershell/module/hyper-v/get-vmfirmware
+    "Get-VMFirmware": frozenset({"VMName", "VM", "VMSnapshot"}) | {"ComputerName"},
     "New-VHD": frozenset(
         {
             "Path",

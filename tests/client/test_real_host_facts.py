@@ -123,18 +123,24 @@ def test_item4_a_missing_counter_class_is_not_available_and_the_sample_stands(
     http_emulator: Emulator, vm_name: str
 ) -> None:
     """Item 4: a counter class the guest lacks (here the DM integration service's, in a
-    Linux guest) reads as not available; the rest of the sample stands."""
+    Linux guest, reached by its WinRM endpoint: PowerShell Direct refuses a Linux guest)
+    reads as not available; the rest of the sample stands."""
     with http_emulator.session() as session:
         host = HyperVHost(session)
         host.create_vm(
-            vm_name, memory(), run_id="item4", template=http_emulator.emu.template_path("linux")
+            vm_name,
+            memory(),
+            run_id="item4",
+            template=http_emulator.emu.template_path("linux"),
+            switch=SWITCH,
         )
         try:
             host.start_vm(vm_name, heartbeat_deadline=20)
-            guest = direct_guest(session, vm_name, http_emulator)
-            counters = guest.counters()
+            with guest_over("winrm", http_emulator, host, vm_name) as guest:
+                counters = guest.counters()
+                sample = Sampler(host, vm_name, Timeline(), guest=guest).tick()
+
             assert counters.max_memory_mb == 0 and counters.total_mb >= 512
-            sample = Sampler(host, vm_name, Timeline(), guest=guest).tick()
             assert sample.guest is not None and sample.guest.available_mb > 0
             assert sample.host is not None and sample.host.assigned_mb >= 512
             assert sample.host.guest_visible_mb > 0  # the VM's DM counters, read via CIM

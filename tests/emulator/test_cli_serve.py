@@ -183,7 +183,7 @@ def test_serve_with_password_env_then_sigint_stops_everything(serve_factory: Any
     with connect(url, PASSWORD) as conn, RunspacePool(conn) as pool:
         [vmhost] = invoke(pool, "Get-VMHost")
         assert vmhost.types[0] == "Microsoft.HyperV.PowerShell.VMHost"
-        invoke(pool, "New-VM", Name="cli-guest", VHDPath="C:\\DMH\\Templates\\linux.vhdx")
+        invoke(pool, "New-VM", Name="cli-guest", VHDPath="C:\\DMH\\Templates\\windows.vhdx")
         invoke(pool, "Start-VM", Name="cli-guest")
 
         def running() -> bool:

@@ -50,7 +50,23 @@ def note(kind, **fields):
         out.write(json.dumps({"kind": kind, "process": os.getpid(), **fields}) + "\\n")
 
 
+def host_pid(pid):
+    # A Linux guest is reached over SSH and its processes live in its own PID namespace: the
+    # pid it reports is the last of NSpid in /proc/PID/status of the run's tagged processes.
+    for proc in psutil.process_iter():
+        try:
+            with open(f"/proc/{proc.pid}/status", encoding="utf-8") as status:
+                ids = next((l.split()[1:] for l in status if l.startswith("NSpid:")), [])
+            if len(ids) > 1 and ids[-1] == str(pid):
+                if proc.environ().get("DMH_TEST_TAG") == os.environ["DMH_TEST_TAG"]:
+                    return proc.pid
+        except (OSError, psutil.Error):
+            continue
+    return pid
+
+
 def note_guest(pid, vm, test):
+    pid = host_pid(pid)
     # Right after the start the process may still be in exec, with no environment to read.
     try:
         tag = wait_until(

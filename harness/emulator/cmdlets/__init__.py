@@ -8,11 +8,20 @@ decorator (`registry`); importing this package registers them all:
 - `params`: parameter binding;  `shapes`: the objects written
 - `vms`, `checkpoints`, `storage`: Hyper-V cmdlets;  `counters`: Get-Counter
 - `scripts`: the named scripts;  `guest_ops`: the guest-ops script's operations
+- `firmware`: Get-/Set-VMFirmware (Secure Boot, for Linux guests)
 """
 
 from __future__ import annotations
 
-from harness.emulator.cmdlets import checkpoints, counters, guest_ops, scripts, storage, vms
+from harness.emulator.cmdlets import (
+    checkpoints,
+    counters,
+    firmware,
+    guest_ops,
+    scripts,
+    storage,
+    vms,
+)
 from harness.emulator.cmdlets.handler import GuestEndpoint, HyperVHandler
 from harness.emulator.cmdlets.registry import script
 from harness.emulator.cmdlets.shapes import TEMPLATE_DIR
@@ -21,6 +30,7 @@ __all__ = ["TEMPLATE_DIR", "GuestEndpoint", "HyperVHandler", "script_handlers"]
 _REGISTERING = (
     checkpoints,
     counters,
+    firmware,
     guest_ops,
     scripts,
     storage,

@@ -163,11 +163,14 @@ class HyperVHandler:
         if not (ok_user and ok_password):
             raise InvalidCredentialError(vm_name)
 
-    def guest_of(self, vm: VmRecord) -> EmulatedGuest:
+    def guest_of(self, vm: VmRecord, *, direct: bool = False) -> EmulatedGuest:
         """The guest PowerShell Direct or WinRM reaches: a running VM's whose guest has booted
-        (a VM is Running at once after Start-VM, its guest later: real-host facts)."""
+        (a VM is Running at once after Start-VM, its guest later: real-host facts); over
+        PowerShell Direct (`direct`) only a Windows guest's (§1.6: Linux is reached by SSH)."""
         guest = self.host.guest(vm.id)
         if vm.state is not VMState.Running or guest.state is not GuestState.RUNNING:
+            raise SessionOpenError(vm.name)
+        if direct and guest.os_name != "windows":
             raise SessionOpenError(vm.name)
         return guest
 

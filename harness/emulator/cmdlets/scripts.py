@@ -186,7 +186,8 @@ def _vm_invoke(h: HyperVHandler, c: Command, items: list[Any]) -> list[Any]:
     p = bind(c, ["VMName", "GuestScript", "Operation", "Arguments", "GuestUser", "GuestPassword"])
     vm = _vm_named(h, p.required("VMName"))
     _check_guest_script(p.required("GuestScript"))
-    h.guest_of(vm)  # New-PSSession -VMId: the guest must be up before credentials count
+    # New-PSSession -VMId: the guest must be up (and Windows) before credentials count
+    h.guest_of(vm, direct=True)
     h.check_guest_credentials(vm.name, p.get("GuestUser"), p.get("GuestPassword"))
     return [run_guest_operation(h, vm, p.required("Operation"), p.get("Arguments") or {})]
 
@@ -218,7 +219,7 @@ def _sample_vm(h: HyperVHandler, c: Command, items: list[Any]) -> list[Any]:
             _check_guest_script(p.text("GuestScript") or "")
             key = p.text("Key") or ""
             try:  # a guest part that fails is reported beside the host part
-                h.guest_of(vm)
+                h.guest_of(vm, direct=True)
                 h.check_guest_credentials(vm.name, p.get("GuestUser"), p.get("GuestPassword"))
                 guest = run_guest_operation(h, vm, "Counters", {})
                 if key:

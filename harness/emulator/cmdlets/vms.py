@@ -97,7 +97,10 @@ def _get_network_adapter(h: HyperVHandler, c: Command, items: list[Any]) -> list
     p = bind(c, ["VMName", "VM", "Name", "ComputerName", "All"], {"Name": "VMName"})
     results = []
     for vm in h.one_or_more_vms(p, items, "VMName"):
-        up = vm.state is VMState.Running and h.host.guest(vm.id).state is GuestState.RUNNING
+        guest = h.host.guest(vm.id)
+        up = vm.state is VMState.Running and guest.state is GuestState.RUNNING
+        # A Linux guest reports its address only while its KVP daemon runs (§1.8).
+        up = up and (guest.integration is None or guest.integration.kvp_daemon)
         addresses = ["127.0.0.1", "fe80::1"] if vm.switch_name and up else []
         results.append(network_adapter_object(vm, addresses))
     return results

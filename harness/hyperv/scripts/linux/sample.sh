@@ -1,0 +1,63 @@
+# dmh-linux: sample
+# One sampling tick in one round trip (POSIX sh and coreutils only): the guest's memory as
+# its programs read it (/proc/meminfo; hv_balloon's debugfs when readable, reference §5.1)
+# and, given a started app (the KEY start-process printed: its directory), its tree's
+# memory, whether it runs, its exit status and its output from a byte offset.
+# Arguments: [KEY OFFSET]. Prints key=value lines, then "--" and the output's new bytes.
+dir=${1:-}
+offset=${2:-0}
+out="$dir/output"
+sid=0
+[ -n "$dir" ] && [ -r "$dir/pid" ] && read -r sid <"$dir/pid"
+# dmh-include: tree
+while read -r key value _unit; do
+    case $key in
+        MemTotal: | MemFree: | MemAvailable: | Committed_AS: | CommitLimit:) echo "${key%:}=$value" ;;
+    esac
+done </proc/meminfo
+if [ -r /sys/kernel/debug/hv-balloon ]; then
+    while IFS=: read -r key value; do
+        set -- $key
+        [ $# -eq 1 ] && echo "balloon.$1=$(echo $value)"
+    done </sys/kernel/debug/hv-balloon 2>/dev/null
+fi
+if [ "$sid" -gt 0 ] 2>/dev/null; then
+    # Exit state first: output read after it is complete once the app has exited.
+    status=
+    [ -r "$dir/status" ] && read -r status <"$dir/status"
+    running=0
+    if [ -z "$status" ] && [ -r "/proc/$sid/stat" ]; then
+        { read -r line <"/proc/$sid/stat"; } 2>/dev/null
+        set -- ${line##*) }
+        [ "${1:-Z}" != Z ] && [ "${1:-X}" != X ] && running=1
+    fi
+    rss=0
+    anon=0
+    count=0
+    for pid in $(dmh_tree "$sid"); do
+        [ -r "/proc/$pid/status" ] || continue
+        count=$((count + 1))
+        while read -r key value _unit; do
+            case $key in
+                VmRSS:) rss=$((rss + value)) ;;
+                RssAnon:) anon=$((anon + value)) ;;
+            esac
+        done <"/proc/$pid/status" 2>/dev/null
+    done
+    echo "running=$running"
+    echo "exit=$status"
+    echo "rss_kb=$rss"
+    echo "anon_kb=$anon"
+    echo "processes=$count"
+    size=0
+    [ -f "$out" ] && size=$(wc -c <"$out")
+    size=$((size + 0))
+    echo "offset=$offset"
+    echo "size=$size"
+    echo "--"
+    if [ "$size" -gt "$offset" ]; then
+        tail -c +"$((offset + 1))" "$out" | head -c "$((size - offset))"
+    fi
+else
+    echo "--"
+fi

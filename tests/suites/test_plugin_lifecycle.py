@@ -52,8 +52,9 @@ def note(kind, **fields):
 
 def host_pid(pid):
     # A Linux guest is reached over SSH and its processes live in its own PID namespace: the
-    # pid it reports is the last of NSpid in /proc/PID/status of the run's tagged processes.
-    for proc in psutil.process_iter():
+    # pid it reports is the last of NSpid in /proc/PID/status of one of this worker's own
+    # descendants (its emulator's guests; another worker's guest may reuse the number).
+    for proc in psutil.Process().children(recursive=True):
         try:
             with open(f"/proc/{proc.pid}/status", encoding="utf-8") as status:
                 ids = next((l.split()[1:] for l in status if l.startswith("NSpid:")), [])

@@ -4,25 +4,18 @@
 # and, given a started app (the KEY start-process printed: its directory), its tree's
 # memory, whether it runs, its exit status and its output from a byte offset.
 # Arguments: [KEY OFFSET]. Prints key=value lines, then "--" and the output's new bytes.
+#
+# Order: the exit state first (output read after it is complete once the app has exited),
+# then how far the output goes, then the guest's memory: a line the app printed from what
+# it read in /proc/meminfo is never newer than the memory this sample reports.
 dir=${1:-}
 offset=${2:-0}
 out="$dir/output"
 sid=0
 [ -n "$dir" ] && [ -r "$dir/pid" ] && read -r sid <"$dir/pid"
 # dmh-include: tree
-while read -r key value _unit; do
-    case $key in
-        MemTotal: | MemFree: | MemAvailable: | Committed_AS: | CommitLimit:) echo "${key%:}=$value" ;;
-    esac
-done </proc/meminfo
-if [ -r /sys/kernel/debug/hv-balloon ]; then
-    while IFS=: read -r key value; do
-        set -- $key
-        [ $# -eq 1 ] && echo "balloon.$1=$(echo $value)"
-    done </sys/kernel/debug/hv-balloon 2>/dev/null
-fi
+size=0
 if [ "$sid" -gt 0 ] 2>/dev/null; then
-    # Exit state first: output read after it is complete once the app has exited.
     status=
     [ -r "$dir/status" ] && read -r status <"$dir/status"
     running=0
@@ -44,20 +37,28 @@ if [ "$sid" -gt 0 ] 2>/dev/null; then
             esac
         done <"/proc/$pid/status" 2>/dev/null
     done
+    [ -f "$out" ] && size=$(wc -c <"$out")
+    size=$((size + 0))
     echo "running=$running"
     echo "exit=$status"
     echo "rss_kb=$rss"
     echo "anon_kb=$anon"
     echo "processes=$count"
-    size=0
-    [ -f "$out" ] && size=$(wc -c <"$out")
-    size=$((size + 0))
     echo "offset=$offset"
     echo "size=$size"
-    echo "--"
-    if [ "$size" -gt "$offset" ]; then
-        tail -c +"$((offset + 1))" "$out" | head -c "$((size - offset))"
-    fi
-else
-    echo "--"
+fi
+while read -r key value _unit; do
+    case $key in
+        MemTotal: | MemFree: | MemAvailable: | Committed_AS: | CommitLimit:) echo "${key%:}=$value" ;;
+    esac
+done </proc/meminfo
+if [ -r /sys/kernel/debug/hv-balloon ]; then
+    while IFS=: read -r key value; do
+        set -- $key
+        [ $# -eq 1 ] && echo "balloon.$1=$(echo $value)"
+    done </sys/kernel/debug/hv-balloon 2>/dev/null
+fi
+echo "--"
+if [ "$size" -gt "$offset" ]; then
+    tail -c +"$((offset + 1))" "$out" | head -c "$((size - offset))"
 fi

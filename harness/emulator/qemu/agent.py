@@ -104,7 +104,8 @@ class AgentClient:
             answer = future.result(wait)
         except FutureTimeout as exc:
             raise QemuError(
-                f"the guest agent did not answer {op!r} within {wait} s", vm=self.vm,
+                f"the guest agent did not answer {op!r} within {wait} s",
+                vm=self.vm,
                 stage="agent",
             ) from exc
         if "error" in answer:

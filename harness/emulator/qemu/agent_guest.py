@@ -9,9 +9,11 @@ Byte strings travel as UTF-8 text with surrogate escapes, so output survives exa
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import re
+import shutil
 import signal
 import subprocess
 import sys
@@ -119,6 +121,10 @@ class Agent:
         """Start in the background, output to files (in the shared scratch directory)."""
         argv = [str(a) for a in request["argv"]]
         out_path, err_path = str(request["stdout"]), str(request["stderr"])
+        cwd = request.get("cwd") or None
+        program = argv[0] if "/" in argv[0] else shutil.which(argv[0])
+        if program is None or not os.path.isfile(os.path.join(cwd or "", program)):
+            return {"missing": argv[0]}
         with open(out_path, "wb") as out:
             err = out if err_path == out_path else open(err_path, "wb")  # noqa: SIM115
             try:
@@ -127,7 +133,7 @@ class Agent:
                     stdin=subprocess.DEVNULL,
                     stdout=out,
                     stderr=err,
-                    cwd=request.get("cwd") or None,
+                    cwd=cwd,
                     env=_env(request.get("env")),
                     start_new_session=True,
                 )
@@ -232,16 +238,11 @@ def _env(extra: Any) -> dict[str, str]:
 
 
 def _kill_group(pid: int, sig: int) -> None:
-    for target in (lambda: os.killpg(pid, sig), lambda: os.kill(pid, sig)):
-        try:
-            target()
-        except OSError:
-            pass
-    for member in _session(pid):
-        try:
+    with contextlib.suppress(OSError):
+        os.killpg(pid, sig)
+    for member in [pid, *_session(pid)]:
+        with contextlib.suppress(OSError):
             os.kill(member, sig)
-        except OSError:
-            pass
 
 
 def _session(sid: int) -> list[int]:

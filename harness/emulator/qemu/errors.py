@@ -25,7 +25,9 @@ class QemuBootError(QemuError):
     def __init__(self, message: str, *, vm: str, serial_tail: str) -> None:
         self.serial_tail = serial_tail
         tail = serial_tail.strip() or "(the serial console stayed empty)"
-        super().__init__(f"{message}\n--- last lines of the serial console ---\n{tail}", vm=vm, stage="boot")
+        super().__init__(
+            f"{message}\n--- last lines of the serial console ---\n{tail}", vm=vm, stage="boot"
+        )
 
 
 class QemuUnsupportedError(QemuError):

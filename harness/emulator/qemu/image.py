@@ -135,9 +135,7 @@ def _build(deb: Path, out: Path) -> None:
             raise QemuError(f"{deb.name} holds no boot/vmlinuz-*", stage="image")
         version = vmlinuz[0].name.removeprefix("vmlinuz-")
         _run(["depmod", "-b", str(root), version])  # dpkg-deb -x ships no modules.dep
-        shown = _run(
-            ["modprobe", "-a", "-d", str(root), "-S", version, "--show-depends", *MODULES]
-        )
+        shown = _run(["modprobe", "-a", "-d", str(root), "-S", version, "--show-depends", *MODULES])
         modules: list[Path] = []
         for line in shown.splitlines():
             parts = line.split()
@@ -194,6 +192,10 @@ R=/newroot
 mkdir -p $R
 mount -t tmpfs -o mode=755 root $R
 mkdir -p $R/proc $R/sys $R/dev $R/tmp $R/run $R/root
+# tmpfs first: shares below /root or /run (a pyenv, a venv) are mounted on top of them
+mount -t tmpfs -o mode=1777 tmp $R/tmp
+mount -t tmpfs -o mode=755 run $R/run
+mount -t tmpfs -o mode=700 roothome $R/root
 for pair in $(arg dmh.links | tr ',' ' '); do ln -s "${pair#*:}" "$R/${pair%%:*}"; done
 for pair in $(arg dmh.ro | tr ',' ' '); do
   mkdir -p "$R${pair#*:}"
@@ -211,9 +213,6 @@ mount -t devtmpfs dev $R/dev
 mkdir -p $R/dev/pts $R/dev/shm
 mount -t devpts devpts $R/dev/pts
 mount -t tmpfs -o mode=1777 shm $R/dev/shm
-mount -t tmpfs -o mode=1777 tmp $R/tmp
-mount -t tmpfs -o mode=755 run $R/run
-mount -t tmpfs -o mode=700 roothome $R/root
 cp /agent.py $R/run/dmh-agent.py
 PORT=""
 for p in /sys/class/virtio-ports/*; do

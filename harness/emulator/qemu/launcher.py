@@ -32,7 +32,7 @@ import psutil
 
 from harness.emulator.qemu.agent import AgentClient
 from harness.emulator.qemu.errors import QemuBootError, QemuError
-from harness.emulator.qemu.image import AGENT_PORT, BootImage, boot_image
+from harness.emulator.qemu.image import AGENT_PORT, BootImage, boot_image, cache_dir
 from harness.emulator.qemu.qmp import QmpDriver
 
 log = logging.getLogger(__name__)
@@ -266,6 +266,8 @@ class QemuVm:
         if choice not in ("auto", "kvm", "tcg"):
             raise QemuError(f"{ENV_ACCEL}={choice!r}: use auto, kvm or tcg", vm=self.spec.name)
         kvm_usable = os.access("/dev/kvm", os.R_OK | os.W_OK)
+        marker = cache_dir() / f"kvm-hangs-{os.uname().release}"
+        _kvm_failed = _kvm_failed or marker.exists()
         if choice == "kvm" or (choice == "auto" and kvm_usable and not _kvm_failed):
             try:
                 self._launch("kvm", self.spec.kvm_timeout)
@@ -274,10 +276,15 @@ class QemuVm:
                 if choice == "kvm":
                     raise
                 _kvm_failed = True
+                # Remembered for this host kernel, so later runs do not wait again.
+                with contextlib.suppress(OSError):
+                    marker.write_text(exc.message)
                 log.warning(
-                    "QEMU with KVM did not boot within %.0f s (%s); using TCG from now on",
+                    "QEMU with KVM did not boot within %.0f s (%s); using TCG from now on"
+                    " (remembered in %s; delete it to try KVM again)",
                     self.spec.kvm_timeout,
                     exc.message.splitlines()[0],
+                    marker,
                 )
                 self._kill()
                 self.serial_log.unlink(missing_ok=True)

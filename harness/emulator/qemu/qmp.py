@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import concurrent.futures
+import contextlib
 import logging
 import threading
 import time
@@ -81,9 +82,7 @@ class QmpDriver:
     # -- memory -----------------------------------------------------------------------
     def request_plugged(self, size_mb: int) -> None:
         """virtio-mem: ask the guest to plug this much (2 MB blocks)."""
-        self.execute(
-            "qom-set", path=MEM_DEVICE, property="requested-size", value=size_mb * MB
-        )
+        self.execute("qom-set", path=MEM_DEVICE, property="requested-size", value=size_mb * MB)
 
     def plugged_mb(self) -> int:
         """virtio-mem: what the guest has really plugged."""
@@ -98,13 +97,9 @@ class QmpDriver:
         return int(self.execute("query-balloon")["actual"]) // MB
 
     def quit(self) -> None:
-        try:
+        with contextlib.suppress(QemuError):  # QEMU may close the connection before it answers
             self.execute("quit", timeout=3.0)
-        except QemuError:
-            pass  # QEMU may close the connection before it answers
 
     def close(self) -> None:
-        try:
+        with contextlib.suppress(Exception):  # a dead connection: nothing left to release
             self._run(self._client.disconnect(), 3.0)
-        except Exception:  # closing a dead connection: nothing left to release
-            pass

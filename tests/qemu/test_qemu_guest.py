@@ -68,9 +68,7 @@ def meminfo_mb(guest: QemuGuest) -> dict[str, int]:
 
 def runtimes_total_mb(guest: QemuGuest) -> dict[str, int]:
     """MemTotal as three consumers read it inside the guest: /proc/meminfo, sysconf, Node."""
-    script = (
-        "import os; print(os.sysconf('SC_PHYS_PAGES') * os.sysconf('SC_PAGE_SIZE') >> 20)"
-    )
+    script = "import os; print(os.sysconf('SC_PHYS_PAGES') * os.sysconf('SC_PAGE_SIZE') >> 20)"
     rc, sysconf, err = guest.run([sys.executable, "-c", script])
     assert rc == 0, err
     seen = {"meminfo": meminfo_mb(guest)["MemTotal"], "sysconf": int(sysconf)}
@@ -83,12 +81,14 @@ def runtimes_total_mb(guest: QemuGuest) -> dict[str, int]:
 
 
 def test_boot_agent_and_files(host: EmulatedHost) -> None:
-    guest, driver = start_vm(host, "1GB", "512MB", "2GB", drive=False)
+    guest, _ = start_vm(host, "1GB", "512MB", "2GB", drive=False)
     vm = guest.vm
     assert vm is not None and vm.running
     assert vm.boot_seconds > 0
     # The agent: exit codes and both streams pass through; stdin reaches the command.
-    rc, out, err = guest.run(["sh", "-c", "read x; echo out-$x; echo err >&2; exit 42"], stdin="7\n")
+    rc, out, err = guest.run(
+        ["sh", "-c", "read x; echo out-$x; echo err >&2; exit 42"], stdin="7\n"
+    )
     assert (rc, out, err) == (42, "out-7\n", "err\n")
     # Concurrent requests are answered independently (the slow one does not hold the fast).
     with ThreadPoolExecutor(4) as pool:
@@ -128,7 +128,7 @@ def test_hot_add_seen_by_meminfo_sysconf_and_node(host: EmulatedHost) -> None:
         commit = "import time; b = [bytearray(10 << 20) for _ in range(50)]; time.sleep(600)"
         hog = guest.start_process([sys.executable, "-c", commit])
         wait_until(
-            lambda: (guest.view is not None and guest.view.assigned_mb >= 800), 60, "a hot-add"
+            lambda: guest.view is not None and guest.view.assigned_mb >= 800, 60, "a hot-add"
         )
         vm = guest.vm
         assert vm is not None and vm.qmp.plugged_mb() > 0

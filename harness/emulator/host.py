@@ -829,7 +829,12 @@ class EmulatedHost:
         if now is None:
             now = self.clock()
         for vm in self._vms.values():
-            if vm.booting and now >= vm.boot_done_at and vm.state is VMState.Running:
+            if (
+                vm.booting
+                and now >= vm.boot_done_at
+                and vm.state is VMState.Running
+                and vm.guest.booted
+            ):
                 vm.booting = False
                 vm.guest.ready()
         return now

@@ -20,7 +20,7 @@ import signal
 import threading
 import time
 from collections.abc import Callable, Mapping, Sequence
-from pathlib import Path, PurePosixPath
+from pathlib import Path, PurePosixPath, PureWindowsPath
 
 from harness.emulator.errors import GuestError
 from harness.emulator.guest import GuestState
@@ -78,6 +78,12 @@ class QemuGuest:
     @property
     def vm(self) -> QemuVm | None:
         return self._vm
+
+    @property
+    def booted(self) -> bool:
+        """The kernel is up and its agent answered (or the boot failed: then the host
+        finishes the boot and the first use of the guest raises the boot error)."""
+        return self._booted.is_set()
 
     def boot(self) -> None:
         """Power on: the VM is launched when the host publishes its first view (which
@@ -310,30 +316,47 @@ class QemuGuest:
         return self.wait_booted().share_dir
 
     def host_path(self, guest_path: str) -> Path:
-        """Where a guest path lives on the host: relative paths and /dmh/... are in the
-        scratch directory; the rest of the guest's file system is read-only."""
+        """Where a guest path lives on the host: in the scratch directory (/dmh in the guest),
+        laid out as the process backend lays out its guest directory (relative paths at its
+        root, 'C:\\x' under C/); absolute Linux paths elsewhere are the guest's read-only
+        shares."""
+        return self.directory.joinpath(*self._scratch_parts(guest_path))
+
+    def _scratch_parts(self, guest_path: str) -> list[str]:
         text = str(guest_path)
         if "\\" in text or re.match(r"^[A-Za-z]:", text):
-            raise GuestError(
-                f"The path '{guest_path}' is not a path of this Linux guest.",
-                target=text, category="InvalidArgument", error_id="InvalidParameter",
-            )  # fmt: skip
-        pure = PurePosixPath(text)
-        if pure.is_absolute():
-            try:
-                pure = pure.relative_to(GUEST_SCRATCH)
-            except ValueError:
-                raise GuestError(
-                    f"The path '{guest_path}' is read-only in this guest: only {GUEST_SCRATCH}"
-                    " and relative paths are writable.",
-                    target=text, category="PermissionDenied", error_id="ReadOnlyPath",
-                ) from None  # fmt: skip
-        if ".." in pure.parts:
+            win = PureWindowsPath(text)
+            parts = list(win.parts[1:] if win.anchor else win.parts)
+            if win.drive:
+                parts.insert(0, win.drive.rstrip(":"))
+        else:
+            pure = PurePosixPath(text)
+            if pure.is_absolute():
+                try:
+                    pure = pure.relative_to(GUEST_SCRATCH)
+                except ValueError:
+                    raise GuestError(
+                        f"The path '{guest_path}' is read-only in this guest: only"
+                        f" {GUEST_SCRATCH} and relative paths are writable.",
+                        target=text, category="PermissionDenied", error_id="ReadOnlyPath",
+                    ) from None  # fmt: skip
+            parts = list(pure.parts)
+        if ".." in parts:
             raise GuestError(
                 f"The path '{guest_path}' leaves the guest's file system.",
                 target=text, category="InvalidArgument", error_id="InvalidParameter",
             )  # fmt: skip
-        return self.directory.joinpath(*pure.parts)
+        return parts
+
+    def _guest_cwd(self, cwd: str | None) -> str:
+        """The working directory in the guest: a shared absolute Linux path as it is, any
+        other in the scratch directory (made if missing)."""
+        posix = PurePosixPath(cwd or ".")
+        if cwd and posix.is_absolute() and not posix.is_relative_to(GUEST_SCRATCH):
+            return cwd
+        parts = self._scratch_parts(cwd) if cwd else []
+        self.directory.joinpath(*parts).mkdir(parents=True, exist_ok=True)
+        return str(PurePosixPath(GUEST_SCRATCH, *parts))
 
     def read_from(self, path: Path, offset: int) -> tuple[str, int]:
         """Text of a scratch file from byte `offset` on, and the offset to read from next."""
@@ -398,9 +421,7 @@ class QemuGuest:
                     error_id="InvalidState",
                 )
         vm = self.wait_booted()
-        workdir = self.host_path(cwd) if cwd else vm.share_dir
-        workdir.mkdir(parents=True, exist_ok=True)
-        guest_cwd = GUEST_SCRATCH + "/" + str(workdir.relative_to(vm.share_dir)).lstrip(".")
+        guest_cwd = self._guest_cwd(cwd)
         with self._lock:
             self._seq += 1
             stem = f".dmh/proc-{self._seq:04d}"
@@ -412,7 +433,7 @@ class QemuGuest:
             30.0,
             argv=list(argv),
             env=full_env,
-            cwd=guest_cwd.rstrip("/"),
+            cwd=guest_cwd,
             stdout=f"{GUEST_SCRATCH}/{out}",
             stderr=f"{GUEST_SCRATCH}/{err}",
         )

@@ -12,6 +12,7 @@ OOM kills in the guest become memory events like the process backend's.
 from __future__ import annotations
 
 import codecs
+import concurrent.futures
 import contextlib
 import logging
 import os
@@ -33,7 +34,18 @@ from harness.errors import SettingError
 
 log = logging.getLogger(__name__)
 
-POLL_INTERVAL = 0.2  # s between reads of the guest's meminfo and the VM's sizes
+POLL_INTERVAL = 0.05  # s between reads of the guest's meminfo and the VM's sizes
+# The idle OS's commit: a distribution's services commit memory (LinuxProfile's baseline);
+# a busybox initramfs commits almost none. A real process in the guest reserves it
+# (untouched anonymous memory: Committed_AS rises, RAM is not used), so the demand the host
+# sees, and the scenarios built on it, are those of a full guest OS.
+IDLE_OS = (
+    "import mmap, sys, time\n"
+    "m = mmap.mmap(-1, int(sys.argv[1]) << 20, flags=mmap.MAP_PRIVATE | mmap.MAP_ANONYMOUS)\n"
+    "time.sleep(1e9)\n"
+)
+LIVE_READ_WAIT = 0.5  # s a view read waits for the guest before it takes the last reading
+IDLE_KERNEL_COMMIT_MB = 50  # what the initramfs guest commits on its own (measured)
 HOTPLUG_CAP_MB = 16 * 1024  # the virtio-mem region's largest size (Maximum may be 1 TB)
 
 
@@ -65,6 +77,7 @@ class QemuGuest:
         self._requested: tuple[int, int] | None = None  # (plugged, balloon) last asked for
         self._target_mb: int | None = None
         self._apply_lock = threading.Lock()
+        self._actual_mb = 0
 
     # -- life cycle -------------------------------------------------------------------
     @property
@@ -160,10 +173,23 @@ class QemuGuest:
         if stale is not None:
             stale.stop()
             return
+        self._start_idle_os(vm)
         self._booted.set()
         threading.Thread(
             target=self._watch, args=(vm, generation), name=f"dmh-qemu-{self.name}", daemon=True
         ).start()
+
+    def _start_idle_os(self, vm: QemuVm) -> None:
+        idle_mb = max(0, self.profile.baseline_commit_mb - IDLE_KERNEL_COMMIT_MB)
+        if not idle_mb:
+            return
+        try:
+            vm.agent.request(
+                "spawn", 30.0, argv=["python3", "-c", IDLE_OS, str(idle_mb)], env={},
+                cwd="/", stdout="/dev/null", stderr="/dev/null",
+            )  # fmt: skip
+        except QemuError as exc:
+            log.warning("guest %s: no idle OS commit (%s)", self.name, exc.message)
 
     def wait_booted(self, timeout: float = 180.0) -> QemuVm:
         """The running VM, once its agent answers; the boot's error if it failed."""
@@ -231,13 +257,15 @@ class QemuGuest:
         meminfo and OOM kills."""
         while not self._stop.is_set() and generation == self._generation:
             try:
+                # The agent reads the guest while QMP answers: one round trip per pass.
+                pending = vm.agent.send("memory", {"since": self._event_index})
                 self._apply(vm)
                 self._plugged_mb = vm.qmp.plugged_mb() if vm.spec.hotplug_mb else 0
                 actual = vm.qmp.balloon_actual_mb()
-                answer = vm.agent.request("memory", 10.0, since=self._event_index)
-            except QemuError as exc:
+                answer = pending.result(10.0)
+            except (QemuError, concurrent.futures.TimeoutError) as exc:
                 if generation == self._generation and not self._stop.is_set():
-                    log.warning("guest %s: lost the VM: %s", self.name, exc.message)
+                    log.warning("guest %s: lost the VM: %s", self.name, exc)
                 return
             self._update(vm, actual, answer)
             self._stop.wait(POLL_INTERVAL)
@@ -254,21 +282,24 @@ class QemuGuest:
             self._meminfo = meminfo
             self._events.extend(events)
             self._event_index = int(answer["next"])  # type: ignore[call-overload]
-            published = self._published
-            kb = 1024
-            self._real = GuestView(
-                os_name="linux",
-                total_mb=meminfo["MemTotal"] // kb,
-                available_mb=meminfo["MemAvailable"] // kb,
-                free_mb=meminfo["MemFree"] // kb,
-                committed_mb=meminfo["Committed_AS"] // kb,
-                commit_limit_mb=meminfo["CommitLimit"] // kb,
-                max_memory_mb=published.max_memory_mb if published else 0,
-                assigned_mb=actual_mb + self._plugged_mb,
-                ballooned_mb=vm.spec.base_mb - actual_mb,
-                cached_mb=meminfo.get("Cached", 0) // kb,
-                anon_mb=meminfo.get("AnonPages", 0) // kb,
-            )
+            self._actual_mb = actual_mb
+            self._real = self._make_view(vm, meminfo)
+
+    def _make_view(self, vm: QemuVm, meminfo: Mapping[str, int]) -> GuestView:
+        published, kb = self._published, 1024
+        return GuestView(
+            os_name="linux",
+            total_mb=meminfo["MemTotal"] // kb,
+            available_mb=meminfo["MemAvailable"] // kb,
+            free_mb=meminfo["MemFree"] // kb,
+            committed_mb=meminfo["Committed_AS"] // kb,
+            commit_limit_mb=meminfo["CommitLimit"] // kb,
+            max_memory_mb=published.max_memory_mb if published else 0,
+            assigned_mb=self._actual_mb + self._plugged_mb,
+            ballooned_mb=vm.spec.base_mb - self._actual_mb,
+            cached_mb=meminfo.get("Cached", 0) // kb,
+            anon_mb=meminfo.get("AnonPages", 0) // kb,
+        )
 
     def committed_mb(self) -> int:
         """The guest kernel's Committed_AS (the profile's idle figure until it has booted)."""
@@ -279,9 +310,20 @@ class QemuGuest:
 
     @property
     def view(self) -> GuestView | None:
-        """What the guest kernel shows its programs (the host's model until it is up)."""
+        """What the guest kernel shows its programs (the host's model until it is up), read
+        from the guest now: a sample must never be older than what the app itself read."""
         with self._lock:
-            return self._real if self._real is not None else self._published
+            vm, cached = self._vm, self._real if self._real is not None else self._published
+            live = vm is not None and self._real is not None and self._state is GuestState.RUNNING
+        if vm is None or not live:
+            return cached
+        try:
+            answer = vm.agent.request("memory", LIVE_READ_WAIT, since=1 << 30)
+        except QemuError:
+            return cached  # busy or going away: the last reading
+        meminfo = {str(k): int(v) for k, v in answer["meminfo"].items()}
+        with self._lock:
+            return self._make_view(vm, meminfo)
 
     @property
     def synthetic_mb(self) -> int:

@@ -133,11 +133,18 @@ def test_hot_add_seen_by_meminfo_sysconf_and_node(host: EmulatedHost) -> None:
         vm = guest.vm
         assert vm is not None and vm.qmp.plugged_mb() > 0
         wait_until(lambda: meminfo_mb(guest)["MemTotal"] - before["meminfo"] >= 250, 10, "MemTotal")
-        after = runtimes_total_mb(guest)
+        # The model may still be adding: take readings once all readers agree (one block).
+        seen: list[dict[str, int]] = []
+        wait_until(
+            lambda: seen.append(runtimes_total_mb(guest))
+            or max(seen[-1].values()) - min(seen[-1].values()) <= 2,
+            60,
+            "meminfo, sysconf and Node agreeing",
+        )
+        after = seen[-1]
         print(json.dumps({"before": before, "after": after}))
         for reader, total in after.items():
             assert total - before[reader] >= 250, (reader, before, after)
-            assert abs(total - after["meminfo"]) <= 2, (reader, after)
         assert hog.running
     finally:
         driver.stop()
@@ -149,13 +156,14 @@ def test_balloon_removal_lowers_memtotal(host: EmulatedHost) -> None:
     try:
         start_total = meminfo_mb(guest)["MemTotal"]
         # Idle: the model balloons the VM down towards its minimum, through virtio-balloon.
+        # (idle demand: the idle OS's commit plus the balloon floor, §5.3, and the buffer)
         wait_until(
-            lambda: guest.view is not None and guest.view.assigned_mb <= 600, 60, "balloon removal"
+            lambda: guest.view is not None and guest.view.assigned_mb <= 750, 60, "balloon removal"
         )
-        wait_until(lambda: meminfo_mb(guest)["MemTotal"] <= start_total - 350, 20, "MemTotal drop")
+        wait_until(lambda: meminfo_mb(guest)["MemTotal"] <= start_total - 250, 20, "MemTotal drop")
         view = guest.view
-        assert view is not None and view.ballooned_mb >= 350
-        assert view.total_mb <= start_total - 350
+        assert view is not None and view.ballooned_mb >= 250
+        assert view.total_mb <= start_total - 250
         # Host and guest agree on how much the VM has (QMP's figure), within a tick's step.
         record = host.get_vm(host.find_vms("real-kernel")[0].id)
         assert abs(record.memory_assigned // (1 << 20) - view.assigned_mb) <= 130

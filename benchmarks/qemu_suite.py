@@ -13,6 +13,7 @@ process as the baseline. Times are from the QMP request until the guest's own /p
 from __future__ import annotations
 
 import argparse
+import os
 import statistics
 import subprocess
 import sys
@@ -26,7 +27,7 @@ from harness.emulator.guestview import LinuxProfile  # noqa: E402
 from harness.emulator.qemu.guest import QemuGuest  # noqa: E402
 from harness.emulator.qemu.launcher import available  # noqa: E402
 
-TARGETS = {"boot": 7.0, "hot-add": 0.3, "balloon": 1.5, "rss": 550.0}
+TARGETS = {"boot": 7.0, "ready": 7.0, "hot-add": 0.3, "balloon": 1.5, "rss": 550.0}
 
 
 def one_vm() -> dict[str, float]:
@@ -36,7 +37,8 @@ def one_vm() -> dict[str, float]:
     started = time.perf_counter()
     guest.publish(LinuxProfile().view(250, 1024, 1024, 2048))
     vm = guest.wait_booted()
-    boot = time.perf_counter() - started
+    boot = vm.boot_seconds  # QEMU launch to the agent's first reply (the definition)
+    ready = time.perf_counter() - started  # image check, launch, boot, idle-OS commit
     guest.ready()
     try:
         time.sleep(1.0)  # let the boot's page faults settle before measuring RSS
@@ -48,7 +50,7 @@ def one_vm() -> dict[str, float]:
         ballooned = guest.wait_memtotal(lambda total: total <= base + 12, 30)
     finally:
         guest.power_off()
-    return {"boot": boot, "hot-add": added, "balloon": ballooned, "rss": rss}
+    return {"boot": boot, "ready": ready, "hot-add": added, "balloon": ballooned, "rss": rss}
 
 
 def suite(backend: str, workers: int) -> tuple[float, str]:
@@ -77,9 +79,11 @@ def main() -> int:
     if missing is not None:
         print(f"QEMU backend unavailable: {missing}")
         return 2
-    print(f"real-kernel guests: {args.rounds} idle 1 GB guests (maximum 2 GB)")
+    print(
+        f"real-kernel guests: {args.rounds} idle 1 GB guests (maximum 2 GB); load {os.getloadavg()[0]:.1f}"
+    )
     runs = [one_vm() for _ in range(args.rounds)]
-    units = {"boot": "s", "hot-add": "s", "balloon": "s", "rss": "MB"}
+    units = {"boot": "s", "ready": "s", "hot-add": "s", "balloon": "s", "rss": "MB"}
     for name, target in TARGETS.items():
         values = [r[name] for r in runs]
         median = statistics.median(values)

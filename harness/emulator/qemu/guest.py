@@ -16,12 +16,11 @@ import concurrent.futures
 import contextlib
 import logging
 import os
-import re
 import signal
 import threading
 import time
 from collections.abc import Callable, Mapping, Sequence
-from pathlib import Path, PurePosixPath, PureWindowsPath
+from pathlib import Path, PurePosixPath
 
 from harness.emulator.errors import GuestError
 from harness.emulator.guest import GuestState
@@ -29,6 +28,7 @@ from harness.emulator.guestmem import OOM_KILL, GuestMemoryEvent
 from harness.emulator.guestview import GuestProfile, GuestView
 from harness.emulator.qemu.errors import QemuError, QemuUnsupportedError
 from harness.emulator.qemu.launcher import BLOCK_MB, GUEST_SCRATCH, QemuVm, VmSpec
+from harness.emulator.qemu.paths import scratch_parts
 from harness.emulator.qemu.process import GuestProgram, not_found
 from harness.errors import SettingError
 
@@ -362,33 +362,7 @@ class QemuGuest:
         laid out as the process backend lays out its guest directory (relative paths at its
         root, 'C:\\x' under C/); absolute Linux paths elsewhere are the guest's read-only
         shares."""
-        return self.directory.joinpath(*self._scratch_parts(guest_path))
-
-    def _scratch_parts(self, guest_path: str) -> list[str]:
-        text = str(guest_path)
-        if "\\" in text or re.match(r"^[A-Za-z]:", text):
-            win = PureWindowsPath(text)
-            parts = list(win.parts[1:] if win.anchor else win.parts)
-            if win.drive:
-                parts.insert(0, win.drive.rstrip(":"))
-        else:
-            pure = PurePosixPath(text)
-            if pure.is_absolute():
-                try:
-                    pure = pure.relative_to(GUEST_SCRATCH)
-                except ValueError:
-                    raise GuestError(
-                        f"The path '{guest_path}' is read-only in this guest: only"
-                        f" {GUEST_SCRATCH} and relative paths are writable.",
-                        target=text, category="PermissionDenied", error_id="ReadOnlyPath",
-                    ) from None  # fmt: skip
-            parts = list(pure.parts)
-        if ".." in parts:
-            raise GuestError(
-                f"The path '{guest_path}' leaves the guest's file system.",
-                target=text, category="InvalidArgument", error_id="InvalidParameter",
-            )  # fmt: skip
-        return parts
+        return self.directory.joinpath(*scratch_parts(guest_path))
 
     def _guest_cwd(self, cwd: str | None) -> str:
         """The working directory in the guest: a shared absolute Linux path as it is, any
@@ -396,7 +370,7 @@ class QemuGuest:
         posix = PurePosixPath(cwd or ".")
         if cwd and posix.is_absolute() and not posix.is_relative_to(GUEST_SCRATCH):
             return cwd
-        parts = self._scratch_parts(cwd) if cwd else []
+        parts = scratch_parts(cwd) if cwd else []
         self.directory.joinpath(*parts).mkdir(parents=True, exist_ok=True)
         return str(PurePosixPath(GUEST_SCRATCH, *parts))
 

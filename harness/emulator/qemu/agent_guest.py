@@ -99,6 +99,7 @@ class Agent:
                 cwd=request.get("cwd") or None,
                 env=_env(request.get("env")),
                 start_new_session=True,
+                preexec_fn=_child_setup,
             )
         except OSError as exc:
             return {"rc": 127, "stdout": "", "stderr": f"{argv[0]}: {exc.strerror}\n"}
@@ -136,6 +137,7 @@ class Agent:
                     cwd=cwd,
                     env=_env(request.get("env")),
                     start_new_session=True,
+                    preexec_fn=_child_setup,
                 )
             finally:
                 if err is not out:
@@ -230,6 +232,16 @@ class Agent:
                         )
 
 
+def _oom_score_adj(value: int) -> None:
+    with contextlib.suppress(OSError), open("/proc/self/oom_score_adj", "w") as adj:
+        adj.write(str(value))
+
+
+def _child_setup() -> None:
+    """Programs the agent starts are the OOM killer's fair game again (the agent is not)."""
+    _oom_score_adj(0)
+
+
 def _env(extra: Any) -> dict[str, str]:
     env = dict(os.environ)
     if isinstance(extra, dict):
@@ -284,4 +296,7 @@ def _committed(pid: int) -> int:
 
 
 if __name__ == "__main__":
+    # Like a guest agent service (OOMScoreAdjust=-1000): the kernel's OOM killer takes the
+    # apps, never the channel that reports what it did (init powers off when the agent ends).
+    _oom_score_adj(-1000)
     Agent(sys.argv[1]).serve()

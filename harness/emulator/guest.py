@@ -103,6 +103,12 @@ class EmulatedGuest:
     def os_name(self) -> str:
         return self.profile.os_name
 
+    @property
+    def booted(self) -> bool:
+        """Its OS is up once the host's boot time has passed (a QEMU guest's: once its agent
+        answers); the host finishes the boot only then."""
+        return True
+
     def boot(self) -> None:
         with self._lock:
             self._state = GuestState.BOOTING

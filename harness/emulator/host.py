@@ -20,6 +20,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
 from pathlib import Path, PureWindowsPath
+from typing import cast
 
 from harness.emulator.balancer import (
     Balancer,
@@ -262,7 +263,9 @@ class EmulatedHost:
         linux_profile: GuestProfile | None = None,
         disks: Mapping[str, str] | None = None,
         switches: tuple[str, ...] = ("dmh-switch",),
+        guest_backend: str = "process",
     ) -> None:
+        self.guest_backend = _check_backend(guest_backend)
         self.total_memory = parse_size(total_memory, "total_memory")
         self.reserve = (
             default_reserve(self.total_memory)
@@ -400,7 +403,12 @@ class EmulatedHost:
         )
         self._check_settings(name, vm_id, settings, generation, ("startup",), creating=True)
         with self._lock:
-            guest = EmulatedGuest(name, profile or self._profiles[os_name], self._root / str(vm_id))
+            chosen = profile or self._profiles[os_name]
+            guest = (
+                _qemu_guest(name, chosen)
+                if self.guest_backend == "qemu" and chosen.os_name == "linux"
+                else EmulatedGuest(name, chosen, self._root / str(vm_id))
+            )
             if switch and switch.casefold() not in (s.casefold() for s in self.switches):
                 raise ObjectNotFoundError(
                     f'Hyper-V was unable to find a virtual switch with name "{switch}".',
@@ -821,7 +829,12 @@ class EmulatedHost:
         if now is None:
             now = self.clock()
         for vm in self._vms.values():
-            if vm.booting and now >= vm.boot_done_at and vm.state is VMState.Running:
+            if (
+                vm.booting
+                and now >= vm.boot_done_at
+                and vm.state is VMState.Running
+                and vm.guest.booted
+            ):
                 vm.booting = False
                 vm.guest.ready()
         return now
@@ -956,6 +969,23 @@ def _heartbeat(state: VMState, booting: bool) -> Heartbeat | None:
 
 def _disk_key(path: str) -> str:
     return path.replace("/", "\\").casefold()
+
+
+GUEST_BACKENDS = ("process", "qemu")
+
+
+def _check_backend(backend: str) -> str:
+    if backend not in GUEST_BACKENDS:
+        raise SettingError("guest_backend", backend, "must be 'process' or 'qemu'")
+    return backend
+
+
+def _qemu_guest(name: str, profile: GuestProfile) -> EmulatedGuest:
+    """A Linux guest that is a real QEMU VM (harness/emulator/qemu); it has the face of an
+    EmulatedGuest that the host drives, hence the cast."""
+    from harness.emulator.qemu.guest import QemuGuest
+
+    return cast(EmulatedGuest, QemuGuest(name, profile))
 
 
 def _check_os(os_name: str) -> str:

@@ -8,6 +8,7 @@ emulator never imports the client.
 from __future__ import annotations
 
 import logging
+import os
 import secrets
 import threading
 import uuid
@@ -17,6 +18,7 @@ from harness.emulator.balancer import Timings
 from harness.emulator.cmdlets import TEMPLATE_DIR, GuestEndpoint, HyperVHandler
 from harness.emulator.errors import GuestError
 from harness.emulator.host import EmulatedHost, HostDriver, VmRecord
+from harness.emulator.qemu.errors import QemuError
 from harness.emulator.server import EmulatorServer
 from harness.emulator.ssh import GuestSSH, SSHEndpoint
 from harness.emulator.wmi import ServedWith, WmiProvider
@@ -25,11 +27,25 @@ from harness.settings import HostVersion
 log = logging.getLogger(__name__)
 
 GUEST_OS = ("windows", "linux")
+ENV_GUEST_BACKEND = "DMH_GUEST_BACKEND"
 
 
 def template_path(guest_os: str) -> str:
     """The emulated host's template disk for a guest OS (a template's OS is what it holds)."""
     return f"{TEMPLATE_DIR}\\{guest_os}.vhdx"
+
+
+def _guest_backend(chosen: str | None) -> str:
+    """process (the default) or qemu: Linux guests as real QEMU VMs; from DMH_GUEST_BACKEND
+    when not given. qemu fails here, clearly, if this machine cannot run it."""
+    backend = chosen or os.environ.get(ENV_GUEST_BACKEND) or "process"
+    if backend == "qemu":
+        from harness.emulator.qemu.launcher import available
+
+        missing = available()
+        if missing is not None:
+            raise QemuError(f"--dm-guest-backend qemu: {missing}", stage="setup")
+    return backend
 
 
 class EmbeddedEmulator:
@@ -52,6 +68,7 @@ class EmbeddedEmulator:
         keyfile: str | None = None,
         guest_username: str = "guest",
         guest_password: str | None = None,
+        guest_backend: str | None = None,
     ) -> None:
         if isinstance(timings, str):
             timings = Timings.realistic() if timings == "realistic" else Timings.fast()
@@ -62,6 +79,7 @@ class EmbeddedEmulator:
             guest_os=guest_os,
             timings=timings,
             disks={template_path(os_name): os_name for os_name in GUEST_OS},
+            guest_backend=_guest_backend(guest_backend),
         )
         self.username = username
         self.password = password or secrets.token_urlsafe(18)

@@ -22,6 +22,7 @@ from harness.timeline import MEMORY_EVENT_KINDS, Event, HostSample, Sample
 Outcome = Literal["passed", "failed", "broken", "skipped"]
 OUTCOMES: tuple[Outcome, ...] = get_args(Outcome)
 
+EMULATOR_CAVEAT = "on the embedded emulator — not a certification on Hyper-V"
 RECORD_VERSION = 1
 RECORD_PREFIX = "record-"
 

@@ -62,7 +62,7 @@ def tool_argv(command: str) -> list[str]:
 @pytest.fixture
 def guest_os(pytestconfig: pytest.Config) -> str:
     """One guest profile is enough: the tool reads the host, not the guest."""
-    from fixtures import options
+    from harness.fixtures import options
 
     chosen = options.get(pytestconfig, "dm_guest_os")
     return "windows" if chosen == "both" else chosen
@@ -109,7 +109,7 @@ def start_tool(dm_host, host_truth: HostTruth, request: pytest.FixtureRequest): 
 
 def _label_record(request: pytest.FixtureRequest, command: str) -> None:
     """The result record names the tool where app certification names the app."""
-    from fixtures.state import data_of
+    from harness.fixtures.state import data_of
 
     data_of(request.node).app = f"tool: {command}"
 

@@ -8,7 +8,7 @@ passes, one fails (an expectation), one is broken (a lever that cannot move memo
 through an environment variable, so the trend shows it changing.
 
 The runs are plain subprocesses made once per module (pytester is function-scoped and each
-run costs seconds); like pytester they load the plugin with `-p fixtures.plugin`.
+run costs seconds); like pytester they load the plugin with `-p harness.fixtures.plugin`.
 
 JUnit: pytest's junitxml knows only a call-phase <failure> and a setup/teardown <error>, so
 a test broken in its body (the lever here) is a <failure>, one broken at setup an <error>.

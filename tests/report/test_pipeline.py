@@ -227,8 +227,10 @@ def test_the_header_shows_the_resolved_settings(pipeline: Pipeline) -> None:
         output,
         re.M,
     ), output[:2000]
-    assert re.search(r"^  guest profiles: both$", output, re.M), output[:2000]
-    assert re.search(r"^  app: cache_good.py \(reference app\)$", output, re.M), output[:2000]
+    assert re.search(r"^  guest profiles: both \(default\)$", output, re.M), output[:2000]
+    assert re.search(
+        r"^  app: cache_good.py \(reference app\) \(default\)$", output, re.M
+    ), output[:2000]
 
 
 @pytest.mark.parametrize("run", ["first", "second"])

@@ -386,6 +386,13 @@ def test_allure_attachments_are_valid_files(pipeline: Pipeline, run: str) -> Non
         assert '"metric": "total_mb"' in output.read_text(encoding="utf-8"), name
 
 
+@pytest.mark.parametrize("run", ["first", "second"])
+def test_plot_and_timeline_files_have_no_trailing_underscores(pipeline: Pipeline, run: str) -> None:
+    files = [p for p in getattr(pipeline, run).out.rglob("*") if p.suffix in (".png", ".svg", ".jsonl", ".csv")]
+    assert len(files) >= 6
+    assert not [p.name for p in files if p.stem.endswith(("_", "-"))]
+
+
 def test_vm_name_and_measured_values_are_kept_out_of_the_history_id(pipeline: Pipeline) -> None:
     first, second = pipeline.first.results(), pipeline.second.results()
     measured = [

@@ -1,3 +1,3 @@
 """Loads the DM Harness pytest plugin from the checkout (see README: run from the repo)."""
 
-pytest_plugins = ["fixtures.plugin"]
+pytest_plugins = ["harness.fixtures.plugin"]

@@ -1,6 +1,6 @@
 """`dmh`: run the certification suites, serve the emulator, build reports, check a host.
 
-dmh certify [--dm-host URL] [--app CMD] [-n N] [--history DIR] [-- pytest args]
+dmh certify [--dm-host URL] [--app CMD | --tool CMD] [-n N] [--history DIR] [-- pytest args]
 dmh emulator serve [--host 127.0.0.1] [--port 5985] [--tls] ...
 dmh report [--out reports/out] [--history DIR]
 dmh doctor --dm-host URL [--vm NAME --guest-os linux|windows]
@@ -61,6 +61,11 @@ def _parser() -> argparse.ArgumentParser:
         "--dm-host", default=None, help="Hyper-V host URL (default: the embedded emulator)"
     )
     certify.add_argument("--app", default=None, help="command line of the app under test")
+    certify.add_argument(
+        "--tool",
+        default=None,
+        help="command line of a management tool to certify (runs the management-tool suite only)",
+    )
     certify.add_argument(
         "-n", "--workers", default="2", help="pytest-xdist workers (default 2; 0 = none)"
     )
@@ -128,18 +133,30 @@ def _parser() -> argparse.ArgumentParser:
 # -- certify -------------------------------------------------------------------------------
 
 
+TOOL_SUITE = "test_management_tools.py"
+INI_FILES = ("pytest.ini", ".pytest.ini", "pyproject.toml", "tox.ini", "setup.cfg")
+
+
+def suites_dir() -> Path:
+    """The suites: the checkout's suites/ when run from it, else the installed package's
+    (an ISV runs `dmh certify` from their own repository)."""
+    if Path("suites").is_dir() and Path("conftest.py").is_file():
+        return Path("suites")
+    import importlib.util
+
+    spec = importlib.util.find_spec("harness.suites")
+    if spec is None or spec.origin is None:
+        raise HarnessError("dmh certify: the suites (harness.suites) are not installed")
+    return Path(spec.origin).resolve().parent
+
+
 def _certify(args: argparse.Namespace) -> int:
-    suites = Path("suites")
-    if not (suites.is_dir() and Path("conftest.py").is_file()):
-        print(
-            "dmh certify runs from the DM Harness checkout (suites/ and conftest.py)",
-            file=sys.stderr,
-        )
-        return 3
+    suites = suites_dir()
+    target = suites / TOOL_SUITE if args.tool else suites
     out: Path = args.out
     out.mkdir(parents=True, exist_ok=True)
     command = [
-        sys.executable, "-m", "pytest", str(suites), "-p", "no:cacheprovider",
+        sys.executable, "-m", "pytest", str(target), "-p", "no:cacheprovider",
         f"--junitxml={out / 'junit.xml'}",
         f"--alluredir={args.allure_dir}", "--clean-alluredir",
         f"--dm-report-dir={out}",
@@ -150,6 +167,12 @@ def _certify(args: argparse.Namespace) -> int:
         command.append(f"--dm-host={args.dm_host}")
     if args.app:
         command.append(f"--dm-app={args.app}")
+    if args.tool:
+        command.append(f"--dm-tool={args.tool}")
+    ini = next((Path(name) for name in INI_FILES if Path(name).is_file()), None)
+    if suites.is_absolute():
+        # Installed suites: the settings and paths are those of the directory run from.
+        command += [f"--rootdir={Path.cwd()}"] + ([f"-c={ini}"] if ini else [])
     if args.history:
         command.append(f"--dm-history-dir={args.history}")
     command += list(args.pytest_args)
@@ -197,6 +220,8 @@ def _print_verdict(out: Path, allure_dir: Path | None) -> int:
         f"broken {totals['broken']}  skipped {totals['skipped']}"
     )
     print(f"VERDICT: {verdict['status'].upper()}")
+    if verdict.get("where"):
+        print(f"  ({verdict['where']})")
     for reason in verdict.get("reasons", []):
         print(f"  - {reason}")
     return EXIT.get(verdict["status"], 1)

@@ -3,6 +3,8 @@
 Hosts react in seconds, not at once (reference §0, §3.1), so the harness waits on conditions,
 never on fixed sleeps. `wait_until` polls a condition and raises DeadlineError naming what it
 waited for; `Deadline` is the moment a wait gives up, for loops that need more than that.
+A wait longer than HEARTBEAT_S reports what it waits for every HEARTBEAT_S to a progress
+callback (the one given, else the one `set_heartbeat` installed: the plugin's, on the console).
 """
 
 from __future__ import annotations
@@ -17,6 +19,17 @@ from harness.errors import DeadlineError, SettingError
 T = TypeVar("T")
 
 Clock = Callable[[], float]
+Progress = Callable[[str, float], None]  # (what is awaited, seconds waited so far)
+
+HEARTBEAT_S = 10.0
+_heartbeat: Progress | None = None
+
+
+def set_heartbeat(progress: Progress | None) -> Progress | None:
+    """Install the progress callback long waits report to; returns the one it replaces."""
+    global _heartbeat
+    previous, _heartbeat = _heartbeat, progress
+    return previous
 
 _GROWTH = 1.5  # how much a backing-off poll stretches its interval each round
 
@@ -62,21 +75,29 @@ def wait_until(
     interval: float = 0.05,
     max_interval: float | None = None,
     detail: Callable[[], str] | None = None,
+    progress: Progress | None = None,
 ) -> T:
     """Call `condition` until it returns something truthy, and return that value.
 
     It is called once more when the deadline has passed, then DeadlineError says what was
     awaited, for how long, and `detail()` (the state last seen) when given. With `max_interval`
     the interval between calls grows up to it (for conditions that cost a host round trip).
+    Every HEARTBEAT_S of waiting, `progress` (or the installed heartbeat) hears `what`.
     """
     deadline = timeout if isinstance(timeout, Deadline) else Deadline(timeout)
     if not interval > 0:
         raise SettingError("interval", interval, "must be a positive number of seconds")
     delay = interval
+    started = time.monotonic()
+    beat = started + HEARTBEAT_S
     while True:
         value = condition()
         if value:
             return value
+        report = progress or _heartbeat
+        if report is not None and time.monotonic() >= beat:
+            report(what, time.monotonic() - started)
+            beat += HEARTBEAT_S
         if deadline.expired:
             seen = detail() if detail is not None else ""
             raise DeadlineError(

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 
 import pytest
@@ -39,8 +38,11 @@ TOOL_SUITE = "test_management_tools.py"
 
 def pytest_ignore_collect(collection_path: Path, config: pytest.Config) -> bool | None:
     """The management-tool suite certifies a tool, not an app: it runs when a tool is chosen
-    (DMH_TOOL) or when its file is named; `pytest suites` alone certifies the app."""
-    if collection_path.name != TOOL_SUITE or os.environ.get("DMH_TOOL"):
+    (`--dm-tool`, env DMH_TOOL, ini dm_tool) or when its file is named; `pytest suites` alone
+    certifies the app."""
+    from harness.fixtures import options
+
+    if collection_path.name != TOOL_SUITE or options.get(config, "dm_tool"):
         return None
     named = any(Path(arg.split("::")[0]).name == TOOL_SUITE for arg in config.args)
     return None if named else True

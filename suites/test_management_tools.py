@@ -1,6 +1,7 @@
 """Management-tool certification: does a host-side tool report Dynamic Memory right?
 
-The tool under test (DMH_TOOL, default the good reference WMI tool) runs on the controller
+The tool under test (`--dm-tool`, ini dm_tool, env DMH_TOOL; default the good reference WMI
+tool) runs on the controller
 with the contract's environment (README "Certify a management tool"), discovers VMs itself
 and prints JSON lines `{"vm", "metric", "value"}`. While DM VMs run, hot-add, balloon,
 change settings at runtime, and come and go, each metric must match what the host shows
@@ -47,13 +48,20 @@ STATIC = MemorySettings.build(dynamic=False, startup="768MB", priority=30)
 
 
 def tool_command(config: pytest.Config) -> str:
-    return os.environ.get("DMH_TOOL") or DEFAULT_TOOL
+    """The tool under test: `--dm-tool` (or DMH_TOOL, or ini dm_tool), else the reference."""
+    from harness.fixtures import options
+
+    return options.get(config, "dm_tool") or DEFAULT_TOOL
 
 
 def tool_argv(command: str) -> list[str]:
-    """A reference tool's file name runs from suites/tools with this Python."""
+    """A reference tool's file name runs from suites/tools with this Python; a command that
+    starts with `python` or `python3` runs with this Python too (the harness's interpreter,
+    whose packages the reference tools use, whatever `python` is on PATH)."""
     argv = shlex.split(command)
-    if argv and argv[0].endswith(".py"):
+    if argv and argv[0] in ("python", "python3"):
+        argv = [sys.executable, *argv[1:]]
+    elif argv and argv[0].endswith(".py"):
         script = argv[0] if os.sep in argv[0] else str(TOOLS_DIR / argv[0])
         argv = [sys.executable, script, *argv[1:]]
     return argv
@@ -62,7 +70,7 @@ def tool_argv(command: str) -> list[str]:
 @pytest.fixture
 def guest_os(pytestconfig: pytest.Config) -> str:
     """One guest profile is enough: the tool reads the host, not the guest."""
-    from fixtures import options
+    from harness.fixtures import options
 
     chosen = options.get(pytestconfig, "dm_guest_os")
     return "windows" if chosen == "both" else chosen
@@ -109,7 +117,7 @@ def start_tool(dm_host, host_truth: HostTruth, request: pytest.FixtureRequest): 
 
 def _label_record(request: pytest.FixtureRequest, command: str) -> None:
     """The result record names the tool where app certification names the app."""
-    from fixtures.state import data_of
+    from harness.fixtures.state import data_of
 
     data_of(request.node).app = f"tool: {command}"
 

@@ -21,17 +21,17 @@ from typing import Any
 
 import pytest
 
-from fixtures.wiring import emulator_guest_credentials, emulator_target
 from harness.emulator.cmdlets import HyperVHandler
 from harness.emulator.psrp import Command, PipelineOutput
 from harness.emulator.server import EmulatorServer
 from harness.emulator.service import EmbeddedEmulator
 from harness.emulator.wmi import ServedWith
+from harness.fixtures.wiring import emulator_guest_credentials, emulator_target
 from harness.hyperv.guest import GuestCredentials
 from harness.hyperv.session import HostSession
 
 REPO = Path(__file__).resolve().parents[1]
-PLUGIN_ARGS = ("-p", "fixtures.plugin", "-p", "no:cacheprovider", "--strict-markers")
+PLUGIN_ARGS = ("-p", "harness.fixtures.plugin", "-p", "no:cacheprovider", "--strict-markers")
 _SCRIPT_NAME = re.compile(r"^#\s*dmh-script:\s*([a-z0-9-]+)\s*$", re.MULTILINE)
 
 

@@ -1,6 +1,11 @@
-"""Run-wide Allure files (environment, categories, executor), written once by the controller.
+"""Run-wide Allure files (environment, categories, executor), written once by the controller,
+and the Allure 3 configuration shipped next to the categories (`reports/allurerc.json`).
 
-Categories separate product defects (`ExpectationFailed`) from infrastructure problems.
+Categories separate product defects (`ExpectationFailed`) from infrastructure problems, and
+group product defects by the behaviour that failed (survive, track, grow, release, bounded),
+never by message text, whose numbers differ in every run. Allure 2 matches categories on the
+message only, so its categories match the expectation's name (the words before the first
+colon of a line); Allure 3 groups by the `expectation` label the plugin sets.
 """
 
 from __future__ import annotations
@@ -8,6 +13,7 @@ from __future__ import annotations
 import json
 import os
 import platform
+import re
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -21,17 +27,72 @@ EMBEDDED_EMULATOR = "embedded emulator"
 REPORT_URL_VARIABLE = "DMH_REPORT_URL"  # where the published report will live, if known
 
 
+EXPECTATION_LABEL = "expectation"  # one per behaviour that failed, on the test's result
+
+
+@dataclass(frozen=True)
+class Behaviour:
+    """A behaviour an app can be certified on, and the words its expectations are named by."""
+
+    key: str
+    title: str
+    words: str  # a regular expression over the expectation's name (Java and Python alike)
+
+
+BEHAVIOURS = (
+    Behaviour("survive", "the app did not survive", r"surviv|exit|crash|killed|signal"),
+    Behaviour("track", "the app's view does not track the guest", r"track|stale|view"),
+    Behaviour("grow", "the app did not grow into added memory", r"grow"),
+    Behaviour("release", "the app did not release memory", r"releas|give"),
+    Behaviour("bounded", "the app or the VM left its bounds", r"within|bound|exceed|outside"),
+)
+
+
+def behaviour_of(expectation: str) -> str | None:
+    """The behaviour an expectation checks, from its name ("app releases memory after …" →
+    "release": the word that comes first, as the name starts with what it checks); None for
+    an expectation outside the five."""
+    found = [
+        (match.start(), behaviour.key)
+        for behaviour in BEHAVIOURS
+        if (match := re.search(rf"(?i)\b(?:{behaviour.words})", expectation))
+    ]
+    return min(found)[1] if found else None
+
+
 def _names(*classes: str) -> str:
     # Allure matches the whole message with Java's Pattern.matches; (?s) lets .* span lines.
     return r"(?s).*\b(" + "|".join(classes) + r")\b.*"
 
 
-# Allure puts a result in every category it matches; these are disjoint by status and class.
+_FAILED = r"(?=.*\bExpectationFailed\b)"
+# A line naming an expectation: an optional exception prefix, then the name up to its colon.
+_NAME_LINE = r"(?:.*\n)?(?:[\w.]*ExpectationFailed: )?[^\n:]*\b(?i:{words})[^\n:]*:"
+
+
+def _expectation_named(words: str) -> str:
+    return rf"(?s){_FAILED}{_NAME_LINE.format(words=words)}.*"
+
+
+def _expectation_not_named(words: str) -> str:
+    return rf"(?s){_FAILED}(?!{_NAME_LINE.format(words=words)}).*"
+
+
+# Allure 2 puts a result in every category it matches: a test that failed two behaviours is
+# in both; broken categories are disjoint by class.
 CATEGORIES: tuple[Mapping[str, Any], ...] = (
+    *(
+        {
+            "name": f"Product defects: {behaviour.title}",
+            "matchedStatuses": ["failed"],
+            "messageRegex": _expectation_named(behaviour.words),
+        }
+        for behaviour in BEHAVIOURS
+    ),
     {
-        "name": "Product defects: the app misbehaved under Dynamic Memory",
+        "name": "Product defects: another expectation failed",
         "matchedStatuses": ["failed"],
-        "messageRegex": _names("ExpectationFailed"),
+        "messageRegex": _expectation_not_named("|".join(b.words for b in BEHAVIOURS)),
     },
     {
         "name": "Infrastructure: host unreachable or credentials refused",
@@ -70,6 +131,58 @@ CATEGORIES: tuple[Mapping[str, Any], ...] = (
         "messageRegex": _names("ConfigError", "SettingError", "RuntimeChangeError"),
     },
 )
+
+
+def allure3_config() -> dict[str, Any]:
+    """The Allure 3 configuration (`reports/allurerc.json`): Allure 3 reads categories and
+    history from its config file, not from categories.json or a carried history/ folder.
+    Product defects are grouped by the `expectation` label, infrastructure by its class;
+    never by message text. Paths are relative to where `allure` runs (the checkout)."""
+    broken = [c for c in CATEGORIES if c["matchedStatuses"] == ["broken"]]
+    rules: list[dict[str, Any]] = [
+        {
+            "id": "dm-product-defects",
+            "name": "Product defects: the app misbehaved under Dynamic Memory",
+            "matchers": {"statuses": ["failed"]},
+            "groupBy": [{"label": EXPECTATION_LABEL}, {"label": "guest_os"}],
+            "groupByMessage": False,
+            "expand": True,
+        }
+    ]
+    for category in broken:
+        # JavaScript has no (?s) flag and searches rather than matching the whole message:
+        # the class names alone, between word boundaries.
+        classes = re.search(r"\\b\((.*)\)\\b", str(category["messageRegex"]))
+        assert classes is not None, category
+        rules.append(
+            {
+                "name": category["name"],
+                "matchers": {"statuses": ["broken"], "message": rf"\b({classes.group(1)})\b"},
+                "groupBy": [{"label": "guest_os"}],
+                "groupByMessage": False,
+            }
+        )
+    return {
+        "name": "DM Harness certification",
+        "output": "reports/allure-report",
+        "historyPath": "reports/allure-history.jsonl",
+        "appendHistory": True,
+        "categories": {"rules": rules},
+        "plugins": {
+            "awesome": {
+                "options": {
+                    "reportName": "DM Harness certification",
+                    "groupBy": ["epic", "feature", "story"],
+                }
+            }
+        },
+    }
+
+
+def write_allure3_config(path: Path) -> Path:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(allure3_config(), indent=2) + "\n", encoding="utf-8")
+    return path
 
 
 @dataclass(frozen=True)

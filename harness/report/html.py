@@ -15,7 +15,15 @@ from datetime import datetime
 from pathlib import Path
 
 from harness.report.history import Trend
-from harness.report.model import OUTCOMES, ExpectationResult, KeyFigures, TestRecord, TimelineView
+from harness.report.model import (
+    OUTCOMES,
+    ExpectationResult,
+    KeyFigures,
+    TestRecord,
+    TimelineView,
+    tools_of,
+    where_it_ran,
+)
 from harness.report.page import CSS, PAGE
 from harness.report.summary import BROKEN_MEANING, Summary, iso
 from harness.timeline import Event, Sample
@@ -65,6 +73,9 @@ def render_html(
     title = "DM Harness certification report"
     subject = ", ".join(run.apps) or "app under test"
     nav = [("verdict", "Verdict"), ("matrix", "Matrix")]
+    tools = tools_of(run.apps)
+    if tools:
+        nav.append(("tool", "Management tool"))
     if trend is not None:
         nav.append(("trend", "Trend"))
     nav += [("tests", "Scenarios"), ("environment", "Environment")]
@@ -84,6 +95,7 @@ def render_html(
             "<main>",
             _verdict(summary),
             _matrix(summary.tests),
+            _tool(tools, summary.tests) if tools else "",
             _trend(trend, trend_png) if trend is not None else "",
             '<section id="tests"><h2>Scenarios</h2>',
             *(_test(s) for s in sections),
@@ -113,10 +125,30 @@ def _verdict(summary: Summary) -> str:
         f'<section id="verdict" class="verdict {css}">'
         f'<div class="verdict-label">Verdict</div>'
         f'<div class="verdict-status">{_e(verdict.headline)}</div>'
+        f'<div class="verdict-where">{_e(where_it_ran(summary.run.hosts))}</div>'
         f'<ul class="reasons">{reasons}</ul>'
         f'<div class="chips"><span class="chip total">{totals.tests} tests</span>{chips}'
         f'<span class="muted small">{_e(rate_text)}</span></div>'
         "</section>"
+    )
+
+
+def _tool(tools: Sequence[str], records: Sequence[TestRecord]) -> str:
+    """The management tool under test: its command and how it fared in each check."""
+    rows = "".join(
+        f'<tr><th scope="row">{_e(r.scenario)}</th><td>{_e(r.guest_os)}</td>'
+        f'<td class="cell {_e(r.outcome)}">{_e(r.outcome)}</td>'
+        f"<td>{_e(r.message.splitlines()[0] if r.message else '')}</td></tr>"
+        for r in records
+        if r.app.removeprefix("tool: ") in tools
+    )
+    return (
+        '<section id="tool"><h2>Management tool</h2>'
+        f"<p>Tool under test: {', '.join(f'<code>{_e(t)}</code>' for t in tools)}. It runs on "
+        "the controller, reads the host (WMI, counters or cmdlets) and must track the host's "
+        "truth while Dynamic Memory moves memory.</p>"
+        '<table class="data"><thead><tr><th>check</th><th>guest profile</th><th>outcome</th>'
+        f"<th>why</th></tr></thead><tbody>{rows}</tbody></table></section>"
     )
 
 

@@ -22,6 +22,23 @@ from harness.timeline import MEMORY_EVENT_KINDS, Event, HostSample, Sample
 Outcome = Literal["passed", "failed", "broken", "skipped"]
 OUTCOMES: tuple[Outcome, ...] = get_args(Outcome)
 
+EMULATOR_CAVEAT = "on the embedded emulator — not a certification on Hyper-V"
+EMBEDDED_HOST = "embedded emulator"  # the host label of a run on the embedded emulator
+TOOL_PREFIX = "tool: "  # a record's `app` when the subject is a management tool
+
+
+def where_it_ran(host_labels: Sequence[str]) -> str:
+    """Where a verdict comes from, in words for its verdict box: a lab host by its label, or
+    the emulator and what a verdict there is not."""
+    labels = sorted(set(host_labels))
+    if not labels or any(label == EMBEDDED_HOST for label in labels):
+        return EMULATOR_CAVEAT
+    return "on Hyper-V host " + ", ".join(labels)
+
+
+def tools_of(apps: Sequence[str]) -> list[str]:
+    """The management tools among a run's subjects (records name them "tool: COMMAND")."""
+    return sorted({a.removeprefix(TOOL_PREFIX) for a in apps if a.startswith(TOOL_PREFIX)})
 RECORD_VERSION = 1
 RECORD_PREFIX = "record-"
 

@@ -51,6 +51,7 @@ border-left:8px solid var(--muted);background:#fff}
 .verdict.inconclusive{border-left-color:#d97706;background:var(--broken-bg)}
 .verdict-label{font-size:12px;text-transform:uppercase;letter-spacing:.08em;color:var(--muted)}
 .verdict-status{font-size:30px;font-weight:700}
+.verdict-where{font-size:13px;font-weight:600;color:var(--muted,#475569);margin-top:2px}
 .certified .verdict-status{color:var(--pass)}
 .not-certified .verdict-status{color:var(--fail)}
 .inconclusive .verdict-status{color:var(--broken)}

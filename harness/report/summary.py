@@ -18,7 +18,14 @@ from types import MappingProxyType
 from typing import Any, Literal
 
 import harness
-from harness.report.model import OUTCOMES, Outcome, TestRecord, figures_to_json
+from harness.report.model import (
+    OUTCOMES,
+    Outcome,
+    TestRecord,
+    figures_to_json,
+    tools_of,
+    where_it_ran,
+)
 
 SCHEMA_VERSION = 1  # bump on any change a consumer of summary.json could notice
 VerdictStatus = Literal["certified", "not certified", "inconclusive"]
@@ -159,6 +166,7 @@ def summary_to_json(summary: Summary) -> dict[str, Any]:
             "hosts": list(run.hosts),
             "guest_profiles": list(run.guest_profiles),
             "apps": list(run.apps),
+            "tools": tools_of(run.apps),
             "environment": dict(run.environment),
         },
         "totals": {
@@ -169,7 +177,11 @@ def summary_to_json(summary: Summary) -> dict[str, Any]:
             "skipped": summary.totals.skipped,
             "pass_rate": summary.totals.pass_rate,
         },
-        "verdict": {"status": summary.verdict.status, "reasons": list(summary.verdict.reasons)},
+        "verdict": {
+            "status": summary.verdict.status,
+            "reasons": list(summary.verdict.reasons),
+            "where": where_it_ran(run.hosts),
+        },
         "tests": [
             {
                 "nodeid": r.nodeid,

@@ -29,7 +29,7 @@ from harness.report.model import (
     load_records,
     resolve_timeline,
 )
-from harness.report.plot import plot_pass_rate, plot_timeline
+from harness.report.plot import plot_pass_rate, plot_timeline, scale_for, timeline_span
 from harness.report.summary import build_summary, run_info, write_summary
 from harness.timeline import Timeline
 
@@ -65,8 +65,10 @@ def build_reports(
     sections: list[TestSection] = []
     plot_files: list[Path] = []
     plot_links: dict[str, str] = {}
-    for record in records:
-        timeline = _read_timeline(record, records_dir)
+    timelines = [_read_timeline(record, records_dir) for record in records]
+    # One time unit for every plot of the report (memory is always MB).
+    scale = scale_for(max((timeline_span(t) for t in timelines if t is not None), default=0.0))
+    for record, timeline in zip(records, timelines, strict=True):
         if timeline is not None and record.figures == KeyFigures():
             # The plugin recorded no figures (e.g. it crashed first): compute them here.
             record = dataclasses.replace(record, figures=key_figures(timeline))
@@ -79,6 +81,7 @@ def build_reports(
                 plots_dir / f"{stem}.svg" if svg else None,
                 title=f"{record.scenario} on {record.guest_os}",
                 windows=[e.window for e in record.failed_expectations if e.window is not None],
+                scale=scale,
             )
             png = files.png.read_bytes()
             plot_files += [p for p in (files.png, files.svg) if p is not None]

@@ -9,7 +9,6 @@ import time
 
 import pytest
 
-from fixtures.wiring import emulator_target
 from harness.config import HostTarget, Secret
 from harness.errors import (
     AuthenticationError,
@@ -19,6 +18,7 @@ from harness.errors import (
     InvalidStateError,
     ObjectNotFoundError,
 )
+from harness.fixtures.wiring import emulator_target
 from harness.hyperv.host import HyperVHost
 from harness.hyperv.session import HostSession
 from harness.units import GB

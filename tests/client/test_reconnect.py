@@ -9,8 +9,8 @@ import time
 
 import pytest
 
-from fixtures.wiring import emulator_target
 from harness.errors import HostUnreachableError
+from harness.fixtures.wiring import emulator_target
 from harness.hyperv.host import HyperVHost
 from harness.hyperv.session import HostSession
 from harness.settings import MemorySettings

@@ -10,9 +10,9 @@ from collections.abc import Callable
 
 import pytest
 
-from fixtures.wiring import emulator_target
 from harness.config import HostTarget, Secret
 from harness.errors import HarnessError
+from harness.fixtures.wiring import emulator_target
 from harness.hyperv.guest import DirectChannel, Guest, GuestCredentials, guest_target
 from harness.hyperv.host import HyperVHost
 from harness.hyperv.session import HostSession

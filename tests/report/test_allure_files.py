@@ -13,7 +13,10 @@ import pytest
 import harness
 from harness import errors
 from harness.report.allure_files import (
+    BEHAVIOURS,
     CATEGORIES,
+    allure3_config,
+    behaviour_of,
     categories,
     detect_executor,
     write_allure_files,
@@ -24,6 +27,7 @@ from harness.report.allure_files import (
 from harness.report.model import load_records
 
 STATIC = Path(__file__).resolve().parents[2] / "reports" / "allure-categories.json"
+ALLURE3 = Path(__file__).resolve().parents[2] / "reports" / "allurerc.json"
 
 
 def read_properties(path: Path) -> dict[str, str]:
@@ -98,10 +102,85 @@ def test_categories_file_is_the_static_copy(tmp_path: Path) -> None:
 
 def test_an_expectation_failure_is_a_product_defect() -> None:
     message = allure_message(errors.ExpectationFailed("app kept 1024 MB\nwindow 16 s – 26 s"))
-    assert matching(message, "failed") == [
-        "Product defects: the app misbehaved under Dynamic Memory"
-    ]
+    assert matching(message, "failed") == ["Product defects: another expectation failed"]
     assert matching(allure_message(AssertionError("plain assert")), "failed") == []
+
+
+def _failure(*lines: str) -> str:
+    return allure_message(errors.ExpectationFailed("\n\n".join(lines)))
+
+
+@pytest.mark.parametrize(
+    ("name", "category"),
+    [
+        ("app survived", "the app did not survive"),
+        ("the app exited", "the app did not survive"),
+        ("app's total_mb tracks the guest", "the app's view does not track the guest"),
+        ("app grows into memory after force hot-add (raise maximum)", "the app did not grow"),
+        ("app releases memory after load generator commits 1 GB", "the app did not release"),
+        ("the app did not release", "the app did not release"),
+        ("app's working set within guest memory", "the app or the VM left its bounds"),
+    ],
+)
+def test_product_defects_are_grouped_by_expectation_not_by_numbers(
+    name: str, category: str
+) -> None:
+    """The same expectation with different numbers lands in one category, named by the
+    behaviour; numbers in the detail never decide the category."""
+    first = _failure(f"{name}: working set stayed at 1408 MB (was 2688 MB) at t=12.5s")
+    second = _failure(f"{name}: working set stayed at 512 MB (was 640 MB) at t=3.0s")
+    assert matching(first, "failed") == matching(second, "failed")
+    found = matching(first, "failed")
+    assert len(found) == 1 and found[0].startswith(f"Product defects: {category}"), found
+
+
+def test_a_test_failing_two_behaviours_is_in_both_categories() -> None:
+    message = allure_message(
+        errors.ExpectationFailed(
+            "2 expectation(s) failed:\n\napp's total_mb tracks the guest: at t=3.0s it "
+            "reported 1024\n\napp survived: the app exited with code 3 after a release"
+        )
+    )
+    assert matching(message, "failed") == [
+        "Product defects: the app did not survive",
+        "Product defects: the app's view does not track the guest",
+    ]
+
+
+def test_a_word_in_the_detail_does_not_move_the_category() -> None:
+    # "release" and "exited" appear only after the name's colon: still a tracking failure.
+    message = _failure("app's total_mb tracks the guest: stale after the balloon's release; exited")
+    assert matching(message, "failed") == [
+        "Product defects: the app's view does not track the guest"
+    ]
+
+
+def test_behaviour_of_an_expectation_name() -> None:
+    assert behaviour_of("app releases memory after the load generator exits") == "release"
+    assert behaviour_of("app grows into memory after force hot-add") == "grow"
+    assert behaviour_of("assigned memory within minimum and maximum") == "bounded"
+    assert behaviour_of("the app's total_mb does not track the guest") == "track"
+    assert behaviour_of("app survived") == "survive"
+    assert behaviour_of("something else entirely") is None
+    assert [b.key for b in BEHAVIOURS] == ["survive", "track", "grow", "release", "bounded"]
+
+
+def test_allure3_config_is_the_shipped_copy_and_valid_for_javascript() -> None:
+    """Allure 3 ignores categories.json and the history/ carry-over without a config; the
+    shipped reports/allurerc.json carries both, and its regexes are JavaScript ones."""
+    config = allure3_config()
+    assert json.loads(ALLURE3.read_text()) == config
+    assert config["historyPath"].endswith(".jsonl")
+    rules = config["categories"]["rules"]
+    assert rules[0]["groupBy"][0] == {"label": "expectation"}
+    assert all(rule["groupByMessage"] is False for rule in rules)
+    broken = [r for r in rules if r["matchers"]["statuses"] == ["broken"]]
+    assert len(broken) == len([c for c in CATEGORIES if c["matchedStatuses"] == ["broken"]])
+    for rule in broken:
+        pattern = rule["matchers"]["message"]
+        assert "(?" not in pattern  # no inline flags: JavaScript's RegExp rejects (?s)
+        found = [r["name"] for r in broken if re.search(r["matchers"]["message"], "LeverError: x")]
+        assert found == ["Infrastructure: a lever could not move memory"]
 
 
 def _leaf_error(cls: type[errors.HarnessError]) -> BaseException:

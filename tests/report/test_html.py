@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import base64
+import dataclasses
+import json
 import platform
 import re
 from html.parser import HTMLParser
@@ -11,6 +13,7 @@ from pathlib import Path
 import pytest
 
 import harness
+from harness.report.model import save_record
 from harness.report.trend import ReportPaths, build_reports
 
 from .synthetic import HOSTILE, dm_timeline, make_record, passing_expectations
@@ -172,3 +175,46 @@ def test_missing_timeline_and_no_records(tmp_path: Path) -> None:
     text, _ = parse(build_reports(empty, tmp_path / "out2").html)
     assert '<div class="verdict-status">Not certified</div>' in text
     assert "no tests ran" in text
+
+
+def test_the_verdict_box_says_a_run_on_the_emulator_is_no_certification(
+    report: ReportPaths,
+) -> None:
+    page, _ = parse(report.html)
+    start = page.index('<section id="verdict"')
+    box = page[start : page.index("</section>", start)]
+    assert (
+        '<div class="verdict-where">on the embedded emulator — not a certification on Hyper-V</div>'
+        in box
+    )
+    summary = json.loads(report.summary.read_text(encoding="utf-8"))
+    assert summary["verdict"]["where"] == "on the embedded emulator — not a certification on Hyper-V"
+    assert summary["run"]["tools"] == []
+    assert '<section id="tool">' not in page
+
+
+def test_a_lab_run_names_its_host_and_a_tool_run_has_a_management_tool_section(
+    tmp_path: Path,
+) -> None:
+    records = tmp_path / "records"
+    records.mkdir()
+    for scenario, outcome in (("tracks hot-add", "passed"), ("tracks balloon removal", "failed")):
+        message = "reports the startup memory as the VM's memory: 1024 MB"
+        record = make_record(records, scenario, "linux", outcome, message=message)  # type: ignore[arg-type]
+        save_record(
+            dataclasses.replace(
+                record, host_label="psrp://hyperv01.lab:5986", app="tool: python my_agent.py"
+            ),
+            records,
+        )
+    paths = build_reports(records, tmp_path / "out")
+    page, _ = parse(paths.html)
+    assert '<div class="verdict-where">on Hyper-V host psrp://hyperv01.lab:5986</div>' in page
+    tool = page[page.index('<section id="tool">') :]
+    tool = tool[: tool.index("</section>")]
+    assert "<code>python my_agent.py</code>" in tool
+    assert '<td class="cell failed">failed</td>' in tool
+    assert "reports the startup memory as the VM&#x27;s memory" in tool
+    summary = json.loads(paths.summary.read_text(encoding="utf-8"))
+    assert summary["run"]["tools"] == ["python my_agent.py"]
+    assert summary["verdict"]["where"] == "on Hyper-V host psrp://hyperv01.lab:5986"

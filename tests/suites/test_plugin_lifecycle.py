@@ -1,6 +1,6 @@
 """The plugin's lifecycle in real pytest subprocesses on the embedded emulator: bad markers
 break only their test, nothing (VM, guest process, emulator) outlives a run, whether tests
-pass, fail, keep their VMs or are interrupted, and options resolve command line > ini > env.
+pass, fail, keep their VMs or are interrupted, and options resolve command line > environment > ini.
 
 Every run gets a unique `DMH_TEST_TAG` in its environment, passed on to guest processes (named
 in DMH_GUEST_PASS_ENV: their environment is otherwise clean), so a
@@ -346,10 +346,12 @@ def profiles(result: pytest.RunResult) -> list[str]:
     )
 
 
-def test_option_precedence_command_line_ini_env_default(collect: Any) -> None:
+def test_option_precedence_command_line_env_ini_default(collect: Any) -> None:
     assert profiles(collect()) == ["linux", "windows"]  # default: both
     assert profiles(collect(env="windows")) == ["windows"]
-    assert profiles(collect(env="windows", ini="linux")) == ["linux"]
+    assert profiles(collect(ini="linux")) == ["linux"]
+    # A CI variable overrides the committed ini file.
+    assert profiles(collect(env="windows", ini="linux")) == ["windows"]
     assert profiles(collect("--dm-guest-os=windows", env="linux", ini="linux")) == ["windows"]
     assert profiles(collect("--dm-guest-os=both", ini="linux")) == ["linux", "windows"]
 

@@ -22,10 +22,18 @@ pytest_plugins = ["pytester"]
 
 
 def run_tools_suite(
-    pytester: pytest.Pytester, monkeypatch: pytest.MonkeyPatch, tool: str, *args: str
+    pytester: pytest.Pytester,
+    monkeypatch: pytest.MonkeyPatch,
+    tool: str,
+    *args: str,
+    option: bool = False,
 ) -> tuple[dict[str, TestRecord], dict[str, Any]]:
+    """The tool suite for `tool`, named in DMH_TOOL; with `option`, named by --dm-tool while
+    DMH_TOOL names the stale tool (the command line wins)."""
     out = pytester.path / "out"
-    use_plugin_env(monkeypatch, DMH_TOOL=tool)
+    use_plugin_env(monkeypatch, DMH_TOOL="stale_tool.py" if option else tool)
+    if option:
+        args = (f"--dm-tool={tool}", *args)
     result = pytester.runpytest_subprocess(
         str(SUITE), f"--rootdir={REPO}", "-p", "no:cacheprovider", f"--dm-report-dir={out}",
         "--dm-guest-os=linux", *args, timeout=600,
@@ -36,11 +44,11 @@ def run_tools_suite(
     return records, summary
 
 
-@pytest.mark.parametrize("tool", ["wmi_tool.py", "cmdlet_tool.py"])
+@pytest.mark.parametrize(("tool", "option"), [("wmi_tool.py", False), ("cmdlet_tool.py", True)])
 def test_good_tools_are_certified(
-    pytester: pytest.Pytester, monkeypatch: pytest.MonkeyPatch, tool: str
+    pytester: pytest.Pytester, monkeypatch: pytest.MonkeyPatch, tool: str, option: bool
 ) -> None:
-    records, summary = run_tools_suite(pytester, monkeypatch, tool, "-n", "2")
+    records, summary = run_tools_suite(pytester, monkeypatch, tool, "-n", "2", option=option)
     assert len(records) == 5
     bad = {name: (r.outcome, r.message) for name, r in records.items() if r.outcome != "passed"}
     assert not bad

@@ -95,3 +95,35 @@ def test_a_deadline_that_is_not_a_number_is_refused(bad: object) -> None:
 def test_an_interval_must_be_positive(bad: float) -> None:
     with pytest.raises(SettingError, match="interval"):
         wait_until(lambda: True, 1.0, what="x", interval=bad)
+
+
+def test_a_long_wait_reports_what_it_waits_for(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Every HEARTBEAT_S of waiting, the progress callback hears what is awaited (shortened
+    here from 10 s so the test stays fast)."""
+    from harness import deadline
+
+    monkeypatch.setattr(deadline, "HEARTBEAT_S", 0.2)
+    flag = threading.Event()
+    threading.Timer(0.75, flag.set).start()
+    beats: list[tuple[str, float]] = []
+    wait_until(flag.is_set, 5.0, what="the balloon", progress=lambda w, s: beats.append((w, s)))
+    assert [w for w, _ in beats] == ["the balloon"] * len(beats)
+    assert 2 <= len(beats) <= 4, beats
+    assert all(b[1] < a[1] for b, a in itertools.pairwise(beats))  # seconds waited grow
+    quick: list[tuple[str, float]] = []
+    wait_until(lambda: True, 5.0, what="nothing", progress=lambda w, s: quick.append((w, s)))
+    assert quick == []  # a short wait stays quiet
+
+
+def test_the_installed_heartbeat_hears_every_long_wait(monkeypatch: pytest.MonkeyPatch) -> None:
+    from harness import deadline
+
+    monkeypatch.setattr(deadline, "HEARTBEAT_S", 0.1)
+    heard: list[str] = []
+    previous = deadline.set_heartbeat(lambda what, _: heard.append(what))
+    try:
+        with pytest.raises(DeadlineError):
+            wait_until(lambda: False, 0.35, what="a hot-add above startup")
+    finally:
+        deadline.set_heartbeat(previous)
+    assert heard and set(heard) == {"a hot-add above startup"}

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from fixtures.app import split_command
+from harness.fixtures.app import split_command
 
 
 def test_windows_command_lines_keep_backslashes_and_drop_quotes() -> None:

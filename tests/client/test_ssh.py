@@ -14,7 +14,6 @@ from pathlib import Path
 import asyncssh
 import pytest
 
-from fixtures.wiring import emulator_ssh_target, emulator_switch
 from harness.config import Secret
 from harness.emulator.integration import LinuxIntegration
 from harness.errors import (
@@ -26,6 +25,7 @@ from harness.errors import (
     ObjectNotFoundError,
     SettingError,
 )
+from harness.fixtures.wiring import emulator_ssh_target, emulator_switch
 from harness.hyperv.guest import DirectChannel, Guest
 from harness.hyperv.host import HyperVHost
 from harness.hyperv.preflight import SKIP_PREFIX, check_linux

@@ -11,7 +11,7 @@ import pytest
 from harness.report.model import load_records
 
 REPO = Path(__file__).resolve().parents[2]
-PLUGIN = ("-p", "fixtures.plugin", "-p", "no:cacheprovider", "--strict-markers")
+PLUGIN = ("-p", "harness.fixtures.plugin", "-p", "no:cacheprovider", "--strict-markers")
 
 pytest_plugins = ["pytester"]
 

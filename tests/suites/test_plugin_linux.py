@@ -35,7 +35,9 @@ def test_channel(dm_guest, dm_guest_os):
         assert dm_guest.channel.execute("echo $$").stdout.strip().isdigit()
     else:
         assert isinstance(dm_guest.channel, DirectChannel)
-    assert dm_guest.counters().total_mb == 512
+    # The guest sees at least its startup and at most its maximum: the balancer may already
+    # have hot-added (a Windows guest idles above 512 MB of commit).
+    assert 512 <= dm_guest.counters().total_mb <= 1024
 
 
 @MEMORY

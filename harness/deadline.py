@@ -10,8 +10,10 @@ callback (the one given, else the one `set_heartbeat` installed: the plugin's, o
 from __future__ import annotations
 
 import math
+import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from typing import TypeVar
 
 from harness.errors import DeadlineError, SettingError
@@ -32,6 +34,35 @@ def set_heartbeat(progress: Progress | None) -> Progress | None:
     return previous
 
 _GROWTH = 1.5  # how much a backing-off poll stretches its interval each round
+_GUARD_INTERVAL = 0.1  # how often a guarded wait that sleeps long looks at its guards
+
+_local = threading.local()
+
+
+def _guards() -> list[Callable[[], None]]:
+    if not hasattr(_local, "guards"):
+        _local.guards = []
+    found: list[Callable[[], None]] = _local.guards
+    return found
+
+
+@contextmanager
+def guarded(check: Callable[[], None]) -> Iterator[None]:
+    """While the block runs, every wait in this thread calls `check` each round; `check`
+    raises to end the wait early, when nothing it waits for can come true any more (the app
+    under test has exited). Waits in other threads (the sampler's) are not affected."""
+    guards = _guards()
+    guards.append(check)
+    try:
+        yield
+    finally:
+        guards.remove(check)
+
+
+def check_guards() -> None:
+    """Run this thread's guards (each may raise)."""
+    for check in list(_guards()):
+        check()
 
 
 class Deadline:
@@ -58,8 +89,15 @@ class Deadline:
         return self.clock() >= self.end
 
     def sleep(self, seconds: float) -> None:
-        """Sleep `seconds`, but not past the deadline (so the last check comes on time)."""
-        time.sleep(max(0.0, min(seconds, self.remaining())))
+        """Sleep `seconds`, but not past the deadline (so the last check comes on time);
+        a guarded sleep looks at its guards every tenth of a second."""
+        end = time.monotonic() + max(0.0, min(seconds, self.remaining()))
+        while True:
+            check_guards()
+            left = end - time.monotonic()
+            if left <= 0:
+                return
+            time.sleep(min(left, _GUARD_INTERVAL) if _guards() else left)
 
     def run_out(self) -> None:
         """Let the time up to the deadline pass (to observe a window, not to wait for luck)."""
@@ -91,6 +129,7 @@ def wait_until(
     started = time.monotonic()
     beat = started + HEARTBEAT_S
     while True:
+        check_guards()
         value = condition()
         if value:
             return value

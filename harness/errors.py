@@ -102,5 +102,24 @@ class LeverError(InfrastructureError):
     """A lever could not make memory move as asked; the test is broken, not failed."""
 
 
+class BalloonBlocked(LeverError):
+    """A balloon could not take the memory asked for because the guest still needs it: its
+    demand kept the balancer's target above the level wanted. Whether that is the app's doing
+    (it held its memory) or not is for the caller, which knows the app, to say."""
+
+    def __init__(
+        self, message: str, *, wanted_mb: int, assigned_mb: int, demand_mb: int, seconds: float
+    ) -> None:
+        self.wanted_mb = wanted_mb
+        self.assigned_mb = assigned_mb
+        self.demand_mb = demand_mb
+        self.seconds = seconds
+        super().__init__(message)
+
+    @property
+    def shortfall_mb(self) -> int:
+        return max(0, self.assigned_mb - self.wanted_mb)
+
+
 class ExpectationFailed(AssertionError):
     """The app under test did not behave as expected: a product failure."""

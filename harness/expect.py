@@ -1,22 +1,51 @@
 """Expectations over a live timeline: did the app cope with hot-add and ballooning?
 
-Each check is deadline-based: it passes as soon as the timeline shows what it needs, and
-fails only once its window is over (no fixed sleeps). Every outcome is recorded for the
-reports; a failure raises ExpectationFailed showing the window of samples that failed.
+The user declares which behaviours apply to the app (`BEHAVIOURS`); a check of a behaviour
+that was not asked for is not run. Each check is deadline-based: it passes as soon as the
+timeline shows what it needs, and fails only once its window is over (no fixed sleeps).
+Every outcome is recorded for the reports; a failure raises ExpectationFailed whose first
+line names the expectation in words, with the numbers after it and the samples below.
 """
 
 from __future__ import annotations
 
 import re
-from collections.abc import Callable, Iterator, Sequence
+import signal
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import contextmanager
+from typing import Any
 
 from harness.deadline import Deadline, wait_until
-from harness.errors import DeadlineError, ExpectationFailed
+from harness.errors import DeadlineError, ExpectationFailed, SettingError
 from harness.report.model import ExpectationResult as Outcome
-from harness.timeline import MEMORY_EVENT_KINDS, Event, Sample, Timeline
+from harness.timeline import MEMORY_EVENT_KINDS, AppSample, Event, Sample, Timeline
 
 DEFAULT_ERROR_PATTERNS = (r"\bFATAL\b", r"Traceback \(most recent call last\)", r"\bpanic\b")
+
+# What an app may be certified on (--dm-expect): it survives memory moving; its own view of
+# memory tracks the guest's; it grows into memory added; it releases memory when the host
+# wants it back; its working set stays within the guest's memory. An adaptive cache does all.
+BEHAVIOURS = ("survive", "track", "grow", "release", "bounded")
+ALIGNMENT_MB = 2  # Hyper-V assigns memory in 2 MB units: "exact" means within one
+TRACK_WITHIN_S = 5.0  # the app's view must match the guest's this soon after a change
+TRACK_TOLERANCE_MB = 64  # while memory moves: half a balancer step (128 MB), never more
+MOVE_FRACTION = 0.1  # grow/release: this share of the memory moved ...
+MOVE_FLOOR_MB = 32.0  # ... and never less than this, well above a process's noise
+_HOLD_MARGIN_S = 1.0  # the window is observed when a sample lands after its end
+_HOLD_CAP_S = 60.0  # memory that never settles is checked as far as it was observed
+
+
+def parse_behaviours(text: str) -> tuple[str, ...]:
+    """`survive,track,...` as a tuple in the canonical order; SettingError names a bad one."""
+    names = [n.strip().lower() for n in text.split(",") if n.strip()]
+    if not names:
+        raise SettingError("expected behaviours", repr(text), f"name one or more of {BEHAVIOURS}")
+    for name in names:
+        if name not in BEHAVIOURS:
+            raise SettingError(
+                "expected behaviour", repr(name), f"must be one of {', '.join(BEHAVIOURS)}"
+            )
+    return tuple(b for b in BEHAVIOURS if b in names)
 
 
 def window_table(samples: Sequence[Sample], metric: str | None = None) -> str:
@@ -48,202 +77,335 @@ def _v(value: float | int | None) -> str:
 
 
 def guest_total(sample: Sample) -> float | None:
-    return float(sample.guest.total_mb) if sample.guest else None
+    return float(sample.guest.total_mb) if sample.guest and sample.guest.total_mb else None
+
+
+def _alive(sample: Sample) -> bool:
+    return sample.app is not None and sample.app.running and sample.app.exit_code is None
+
+
+def describe_exit(app: AppSample, t: float, stderr: str = "", output: str = "") -> str:
+    """How the app ended, for the first line of a failure: what the guest logged (an OOM
+    kill), the exit code or signal, and the last lines it wrote to stderr (else stdout)."""
+    code = app.exit_code
+    how = f"exited with code {code}"
+    if code is not None and code < 0:  # POSIX: killed by a signal
+        try:
+            how = f"was killed by {signal.Signals(-code).name} (exit code {code})"
+        except ValueError:
+            how = f"was killed by signal {-code}"
+    text = f"it {how} at t={t:.1f}s"
+    if app.memory_event:
+        text = f"{app.memory_event}: {text}"
+    lines = [line.strip() for line in (stderr or output).splitlines() if line.strip()]
+    if lines:
+        where = "stderr" if stderr else "output"
+        text += f"; last {where}: " + " | ".join(lines[-2:])[-300:]
+    return text
 
 
 class Expectations:
     """Checks against one test's timeline and app output; remembers every outcome."""
 
-    def __init__(self, timeline: Timeline, output: Callable[[], str] = lambda: "") -> None:
+    def __init__(
+        self,
+        timeline: Timeline,
+        output: Callable[[], str] = lambda: "",
+        *,
+        behaviours: Iterable[str] = BEHAVIOURS,
+        track_within: float = TRACK_WITHIN_S,
+        stderr: Callable[[], str] = lambda: "",
+    ) -> None:
         self.timeline = timeline
         self.output = output
+        self.stderr = stderr
+        self.behaviours = tuple(behaviours)
+        self.track_within = track_within
         self.outcomes: list[Outcome] = []
         self._collecting: list[str] | None = None
+
+    @property
+    def checked(self) -> tuple[str, ...]:
+        """Behaviours asked for that a check applied to in this test."""
+        seen = {o.behaviour for o in self.outcomes if o.applicable}
+        return tuple(b for b in self.behaviours if b in seen)
+
+    @property
+    def not_asked(self) -> tuple[str, ...]:
+        return tuple(b for b in BEHAVIOURS if b not in self.behaviours)
+
+    def asks(self, behaviour: str) -> bool:
+        return behaviour in self.behaviours
 
     @contextmanager
     def together(self) -> Iterator[None]:
         """Check every expectation in the block, then fail once listing all that failed, so
-        a report shows each reason, not only the first."""
+        a report shows each reason; the first line names every expectation that failed."""
         self._collecting = []
         try:
             yield
         finally:
             failures, self._collecting = self._collecting, None
         if failures:
-            raise ExpectationFailed(
-                f"{len(failures)} expectation(s) failed:\n\n" + "\n\n".join(failures)
-            )
+            first = failures[0].splitlines()[0]
+            others = [f.splitlines()[0].split(":")[0] for f in failures[1:]]
+            also = f" (also: {'; '.join(others)})" if others else ""
+            raise ExpectationFailed(f"{first}{also}\n\n" + "\n\n".join(failures))
 
-    def _record(
-        self, outcome: Outcome, samples: Sequence[Sample] = (), metric: str | None = None
-    ) -> None:
+    def record(self, outcome: Outcome, samples: Sequence[Sample] = (), metric: str = "") -> None:
+        """Keep an outcome; a failure raises (or, in `together`, is collected)."""
         self.outcomes.append(outcome)
-        if outcome.passed:
+        if outcome.passed or not outcome.applicable:
             return
         table = (
-            f"\nsamples in the failing window:\n{window_table(samples, metric)}" if samples else ""
+            f"\nsamples in the failing window:\n{window_table(samples, metric or None)}"
+            if samples
+            else ""
         )
-        message = f"{outcome.name}: {outcome.detail}{table}"
+        message = f"{outcome.detail}{table}"
         if self._collecting is None:
             raise ExpectationFailed(message)
         self._collecting.append(message)
 
-    def _last_memory_event(self) -> Event | None:
-        events = [e for e in self.timeline.events if e.kind in MEMORY_EVENT_KINDS]
-        return events[-1] if events else None
+    def _fail(
+        self,
+        behaviour: str,
+        name: str,
+        headline: str,
+        numbers: str,
+        window: tuple[float, float] | None = None,
+        samples: Sequence[Sample] = (),
+        metric: str = "",
+    ) -> None:
+        start, end = window if window else (None, None)
+        outcome = Outcome(name, False, f"{headline}: {numbers}", start, end, behaviour)
+        self.record(outcome, samples, metric)
 
-    # -- behaviour -------------------------------------------------------------------------
+    def _pass(self, behaviour: str, name: str, detail: str) -> None:
+        self.record(Outcome(name, True, detail, behaviour=behaviour))
+
+    def _dead(self) -> Sample | None:
+        """The first sample showing the app ended, if it has."""
+        return next((s for s in self.timeline.samples if s.app is not None and not _alive(s)), None)
+
+    # -- survive -------------------------------------------------------------------------
     def app_survived(self, error_patterns: Sequence[str] = DEFAULT_ERROR_PATTERNS) -> None:
-        """The app is still running (or exited 0) and printed no error line."""
-        name = "app survived"
+        """The app is still running and printed no error line."""
+        if not self.asks("survive"):
+            return
+        name, headline = "the app survives", "the app did not survive"
         samples = [s for s in self.timeline.samples if s.app is not None]
         if not samples:
-            self._record(Outcome(name, False, "no sample of the app was taken"))
+            self._fail("survive", name, headline, "no sample of the app was taken")
             return
-        dead = next((s for s in samples if s.app and s.app.exit_code not in (None, 0)), None)
+        dead = self._dead()
         if dead is not None and dead.app is not None:
             window = [s for s in samples if dead.t - 5 <= s.t <= dead.t]
-            detail = f"the app exited with code {dead.app.exit_code} at t={dead.t:.1f}s"
-            lines = [line for line in self.output().splitlines() if line.strip()]
-            if lines:
-                detail += f"; its last output line: {lines[-1].strip()[:200]!r}"
-            self._record(Outcome(name, False, detail, window[0].t, dead.t), window)
+            how = describe_exit(dead.app, dead.t, self.stderr(), self.output())
+            self._fail("survive", name, headline, how, (window[0].t, dead.t), window)
             return
         for line in self.output().splitlines():
             for pattern in error_patterns:
                 if re.search(pattern, line):
-                    self._record(
-                        Outcome(
-                            name, False, f"error line in the app's output: {line.strip()[:200]!r}"
-                        )
+                    self._fail(
+                        "survive", name, headline, f"it printed an error line: {line.strip()[:200]}"
                     )
                     return
-        self._record(Outcome(name, True, f"running through {len(samples)} samples, no error lines"))
+        self._pass("survive", name, f"running through {len(samples)} samples, no error lines")
+
+    # -- track ---------------------------------------------------------------------------
+    def _last_change(self, truth: Callable[[Sample], float | None]) -> float:
+        """When the guest's truth last changed (or a memory event last happened)."""
+        last = 0.0
+        previous: float | None = None
+        for s in self.timeline.samples:
+            value = truth(s)
+            if value is None:
+                continue
+            if previous is not None and abs(value - previous) >= ALIGNMENT_MB:
+                last = s.t
+            previous = value
+        events = [e.t for e in self.timeline.events if e.kind in MEMORY_EVENT_KINDS]
+        return max([last, *events])
+
+    def _hold(self, truth: Callable[[Sample], float | None], metric: str, within: float) -> None:
+        """Let the test run until `within` seconds after the last change of the truth (and
+        after the app's first report), so the window after every change is observed."""
+        cap = Deadline(_HOLD_CAP_S + within, clock=self.timeline.now)
+        while not cap.expired:
+            end = self._last_change(truth) + within + _HOLD_MARGIN_S
+            first = next(
+                (s.t for s in self.timeline.samples if s.app and metric in s.app.reported), None
+            )
+            if first is not None:
+                end = max(end, first + within + _HOLD_MARGIN_S)
+            if self.timeline.now() >= end:
+                return
+            Deadline.at(min(end, cap.end), clock=self.timeline.now).run_out()
 
     def view_tracks_truth(
         self,
         metric: str = "total_mb",
         truth: Callable[[Sample], float | None] = guest_total,
-        tolerance_mb: float = 64,
-        within: float = 5.0,
+        tolerance_mb: float = TRACK_TOLERANCE_MB,
+        within: float | None = None,
     ) -> None:
-        """After every change, the app's reported `metric` matches the guest's truth within
-        `tolerance_mb`, no later than `within` seconds after the truth took that value.
-
-        Waits until `within` seconds after the last memory event, so the last change is seen."""
-        name = f"app's {metric} tracks the guest"
-        last = self._last_memory_event()
-        if last is not None:
-            self.timeline.wait_until(last.t + within + 0.5)
-        samples = [s for s in self.timeline.samples if s.app is not None and truth(s) is not None]
-        reported = [s for s in samples if s.app is not None and metric in s.app.reported]
-        if not reported:
-            self._record(
-                Outcome(name, False, f"the app never reported {metric!r} (its probe saw nothing)")
-            )
+        """After every change, the app's reported `metric` matches the guest's truth no later
+        than `within` seconds (default: the run's setting) after the truth took that value:
+        within `tolerance_mb` while memory moves, and within one 2 MB alignment once it has
+        held still for `within`. Holds the test until that window after the last change is
+        observed. Not applicable when the app reports no `metric`."""
+        if not self.asks("track"):
             return
-        start = reported[0].t + within
-        for s in reported:
+        within = self.track_within if within is None else within
+        name = f"the app's {metric} tracks the guest"
+        headline = f"the app's {metric} does not track the guest"
+        self._hold(truth, metric, within)
+        samples = [s for s in self.timeline.samples if truth(s) is not None]
+        if not any(s.app and metric in s.app.reported for s in self.timeline.samples):
+            detail = f"not applicable (the app reports no {metric})"
+            self.record(Outcome(name, False, detail, behaviour="track", applicable=False))
+            return
+        reports = [s for s in samples if _alive(s) and s.app and metric in s.app.reported]
+        if not reports:
+            numbers = f"not observed (the app ended before it reported {metric})"
+            self._fail("track", name, headline, numbers)
+            return
+        start = reports[0].t + within  # the app may take `within` to read at start
+        checked = 0
+        for s in reports:
             if s.t < start or s.app is None:
                 continue
             value = s.app.reported[metric]
-            recent = [
-                t
-                for t in (truth(r) for r in samples if s.t - within <= r.t <= s.t)
-                if t is not None
-            ]
-            # Samples can miss values the guest passed through between two ticks, so any value
-            # within the range the truth spanned in the window counts as tracking it.
-            if recent and min(recent) - tolerance_mb <= value <= max(recent) + tolerance_mb:
+            recent = [v for r in samples if s.t - within <= r.t <= s.t if (v := truth(r))]
+            if not recent:
+                continue
+            checked += 1
+            # Samples can miss values the guest passed through between two ticks, so any
+            # value within the range the truth spanned in the window counts as tracking it;
+            # once the truth has held still for the window, that range is one value.
+            spread = max(recent) - min(recent)
+            slack = ALIGNMENT_MB if spread < ALIGNMENT_MB else tolerance_mb
+            if min(recent) - slack <= value <= max(recent) + slack:
                 continue
             window = [r for r in samples if s.t - 2 * within <= r.t <= s.t]
-            shown = ", ".join(sorted({f"{t:.0f}" for t in recent}))
-            detail = (
-                f"at t={s.t:.1f}s the app reported {metric}={value:.0f} but the guest showed {shown} "
-                f"in the {within:g}s before (tolerance {tolerance_mb:g} MB)"
+            now = truth(s) or recent[-1]
+            numbers = (
+                f"at t={s.t:.1f}s it reported {value:.0f} MB but the guest had shown "
+                f"{_span(recent)} MB for the {within:g}s before (allowed: {within:g}s to "
+                f"follow, within {slack:g} MB; now {now:.0f} MB)"
             )
-            self._record(Outcome(name, False, detail, window[0].t, s.t), window, metric)
+            self._fail("track", name, headline, numbers, (window[0].t, s.t), window, metric)
             return
-        self._record(
-            Outcome(
-                name, True, f"{len(reported)} reports within {tolerance_mb:g} MB and {within:g}s"
+        if not checked:
+            numbers = (
+                f"not observed (no report came {within:g}s or more after the app's first "
+                f"report at t={reports[0].t:.1f}s)"
             )
+            self._fail("track", name, headline, numbers)
+            return
+        last = reports[-1]
+        assert last.app is not None
+        self._pass(
+            "track",
+            name,
+            f"{checked} reports followed the guest within {within:g}s (tolerance "
+            f"{tolerance_mb:g} MB while moving, {ALIGNMENT_MB} MB when still); last "
+            f"{last.app.reported[metric]:.0f} MB",
         )
 
+    # -- bounded -------------------------------------------------------------------------
     def working_set_within_guest(self) -> None:
         """The app's working set never exceeds the memory the guest has."""
-        name = "app's working set within guest memory"
-        for s in self.timeline.samples:
+        if not self.asks("bounded"):
+            return
+        name = "the app stays within the guest's memory"
+        headline = "the app's working set exceeded the guest's memory"
+        alive = [s for s in self.timeline.samples if _alive(s)]
+        for s in alive:
             if s.app and s.guest and s.guest.total_mb and s.app.working_set_mb > s.guest.total_mb:
-                detail = (
-                    f"working set {s.app.working_set_mb:.0f} MB > guest total {s.guest.total_mb} MB"
+                numbers = (
+                    f"{s.app.working_set_mb:.0f} MB > the guest's {s.guest.total_mb} MB at "
+                    f"t={s.t:.1f}s"
                 )
-                self._record(Outcome(name, False, detail, s.t, s.t), [s])
+                self._fail("bounded", name, headline, numbers, (s.t, s.t), [s])
                 return
-        self._record(Outcome(name, True, "always within the guest's memory"))
+        if not alive:
+            self._fail("bounded", name, headline, "not observed (no sample of the app running)")
+            return
+        peak = max(s.app.working_set_mb for s in alive if s.app)
+        self._pass("bounded", name, f"peak working set {peak:.0f} MB, always within the guest")
 
     def bounds_honoured(self) -> None:
         """Host side: assigned memory stays within [minimum, maximum] while the VM runs."""
-        name = "assigned memory within minimum and maximum"
+        name = "the host keeps assigned memory within minimum and maximum"
         for s in self.timeline.samples:
             h = s.host
             if h is None or h.state != "Running" or not h.assigned_mb:
                 continue
             if not h.minimum_mb <= h.assigned_mb <= h.maximum_mb:
-                detail = f"assigned {h.assigned_mb} MB outside [{h.minimum_mb}, {h.maximum_mb}] MB at t={s.t:.1f}s"
-                self._record(Outcome(name, False, detail, s.t, s.t), [s])
+                numbers = (
+                    f"{h.assigned_mb} MB outside [{h.minimum_mb}, {h.maximum_mb}] MB at "
+                    f"t={s.t:.1f}s"
+                )
+                self._fail("", name, "the host let assigned memory leave its bounds", numbers,
+                           (s.t, s.t), [s])  # fmt: skip
                 return
-        self._record(Outcome(name, True, "assigned memory always within the VM's bounds"))
+        self._pass("", name, "assigned memory always within the VM's bounds")
 
-    def releases_after(self, event: Event, within: float = 10.0, fraction: float = 0.2) -> None:
-        """After a pressure event, the app's working set drops by at least `fraction`."""
-        self._working_set_moves(
-            f"app releases memory after {event.message}",
-            event,
-            within,
-            goal=lambda peak: peak * (1 - fraction),
-            rising=False,
-            missed=lambda peak, low: (
-                f"working set stayed at {low:.0f} MB or more (was {peak:.0f} MB) for {within:g}s "
-                "after the event"
-            ),
-        )
+    # -- grow / release ------------------------------------------------------------------
+    def releases_after(
+        self,
+        event: Event,
+        within: float = 10.0,
+        fraction: float = MOVE_FRACTION,
+        floor_mb: float = MOVE_FLOOR_MB,
+    ) -> None:
+        """After memory was taken or pressure came (`event`), the app's working set drops by
+        at least `fraction` of the memory moved and at least `floor_mb`."""
+        if self.asks("release"):
+            self._working_set_moves("release", event, within, fraction, floor_mb)
 
-    def grows_after(self, event: Event, within: float = 10.0, min_growth_mb: float = 32) -> None:
-        """After memory was added, the app makes use of it (its working set grows)."""
-        self._working_set_moves(
-            f"app grows into memory after {event.message}",
-            event,
-            within,
-            goal=lambda base: base + min_growth_mb,
-            rising=True,
-            missed=lambda base, high: (
-                f"working set grew only {high - base:.0f} MB (< {min_growth_mb:g}) in {within:g}s"
-            ),
-        )
+    def grows_after(
+        self,
+        event: Event,
+        within: float = 10.0,
+        fraction: float = MOVE_FRACTION,
+        floor_mb: float = MOVE_FLOOR_MB,
+    ) -> None:
+        """After memory was added (`event`), the app makes use of it: its working set grows
+        by at least `fraction` of the memory added and at least `floor_mb`."""
+        if self.asks("grow"):
+            self._working_set_moves("grow", event, within, fraction, floor_mb)
 
     def _working_set_moves(
-        self,
-        name: str,
-        event: Event,
-        within: float,
-        *,
-        goal: Callable[[float], float],
-        rising: bool,
-        missed: Callable[[float, float], str],
+        self, behaviour: str, event: Event, within: float, fraction: float, floor_mb: float
     ) -> None:
-        """Within `within` seconds after `event`, the app's working set reaches `goal(base)`
-        (rising to it or falling to it), base being the last working set before the event;
-        `missed(base, nearest)` says how far it got when it does not."""
-        before = [s for s in self.timeline.samples if s.app and s.t <= event.t]
+        """Within `within` seconds after `event` ended, the app's working set moved (up for
+        grow, down for release) from its last value before the event began by the amount
+        asked; the app must be running to count."""
+        rising = behaviour == "grow"
+        name = "the app grows into added memory" if rising else "the app releases memory"
+        headline = (
+            "the app did not grow into added memory" if rising else "the app did not release memory"
+        )
+        moved = moved_mb(event)
+        began = event.t - float(event.data.get("seconds", 0.0))
+        need = max(floor_mb, fraction * moved)
+        rule = (
+            f"needed {need:.0f} MB: {fraction:.0%} of the {moved:.0f} MB moved, "
+            f"at least {floor_mb:.0f} MB"
+        )
+        before = [s for s in self.timeline.samples if _alive(s) and s.t <= began]
         if not before or before[-1].app is None:
-            self._record(Outcome(name, False, "no sample of the app before the event"))
+            numbers = f"not observed (no sample of the app running before {event.message})"
+            self._fail(behaviour, name, headline, numbers)
             return
         base = before[-1].app.working_set_mb
-        target = goal(base)
+        target = base + need if rising else base - need
 
         def reached(s: Sample) -> bool:
-            if s.app is None or s.t <= event.t:
+            if s.app is None or s.t <= began or not _alive(s):
                 return False
             ws = s.app.working_set_mb
             return ws >= target if rising else ws <= target
@@ -256,16 +418,43 @@ class Expectations:
                 interval=0.1,
             )
         except DeadlineError:
-            after = self.timeline.samples_between(event.t, event.t + within)
-            seen = [s.app.working_set_mb for s in after if s.app]
-            nearest = (max if rising else min)(seen, default=base)
-            self._record(
-                Outcome(name, False, missed(base, nearest), event.t, event.t + within),
-                before[-3:] + after,
-            )
+            after = self.timeline.samples_between(began, event.t + within)
+            seen = [s.app.working_set_mb for s in after if s.app and _alive(s)]
+            dead = next((s for s in after if s.app and not _alive(s)), None)
+            if dead is not None and dead.app is not None:
+                how = describe_exit(dead.app, dead.t, self.stderr(), self.output())
+                numbers = f"the app is not running ({how})"
+            else:
+                nearest = (max if rising else min)(seen, default=base)
+                moved_ws = nearest - base if rising else base - nearest
+                if moved_ws > 0:
+                    how = f"{'grew' if rising else 'dropped'} {moved_ws:.0f} MB"
+                else:
+                    how = "did not grow" if rising else "did not drop"
+                numbers = (
+                    f"its working set {how} ({base:.0f} → {nearest:.0f} MB) in the {within:g}s "
+                    f"after {event.message}; {rule}"
+                )
+            self._fail(behaviour, name, headline, numbers, (began, event.t + within),
+                       before[-3:] + after)  # fmt: skip
             return
         assert hit.app is not None
-        detail = (
-            f"working set {base:.0f} → {hit.app.working_set_mb:.0f} MB in {hit.t - event.t:.1f}s"
+        self._pass(
+            behaviour,
+            name,
+            f"working set {base:.0f} → {hit.app.working_set_mb:.0f} MB {hit.t - began:.1f}s "
+            f"after {event.message} began ({rule})",
         )
-        self._record(Outcome(name, True, detail))
+
+
+def moved_mb(event: Event) -> float:
+    """How much memory an event moved: a verified move's before→after, a load's size."""
+    data: dict[str, Any] = dict(event.data)
+    if "before_mb" in data and "after_mb" in data:
+        return abs(float(data["after_mb"]) - float(data["before_mb"]))
+    return float(data.get("size_mb", 0.0))
+
+
+def _span(values: Sequence[float]) -> str:
+    low, high = min(values), max(values)
+    return f"{low:.0f}" if high - low < ALIGNMENT_MB else f"{low:.0f}–{high:.0f}"

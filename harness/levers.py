@@ -16,7 +16,7 @@ from dataclasses import asdict, dataclass, field
 from typing import Any
 
 from harness.deadline import wait_until
-from harness.errors import DeadlineError, LeverError
+from harness.errors import BalloonBlocked, DeadlineError, LeverError
 from harness.hyperv.guest import Guest, GuestProcess
 from harness.hyperv.host import HyperVHost, VMInfo
 from harness.settings import (
@@ -201,11 +201,25 @@ class MemoryLevers:
                     f"unknown balloon strategy {chosen!r}; use one of {BALLOON_STRATEGIES}"
                 )
             floor = vm.memory.minimum // MB
-            after = self._wait_assigned(
-                lambda mb: mb <= max(before - need, floor),
-                f"assigned ≤ {max(before - need, floor)} MB",
-                chosen,
-            )
+            wanted = max(before - need, floor)
+            try:
+                after = self._wait_assigned(
+                    lambda mb: mb <= wanted, f"assigned ≤ {wanted} MB", chosen
+                )
+            except LeverError as exc:
+                now = self.host.vm(self.vm_name)
+                demand, assigned = now.memory_demand // MB, now.memory_assigned // MB
+                # The balancer keeps demand plus the buffer (reference §3.2): when that is
+                # still above the level wanted, the guest needs the memory.
+                if demand * (100 + now.memory.buffer) / 100 <= wanted:
+                    raise  # the guest did not need it, yet the host did not take it
+                raise BalloonBlocked(
+                    f"{exc}; the guest's demand stayed at {demand} MB",
+                    wanted_mb=wanted,
+                    assigned_mb=assigned,
+                    demand_mb=demand,
+                    seconds=self.deadline,
+                ) from None
         move = Move("balloon", chosen, before, after, round(time.monotonic() - started, 2))
         self.timeline.add_event("balloon", f"balloon {before}→{after} MB ({chosen})", asdict(move))
         return move

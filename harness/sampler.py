@@ -23,10 +23,20 @@ from harness.hyperv.host import HyperVHost, prop, text
 from harness.hyperv.linux_ops import LinuxSample
 from harness.hyperv.ssh import ShellResult, SSHChannel
 from harness.probe import Probe
-from harness.timeline import AppSample, GuestSample, HostSample, Sample, Timeline
+from harness.timeline import (
+    MEMORY_EVENT_KINDS,
+    AppSample,
+    GuestSample,
+    HostSample,
+    Sample,
+    Timeline,
+)
 from harness.units import MB
 
 log = logging.getLogger(__name__)
+
+# Seconds after a memory event in which a move of assigned memory is that event's doing.
+BALANCER_QUIET = 3.0
 
 # DM VM counters (§4.1), by their CIM property names (Win32_PerfRawData_BalancerStats_
 # HyperVDynamicMemoryVM, real-host facts "CIM performance classes") → HostSample fields.
@@ -69,6 +79,7 @@ class Sampler:
         self.errors = 0
         self._reported: dict[str, float] = {}
         self._partial = ""  # the app's last output line, until its newline arrives
+        self._assigned: int | None = None  # assigned memory at the last tick
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
 
@@ -121,7 +132,34 @@ class Sampler:
                 app = self._app_sample(
                     stats.running, stats.working_set, stats.private_bytes, result
                 )
-        return self.timeline.add_sample(host, guest, app)
+        sample = self.timeline.add_sample(host, guest, app)
+        self._note_balancer_move(sample)
+        return sample
+
+    def _note_balancer_move(self, sample: Sample) -> None:
+        """Record a move of assigned memory that no lever explains as a "balancer" event, so
+        the balancer's own moves (the hot-adds after boot, reference §3.1) are memory changes
+        that checks wait on, like the levers' moves. A lever's move, or one right after it
+        (within BALANCER_QUIET s of the last memory event), is already explained."""
+        host = sample.host
+        if host is None or host.state != "Running" or not host.assigned_mb:
+            self._assigned = None
+            return
+        before, self._assigned = self._assigned, host.assigned_mb
+        if before is None or before == host.assigned_mb:
+            return
+        last = next(
+            (e for e in reversed(self.timeline.events) if e.kind in MEMORY_EVENT_KINDS), None
+        )
+        if last is not None and sample.t - last.t < BALANCER_QUIET:
+            return
+        kind = "hot-add" if host.assigned_mb > before else "removal"
+        self.timeline.add_event(
+            "balancer",
+            f"DM {kind} {before}→{host.assigned_mb} MB",
+            {"before_mb": before, "after_mb": host.assigned_mb},
+            t=sample.t,
+        )
 
     def _ssh_sample(
         self,
@@ -165,6 +203,7 @@ class Sampler:
             private_mb=round(private / MB, 1),
             exit_code=result.exit_code,
             reported=dict(self._reported),
+            memory_event=self.process.memory_event,
         )
 
     # -- background ---------------------------------------------------------------------

@@ -10,6 +10,7 @@ import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
+from harness.deadline import Deadline
 from harness.levers import MemoryLevers
 from harness.settings import Change, runtime_rules
 from harness.units import MB
@@ -83,7 +84,11 @@ def run_schedule(
     start = time.monotonic()
     done: list[Step] = []
     for step in sorted(steps, key=lambda s: s.at):
-        if stop.wait(max(0.0, start + step.at - time.monotonic())):
+        # In short sleeps, so a guarded wait (the app under test ended) stops the schedule.
+        due = Deadline.at(start + step.at)
+        while not due.expired and not stop.is_set():
+            due.sleep(0.1)
+        if stop.is_set():
             break
         levers.timeline.add_event("schedule", step.label, {"at": step.at})
         step.action(levers)

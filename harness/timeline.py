@@ -18,8 +18,10 @@ from typing import Any
 from harness.deadline import Deadline, wait_until
 
 # Event kinds that change the VM's memory or the guest's demand: bounds set ("memory"), guest
-# load started or dropped ("load"), verified moves ("hot-add", "balloon"), other levers ("lever").
-MEMORY_EVENT_KINDS = frozenset({"memory", "lever", "load", "hot-add", "balloon"})
+# load started or dropped ("load"), verified moves ("hot-add", "balloon"), other levers
+# ("lever"), and the DM balancer's own moves the sampler saw, with no lever behind them
+# ("balancer": e.g. the hot-adds right after boot).
+MEMORY_EVENT_KINDS = frozenset({"memory", "lever", "load", "hot-add", "balloon", "balancer"})
 
 
 @dataclass(frozen=True)
@@ -61,6 +63,7 @@ class AppSample:
     private_mb: float
     exit_code: int | None = None
     reported: Mapping[str, float] = field(default_factory=dict)
+    memory_event: str = ""  # what the guest OS logged about memory running out for it
 
 
 @dataclass(frozen=True)
@@ -123,6 +126,13 @@ class Timeline:
     def events(self) -> list[Event]:
         with self._lock:
             return list(self._events)
+
+    def last_event(self, kind: str) -> Event:
+        """The latest event of `kind` (LookupError when there is none)."""
+        found = next((e for e in reversed(self.events) if e.kind == kind), None)
+        if found is None:
+            raise LookupError(f"no {kind!r} event on the timeline")
+        return found
 
     def samples_between(self, start: float, end: float) -> list[Sample]:
         return [s for s in self.samples if start <= s.t <= end]

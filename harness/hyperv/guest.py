@@ -186,6 +186,11 @@ class ProcessResult:
     output: str
     next_offset: int
     offset: int = 0  # the byte offset `output` starts at
+    # Once the process has exited: where its error output starts in the one stream (stdout,
+    # then stderr), and what the guest OS logged about memory running out for it (a Linux
+    # OOM kill, a Windows resource-exhaustion event), "" when nothing.
+    errors_from: int | None = None
+    memory_event: str = ""
 
 
 class GuestProcess:
@@ -199,6 +204,8 @@ class GuestProcess:
         self.output_path = output_path
         self._offset = 0
         self._output: list[str] = []
+        self._errors_from: int | None = None
+        self.memory_event = ""
         self._lock = threading.Lock()
 
     def stats(self) -> ProcessStats:
@@ -221,6 +228,10 @@ class GuestProcess:
         that was new. Readers may overlap (a sampler and a caller polling), so only bytes past
         the current offset count."""
         with self._lock:
+            if result.errors_from is not None:
+                self._errors_from = result.errors_from
+            if result.memory_event:
+                self.memory_event = result.memory_event
             if result.next_offset <= self._offset or not result.output:
                 return ""
             new = result.output
@@ -238,8 +249,18 @@ class GuestProcess:
 
     @property
     def output(self) -> str:
+        """What it wrote: stdout, and once it has exited, its stderr after it."""
         with self._lock:
             return "".join(self._output)
+
+    @property
+    def stderr(self) -> str:
+        """Its error output, known once it has exited and been polled ("" before)."""
+        with self._lock:
+            if self._errors_from is None:
+                return ""
+            data = "".join(self._output).encode("utf-8")
+            return data[self._errors_from :].decode("utf-8", "replace")
 
     def stop(self) -> int | None:
         """Stop the process and every process it started; its exit code. A process that has
@@ -331,10 +352,13 @@ def process_stats(raw: Any) -> ProcessStats:
 
 def process_result(raw: Any, offset: int = 0) -> ProcessResult:
     code = prop(raw, "ExitCode")
+    errors_from = prop(raw, "ErrorsFrom")
     return ProcessResult(
         running=bool(prop(raw, "Running", False)),
         exit_code=None if code is None else int(code),
         output=text(prop(raw, "Output")),
         next_offset=int(prop(raw, "NextOffset", 0)),
         offset=offset,
+        errors_from=None if errors_from is None else int(errors_from),
+        memory_event=text(prop(raw, "MemoryEvent")) if prop(raw, "MemoryEvent") else "",
     )

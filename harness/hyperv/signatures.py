@@ -185,6 +185,24 @@ CORE: dict[str, frozenset[str]] = {
     "Split-Path": frozenset({"Path", "LiteralPath", "Parent", "Leaf", "Qualifier", "NoQualifier"}),
     "Test-Path": frozenset({"Path", "LiteralPath", "PathType", "IsValid"}),
     "Get-Item": frozenset({"Path", "LiteralPath", "Force", "Filter", "Include", "Exclude"}),
+    # learn.microsoft.com/powershell/module/microsoft.powershell.diagnostics/get-winevent (5.1)
+    "Get-WinEvent": frozenset(
+        {
+            "LogName",
+            "ListLog",
+            "ProviderName",
+            "ListProvider",
+            "Path",
+            "FilterHashtable",
+            "FilterXPath",
+            "FilterXml",
+            "MaxEvents",
+            "ComputerName",
+            "Credential",
+            "Force",
+            "Oldest",
+        }
+    ),
     "Remove-Item": frozenset(
         {"Path", "LiteralPath", "Force", "Recurse", "Filter", "Include", "Exclude"}
     )

@@ -75,6 +75,18 @@ class ExpectationResult:
     detail: str = ""
     window_start: float | None = None
     window_end: float | None = None
+    # The behaviour it checks (survive, track, grow, release, bounded; "" for host checks).
+    behaviour: str = ""
+    # False: the check could not apply ("not applicable (the app reports no total_mb)");
+    # then `passed` is False too, and it is neither a pass nor a failure.
+    applicable: bool = True
+
+    @property
+    def status(self) -> str:
+        """passed / failed / not applicable: what a report shows."""
+        if not self.applicable:
+            return "not applicable"
+        return "passed" if self.passed else "failed"
 
     @property
     def window(self) -> tuple[float, float] | None:
@@ -129,6 +141,10 @@ class TestRecord:
     figures: KeyFigures = field(default_factory=KeyFigures)
     started_at: float | None = None  # epoch seconds
     finished_at: float | None = None
+    # Behaviours the user asked for (--dm-expect) that this test checked, and those the user
+    # did not ask for (so not certified).
+    behaviours_checked: tuple[str, ...] = ()
+    behaviours_not_asked: tuple[str, ...] = ()
 
     def __post_init__(self) -> None:
         if self.outcome not in OUTCOMES:
@@ -136,7 +152,7 @@ class TestRecord:
 
     @property
     def failed_expectations(self) -> tuple[ExpectationResult, ...]:
-        return tuple(e for e in self.expectations if not e.passed)
+        return tuple(e for e in self.expectations if e.applicable and not e.passed)
 
 
 # -- key figures ------------------------------------------------------------------------
@@ -287,6 +303,8 @@ def record_to_json(record: TestRecord) -> dict[str, Any]:
                 "detail": e.detail,
                 "window_start": e.window_start,
                 "window_end": e.window_end,
+                "behaviour": e.behaviour,
+                "applicable": e.applicable,
             }
             for e in record.expectations
         ],
@@ -294,6 +312,8 @@ def record_to_json(record: TestRecord) -> dict[str, Any]:
         "figures": figures_to_json(record.figures),
         "started_at": record.started_at,
         "finished_at": record.finished_at,
+        "behaviours_checked": list(record.behaviours_checked),
+        "behaviours_not_asked": list(record.behaviours_not_asked),
     }
 
 
@@ -317,6 +337,8 @@ def record_from_json(data: Mapping[str, Any]) -> TestRecord:
                 detail=str(e.get("detail", "")),
                 window_start=_opt_float(e.get("window_start")),
                 window_end=_opt_float(e.get("window_end")),
+                behaviour=str(e.get("behaviour", "")),
+                applicable=bool(e.get("applicable", True)),
             )
             for e in data.get("expectations", ())
         ),
@@ -324,6 +346,8 @@ def record_from_json(data: Mapping[str, Any]) -> TestRecord:
         figures=figures_from_json(data.get("figures") or {}),
         started_at=_opt_float(data.get("started_at")),
         finished_at=_opt_float(data.get("finished_at")),
+        behaviours_checked=tuple(str(b) for b in data.get("behaviours_checked", ())),
+        behaviours_not_asked=tuple(str(b) for b in data.get("behaviours_not_asked", ())),
     )
 
 

@@ -61,16 +61,19 @@ class Cache:
                 del self.chunks[-drop:]
 
 
-def run(decide, interval: float = 0.2) -> None:
-    """Tick forever: decide(cache, total_mb, available_mb) → target cache size in MB."""
+def run(decide, interval: float = 0.2, *, quiet: bool = False, read=None) -> None:
+    """Tick forever: decide(cache, total_mb, available_mb) → target cache size in MB.
+    `quiet`: print no metric lines (they are optional); `read`: how memory is read (default
+    `read_memory`, looked up at each tick)."""
     cache = Cache()
     try:
         while True:
-            total, available = read_memory()
+            total, available = (read or read_memory)()
             cache.resize(decide(cache, total, available))
-            report("total_mb", total)
-            report("available_mb", available)
-            report("cache_mb", cache.mb)
+            if not quiet:
+                report("total_mb", total)
+                report("available_mb", available)
+                report("cache_mb", cache.mb)
             time.sleep(interval)
     except KeyboardInterrupt:
         sys.exit(0)

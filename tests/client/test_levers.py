@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from harness.errors import LeverError, RuntimeChangeError
+from harness.errors import BalloonBlocked, LeverError, RuntimeChangeError
 from harness.hyperv.guest import DirectChannel, Guest
 from harness.hyperv.host import HyperVHost
 from harness.levers import LoadCommand, MemoryLevers
@@ -69,6 +69,27 @@ def test_a_lever_that_cannot_move_memory_is_broken_not_failed(
                 levers.force_balloon()
             with pytest.raises(LeverError, match="memory did not move"):
                 levers.force_hot_add("64GB", strategy="raise-buffer")
+
+
+def test_a_balloon_the_guests_demand_blocks_says_so(http_emulator: Emulator, vm_name: str) -> None:
+    """A process the levers did not start holds the memory: the balloon cannot take it, and
+    the error carries the guest's demand (the app fixture turns that into the app's failure
+    when the app is what holds it)."""
+    with http_emulator.session() as session:
+        host = HyperVHost(session)
+        with running_vm(host, vm_name, http_emulator, memory("1GB", "512MB", "4GB")):
+            levers = levers_for(host, vm_name, http_emulator, deadline=3.0)
+            assert levers.guest is not None and levers.load is not None
+            holder = levers.guest.start_process(
+                levers.load.command, [*levers.load.arguments, "768"]
+            )
+            levers.force_hot_add("256MB", strategy="raise-buffer")
+            with pytest.raises(BalloonBlocked) as blocked:
+                levers.force_balloon("512MB", strategy="lower-buffer")
+            assert blocked.value.demand_mb * 1.05 > blocked.value.wanted_mb
+            assert blocked.value.shortfall_mb > 0
+            assert "the guest's demand stayed at" in str(blocked.value)
+            holder.stop()
 
 
 def test_set_bounds_refuses_what_the_version_forbids_before_sending(

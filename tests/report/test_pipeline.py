@@ -101,7 +101,7 @@ def test_buffer_raised(guest_app, memory, timeline, dm_expect, dm_vm):
 def test_growth_beyond_reason(guest_app, memory, timeline, dm_expect):
     _reporting(timeline)
     memory.set_bounds(buffer=40)
-    dm_expect.grows_after(timeline.events[-1], within=1, min_growth_mb=100000)
+    dm_expect.grows_after(timeline.last_event("memory"), within=1, floor_mb=100000)
 
 
 @allure.feature("Balloon removal")
@@ -537,7 +537,7 @@ def test_html_report_content(pipeline: Pipeline) -> None:
     images = re.findall(r'src="data:image/png;base64,([A-Za-z0-9+/=]+)"', page)
     assert len(images) >= 3
     assert all(base64.b64decode(i).startswith(b"\x89PNG\r\n\x1a\n") for i in images)
-    assert "Failure window of “app grows into memory after set buffer=40”" in page
+    assert "Failure window of “the app grows into added memory”" in page
     window = page[page.index("Failure window of") :]
     assert '<tr class="inside">' in window[: window.index("</table>")]
     assert "LeverError" in page

@@ -127,3 +127,32 @@ def test_the_installed_heartbeat_hears_every_long_wait(monkeypatch: pytest.Monke
     finally:
         deadline.set_heartbeat(previous)
     assert heard and set(heard) == {"a hot-add above startup"}
+
+
+def test_a_guard_ends_a_wait_early_and_only_in_its_thread() -> None:
+    """A guarded wait stops as soon as its guard raises (the app under test ended); waits in
+    other threads, and waits after the block, are not guarded."""
+    from harness.deadline import guarded
+
+    class Ended(Exception):
+        pass
+
+    ended = {"now": False}
+
+    def guard() -> None:
+        if ended["now"]:
+            raise Ended("the app ended")
+
+    other: list[str] = []
+
+    def wait_elsewhere() -> None:
+        ended["now"] = True  # the guard would fire if it applied here
+        other.append(wait_until(lambda: "done", 1.0, what="something else"))
+
+    started = time.monotonic()
+    with guarded(guard), pytest.raises(Ended):
+        threading.Timer(0.2, wait_elsewhere).start()
+        Deadline(30.0).run_out()
+    assert time.monotonic() - started < 5.0
+    assert other == ["done"]
+    assert wait_until(lambda: 1, 1.0, what="after the block") == 1

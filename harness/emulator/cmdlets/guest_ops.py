@@ -116,11 +116,17 @@ def _process_result(
     code = found.exit_code
     text, next_offset = guest.read_from(found.stdout_path, offset)
     out_length = found.stdout_path.stat().st_size if found.stdout_path.exists() else 0
-    if code is not None and next_offset >= out_length:
-        # Once the process has exited, its error output follows its output in one stream.
-        more, end = guest.read_from(found.stderr_path, next_offset - out_length)
-        text += more
-        next_offset = out_length + end
+    memory_event = None
+    if code is not None:
+        if next_offset >= out_length:
+            # Once the process has exited, its error output follows its output in one stream.
+            more, end = guest.read_from(found.stderr_path, next_offset - out_length)
+            text += more
+            next_offset = out_length + end
+        # What the guest OS logged about memory running out for this process's tree, as a
+        # Linux kernel logs an OOM kill and Windows a resource-exhaustion event.
+        logged = [e for e in guest.memory_events() if e.pid == found.pid]
+        memory_event = logged[-1].message if logged else None
     return custom(
         Key=str(args.get("key")),
         ProcessId=int64(found.pid),
@@ -128,6 +134,8 @@ def _process_result(
         ExitCode=None if code is None else int64(code),
         Output=text,
         NextOffset=int64(next_offset),
+        ErrorsFrom=None if code is None else int64(out_length),
+        MemoryEvent=memory_event,
     )
 
 

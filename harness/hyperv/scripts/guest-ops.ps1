@@ -107,7 +107,16 @@ switch ($Operation) {
                 $offset += $errBytes.Length - $skip
             }
         }
-        [pscustomobject]@{ Key = $Arguments.Key; ProcessId = [int64]$p.Id; Running = -not $p.HasExited; ExitCode = $code; Output = $text; NextOffset = $offset }
+        # Once it has exited: where its error output starts, and what Windows logged about
+        # memory running out since it started (Resource-Exhaustion-Detector, event 2004:
+        # "low virtual memory condition", naming the programs that used the most).
+        $errorsFrom = $null; $memoryEvent = $null
+        if ($null -ne $code) {
+            $errorsFrom = $outLength
+            $logged = @(Get-WinEvent -FilterHashtable @{ LogName = 'System'; ProviderName = 'Microsoft-Windows-Resource-Exhaustion-Detector'; Id = 2004; StartTime = $p.StartTime } -MaxEvents 1 -ErrorAction SilentlyContinue)
+            if ($logged.Count -gt 0) { $memoryEvent = 'commit limit reached: ' + ($logged | Select-Object -First 1).Message.Split("`n")[0].Trim() }
+        }
+        [pscustomobject]@{ Key = $Arguments.Key; ProcessId = [int64]$p.Id; Running = -not $p.HasExited; ExitCode = $code; Output = $text; NextOffset = $offset; ErrorsFrom = $errorsFrom; MemoryEvent = $memoryEvent }
     }
     'StopProcess' {
         # The whole tree: taskkill /T. In 5.1 a native command's redirected stderr line is a

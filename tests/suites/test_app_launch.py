@@ -9,8 +9,8 @@ from pathlib import Path
 
 import pytest
 
-from fixtures.app import GUEST_APP_DIR, GUEST_APPS_DIR, resolve_app
 from harness.errors import SettingError
+from harness.fixtures.app import GUEST_APP_DIR, GUEST_APPS_DIR, resolve_app
 from tests.embedded import PLUGIN_ARGS, use_plugin_env
 
 pytest_plugins = ["pytester"]
@@ -82,7 +82,7 @@ from harness.hyperv.guest import WinRMChannel
 
 @pytest.mark.dm_memory(startup="512MB", minimum="256MB", maximum="1GB")
 def test_guest_over_winrm(dm_guest, dm_vm, dm_host):
-    assert dm_host.switch == "dmh-switch"
+    assert dm_host.switch_for("windows") == "dmh-switch"
     assert isinstance(dm_guest.channel, WinRMChannel)
     assert dm_guest.counters().total_mb >= 512
 """

@@ -136,8 +136,10 @@ def test_hot_add_seen_by_meminfo_sysconf_and_node(host: EmulatedHost) -> None:
         # The model may still be adding: take readings once all readers agree (one block).
         seen: list[dict[str, int]] = []
         wait_until(
-            lambda: seen.append(runtimes_total_mb(guest))
-            or max(seen[-1].values()) - min(seen[-1].values()) <= 2,
+            lambda: (
+                seen.append(runtimes_total_mb(guest))
+                or max(seen[-1].values()) - min(seen[-1].values()) <= 2
+            ),
             60,
             "meminfo, sysconf and Node agreeing",
         )

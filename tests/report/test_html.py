@@ -188,7 +188,9 @@ def test_the_verdict_box_says_a_run_on_the_emulator_is_no_certification(
         in box
     )
     summary = json.loads(report.summary.read_text(encoding="utf-8"))
-    assert summary["verdict"]["where"] == "on the embedded emulator — not a certification on Hyper-V"
+    assert (
+        summary["verdict"]["where"] == "on the embedded emulator — not a certification on Hyper-V"
+    )
     assert summary["run"]["tools"] == []
     assert '<section id="tool">' not in page
 

@@ -228,9 +228,9 @@ def test_the_header_shows_the_resolved_settings(pipeline: Pipeline) -> None:
         re.M,
     ), output[:2000]
     assert re.search(r"^  guest profiles: both \(default\)$", output, re.M), output[:2000]
-    assert re.search(
-        r"^  app: cache_good.py \(reference app\) \(default\)$", output, re.M
-    ), output[:2000]
+    assert re.search(r"^  app: cache_good.py \(reference app\) \(default\)$", output, re.M), output[
+        :2000
+    ]
 
 
 @pytest.mark.parametrize("run", ["first", "second"])
@@ -388,7 +388,11 @@ def test_allure_attachments_are_valid_files(pipeline: Pipeline, run: str) -> Non
 
 @pytest.mark.parametrize("run", ["first", "second"])
 def test_plot_and_timeline_files_have_no_trailing_underscores(pipeline: Pipeline, run: str) -> None:
-    files = [p for p in getattr(pipeline, run).out.rglob("*") if p.suffix in (".png", ".svg", ".jsonl", ".csv")]
+    files = [
+        p
+        for p in getattr(pipeline, run).out.rglob("*")
+        if p.suffix in (".png", ".svg", ".jsonl", ".csv")
+    ]
     assert len(files) >= 6
     assert not [p.name for p in files if p.stem.endswith(("_", "-"))]
 

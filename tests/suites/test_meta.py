@@ -9,12 +9,15 @@ every scenario; an app the user wrote runs as the README says, from its own dire
 from __future__ import annotations
 
 import json
+import subprocess
+import sys
 import textwrap
+from pathlib import Path
 
 import pytest
 
 from harness.report.model import TestRecord, load_records
-from tests.embedded import REPO, use_plugin_env
+from tests.embedded import REPO, plugin_env, use_plugin_env
 
 SUITE = REPO / "suites" / "test_certification.py"
 TRACK = "the app's total_mb tracks the guest"
@@ -215,15 +218,21 @@ MY_CACHE = """
 
 
 def test_readme_example_runs_from_the_users_directory(pytester: pytest.Pytester) -> None:
-    """`--dm-app "python3 my_service.py --port 8080"` from a directory outside the checkout:
-    the script and the module beside it are copied into the guest, and it passes."""
+    """`dmh certify --app "python3 my_service.py --port 8080"` as the README writes it, from a
+    directory outside the checkout: the script and the module beside it are copied into the
+    guest, and it is certified."""
     assert not pytester.path.is_relative_to(REPO)
     (pytester.path / "my_service.py").write_text(textwrap.dedent(MY_SERVICE))
     (pytester.path / "mycache.py").write_text(textwrap.dedent(MY_CACHE))
-    records = run_suite(
-        pytester, "python3 my_service.py --port 8080", "--dm-guest-os=linux", "-k", "hot_add"
-    )
-    record = records["test_hot_add_during_steady_load[linux]"]
+    dmh = Path(sys.executable).with_name("dmh")
+    done = subprocess.run(
+        [str(dmh), "certify", "--app", "python3 my_service.py --port 8080", "-n", "0",
+         "--", "--dm-guest-os=linux", "-k", "hot_add"],
+        cwd=pytester.path, env=plugin_env(), capture_output=True, text=True, timeout=600,
+    )  # fmt: skip
+    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-2000:]
+    assert "VERDICT: CERTIFIED" in done.stdout
+    [record] = load_records(pytester.path / "reports" / "out" / "records")
     assert record.outcome == "passed", record.message
     assert record.app == "python3 my_service.py --port 8080"
     assert "track" in record.behaviours_checked

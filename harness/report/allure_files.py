@@ -102,7 +102,7 @@ CATEGORIES: tuple[Mapping[str, Any], ...] = (
     {
         "name": "Infrastructure: a lever could not move memory",
         "matchedStatuses": ["broken"],
-        "messageRegex": _names("LeverError"),
+        "messageRegex": _names("LeverError", "BalloonBlocked"),
     },
     {
         "name": "Infrastructure: deadline passed waiting for host or guest",

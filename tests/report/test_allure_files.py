@@ -190,6 +190,8 @@ def _leaf_error(cls: type[errors.HarnessError]) -> BaseException:
         return cls("maximum_mb", 3, "a multiple of 2 MB")
     if issubclass(cls, errors.HostError):
         return cls("refused", host="hyperv01.lab", command="Start-VM")
+    if issubclass(cls, errors.BalloonBlocked):
+        return cls("it held", wanted_mb=512, assigned_mb=1024, demand_mb=900, seconds=60)
     error: BaseException = cls("it went wrong")
     return error
 

@@ -264,7 +264,9 @@ def test_allure_status_per_test(pipeline: Pipeline) -> None:
     second = {name: r["status"] for name, r in pipeline.second.results().items()}
     assert second == {**first, "test_balloon_below_demand[linux]": "passed"}
     broken = pipeline.first.results()["test_balloon_below_demand[linux]"]
-    assert broken["statusDetails"]["message"].startswith("harness.errors.LeverError:")
+    assert broken["statusDetails"]["message"].startswith(
+        "harness.errors.BalloonBlocked:"  # a LeverError: the guest (not the app) holds it
+    )
     failed = pipeline.first.results()["test_growth_beyond_reason[linux]"]
     assert failed["statusDetails"]["message"].startswith("harness.errors.ExpectationFailed:")
 
@@ -326,12 +328,12 @@ def test_allure_expectations_are_steps(pipeline: Pipeline) -> None:
     results = pipeline.first.results()
     raised = [s for s in steps(results["test_buffer_raised[windows]"]["steps"])]
     checked = [(s["name"], s["status"]) for s in raised if s["name"].startswith("expect: ")]
-    assert checked == [("expect: app survived", "passed")]
+    assert checked == [("expect: the app survives", "passed")]
     grown = [s for s in steps(results["test_growth_beyond_reason[linux]"]["steps"])]
     failed = [s for s in grown if s["name"].startswith("expect: ")]
     assert [s["status"] for s in failed] == ["failed"]
-    assert failed[0]["name"].startswith("expect: app grows into memory after")
-    assert "grew only" in params(failed[0])["detail"]
+    assert failed[0]["name"] == "expect: the app grows into added memory"
+    assert "needed 100000 MB" in params(failed[0])["detail"]
 
 
 def test_allure_vm_creation_is_a_step_with_the_memory_settings(pipeline: Pipeline) -> None:
@@ -499,7 +501,7 @@ def test_junit_xml(pipeline: Pipeline) -> None:
             assert failure is None and case.find("error") is None, name
         else:
             assert failure is not None, name  # broken in the test body: a <failure>
-    assert "LeverError" in (
+    assert "BalloonBlocked" in (
         cases["test_balloon_below_demand[linux]"].find("failure").get("message") or ""
     )  # type: ignore[union-attr]
 
@@ -544,7 +546,7 @@ def test_html_report_content(pipeline: Pipeline) -> None:
     assert "Failure window of “the app grows into added memory”" in page
     window = page[page.index("Failure window of") :]
     assert '<tr class="inside">' in window[: window.index("</table>")]
-    assert "LeverError" in page
+    assert "BalloonBlocked" in page
 
 
 def test_trend_over_both_runs(pipeline: Pipeline) -> None:

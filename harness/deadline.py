@@ -33,6 +33,7 @@ def set_heartbeat(progress: Progress | None) -> Progress | None:
     previous, _heartbeat = _heartbeat, progress
     return previous
 
+
 _GROWTH = 1.5  # how much a backing-off poll stretches its interval each round
 _GUARD_INTERVAL = 0.1  # how often a guarded wait that sleeps long looks at its guards
 

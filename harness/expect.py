@@ -186,7 +186,10 @@ class Expectations:
 
     def _dead(self) -> Sample | None:
         """The first sample showing the app ended, if it has."""
-        return next((s for s in self.timeline.samples if s.app is not None and not _alive(s)), None)
+        # An exit code, not "not running": a tick may catch a process between states.
+        return next(
+            (s for s in self.timeline.samples if s.app and s.app.exit_code is not None), None
+        )
 
     # -- survive -------------------------------------------------------------------------
     def app_survived(self, error_patterns: Sequence[str] = DEFAULT_ERROR_PATTERNS) -> None:
@@ -420,7 +423,7 @@ class Expectations:
         except DeadlineError:
             after = self.timeline.samples_between(began, event.t + within)
             seen = [s.app.working_set_mb for s in after if s.app and _alive(s)]
-            dead = next((s for s in after if s.app and not _alive(s)), None)
+            dead = next((s for s in after if s.app and s.app.exit_code is not None), None)
             if dead is not None and dead.app is not None:
                 how = describe_exit(dead.app, dead.t, self.stderr(), self.output())
                 numbers = f"the app is not running ({how})"

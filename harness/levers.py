@@ -43,6 +43,7 @@ class LoadCommand:
     command: str
     arguments: Sequence[str] = ()
     environment: dict[str, str] = field(default_factory=dict)
+    ready: str = "holding"  # what it prints once it holds all its memory
 
 
 @dataclass(frozen=True)
@@ -112,11 +113,15 @@ class MemoryLevers:
         )
         return settings
 
-    def add_load(self, size: str | int) -> GuestProcess:
-        """Start a load process in the guest that holds `size` of memory."""
+    def add_load(self, size: str | int, *, held_within: float | None = None) -> GuestProcess:
+        """Start a load process in the guest that holds `size` of memory. With `held_within`,
+        wait up to that many seconds until it says it holds it all (a load grows in steps, and
+        slower on a busy machine), so the load event marks when the pressure is complete; the
+        event's `seconds` says how long that took (its start is `t - seconds`)."""
         if self.guest is None or self.load is None:
             raise LeverError("no guest channel or load command: cannot raise demand in the guest")
         size_mb = parse_size(size, "load") // MB
+        started = time.monotonic()
         with _entered(self.step("add guest load", {"size": format_size(size_mb * MB)})):
             process = self.guest.start_process(
                 self.load.command,
@@ -124,10 +129,24 @@ class MemoryLevers:
                 self.load.environment,
                 memory_mb=size_mb,  # checked against a WinRM channel's shell quota
             )
-        self.loads.append(process)
-        self.timeline.add_event(
-            "load", f"load +{size_mb} MB", {"size_mb": size_mb, "pid": process.pid}
-        )
+            self.loads.append(process)
+            if held_within is not None:
+                ready = self.load.ready
+
+                def held() -> bool:
+                    result = process.poll()
+                    return ready in process.output or result.exit_code is not None
+
+                try:
+                    wait_until(held, held_within, what=f"the load holding {size_mb} MB",
+                               interval=0.1, max_interval=0.5)  # fmt: skip
+                except DeadlineError:
+                    log.warning("the %s MB load did not say it holds it within %gs",
+                                size_mb, held_within)  # fmt: skip
+        data: dict[str, float] = {"size_mb": size_mb, "pid": process.pid}
+        if held_within is not None:
+            data["seconds"] = round(time.monotonic() - started, 2)
+        self.timeline.add_event("load", f"load +{size_mb} MB", data)
         return process
 
     def drop_load(self) -> int:

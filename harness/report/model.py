@@ -39,6 +39,8 @@ def where_it_ran(host_labels: Sequence[str]) -> str:
 def tools_of(apps: Sequence[str]) -> list[str]:
     """The management tools among a run's subjects (records name them "tool: COMMAND")."""
     return sorted({a.removeprefix(TOOL_PREFIX) for a in apps if a.startswith(TOOL_PREFIX)})
+
+
 RECORD_VERSION = 1
 RECORD_PREFIX = "record-"
 

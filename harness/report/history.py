@@ -21,6 +21,8 @@ from harness.report.summary import SCHEMA_VERSION, Summary, Totals, iso, parse_i
 log = logging.getLogger(__name__)
 
 TREND_SCHEMA_VERSION = 1
+# Version 1 summaries (before run evidence) carry every field the trend reads.
+_READABLE_SCHEMAS = (1, SCHEMA_VERSION)
 HISTORY_LIMIT = 30  # runs shown in the trend; older history files stay on disk
 
 
@@ -148,7 +150,7 @@ def carry_allure_history(prev_report_dir: Path, results_dir: Path) -> Path | Non
 
 
 def _parse_history(data: Mapping[str, Any]) -> HistoryRun:
-    if data.get("schema_version") != SCHEMA_VERSION:
+    if data.get("schema_version") not in _READABLE_SCHEMAS:
         raise ValueError(f"schema_version {data.get('schema_version')!r} is not {SCHEMA_VERSION}")
     run, totals = data["run"], data["totals"]
     return HistoryRun(

@@ -1,13 +1,19 @@
 """The run's verdict, each test's outcome (`outcome_of`: failed vs broken) and
-`summary.json` for pipelines (schema version 1).
+`summary.json` for pipelines (schema version 2).
 
 Schema: `reports/summary.schema.json`, documented in `reports/SUMMARY.md`.
+
+The verdict is decided from one run's evidence (`harness.report.run.RunFacts`: what it
+collected, how pytest ended) together with that run's records, never from records alone:
+CERTIFIED needs pytest's exit 0, a record for every collected test, no interruption, no
+`-k`/`-m` selection and a passed scenario for every requested guest profile. A recorded app
+failure is NOT CERTIFIED whatever else happened (no further test could change that);
+anything else short of CERTIFIED is INCONCLUSIVE, with the first reason saying why.
 """
 
 from __future__ import annotations
 
 import hashlib
-import json
 import platform
 import re
 from collections.abc import Iterable, Mapping, Sequence
@@ -26,11 +32,13 @@ from harness.report.model import (
     tools_of,
     where_it_ran,
 )
+from harness.report.run import RunFacts, describe_exit, write_json
 
-SCHEMA_VERSION = 1  # bump on any change a consumer of summary.json could notice
+SCHEMA_VERSION = 2  # bump on any change a consumer of summary.json could notice
 VerdictStatus = Literal["certified", "not certified", "inconclusive"]
 BROKEN_MEANING = "infrastructure problem, not a verdict on the app"
 _MESSAGE_CHARS = 240
+_NAMES_SHOWN = 3
 _QUALIFIED = re.compile(r"^(?:[A-Za-z_]\w*\.)+([A-Za-z_]\w*: )")
 
 
@@ -38,10 +46,12 @@ _QUALIFIED = re.compile(r"^(?:[A-Za-z_]\w*\.)+([A-Za-z_]\w*: )")
 class Verdict:
     status: VerdictStatus
     reasons: tuple[str, ...]
+    scope: str = ""  # "partial: N of M scenarios" when a selection ran, else ""
 
     @property
     def headline(self) -> str:
-        return self.status.capitalize()
+        status = self.status.capitalize()
+        return f"{status} ({self.scope})" if self.scope else status
 
 
 @dataclass(frozen=True)
@@ -75,6 +85,7 @@ class RunInfo:
     guest_profiles: tuple[str, ...]
     apps: tuple[str, ...]
     environment: Mapping[str, str] = field(default_factory=lambda: MappingProxyType({}))
+    facts: RunFacts = field(default_factory=RunFacts)
 
 
 @dataclass(frozen=True)
@@ -86,29 +97,84 @@ class Summary:
     plots: Mapping[str, str] = field(default_factory=lambda: MappingProxyType({}))  # nodeid →
 
 
-def decide(records: Sequence[TestRecord]) -> Verdict:
-    """Certified iff ≥ 1 test ran and none failed or broke; broken alone is inconclusive."""
-    totals = Totals.of(records)
-    failed = [r for r in records if r.outcome == "failed"]
-    broken = [r for r in records if r.outcome == "broken"]
+def decide(records: Sequence[TestRecord], facts: RunFacts) -> Verdict:
+    """The verdict of one run from its records and its facts; see the module docstring."""
+    expected = facts.selected
+    own = [r for r in records if expected is None or r.nodeid in expected]
+    failed = [r for r in own if r.outcome == "failed"]
+    broken = [r for r in own if r.outcome == "broken"]
+    gaps = _gaps(records, facts)
     broken_reasons = tuple(
         f"{_where(r)}: broken ({BROKEN_MEANING}){_first_line(r.message)}" for r in broken
     )
     if failed:
+        failures = tuple(f"{_where(r)}: failed{_first_line(r.message)}" for r in failed)
+        return Verdict("not certified", failures + gaps + broken_reasons, facts.scope)
+    if gaps or broken_reasons:
+        return Verdict("inconclusive", gaps + broken_reasons, facts.scope)
+    passed = [r for r in own if r.outcome == "passed"]
+    skipped = len(own) - len(passed)
+    if not passed:
+        return Verdict("inconclusive", (f"all {skipped} tests were skipped: nothing ran",))
+    missing_profiles = [p for p in facts.guest_profiles if not any(r.guest_os == p for r in passed)]
+    if missing_profiles:
         return Verdict(
-            "not certified",
-            tuple(f"{_where(r)}: failed{_first_line(r.message)}" for r in failed) + broken_reasons,
+            "inconclusive",
+            tuple(f"no scenario passed for guest profile {p}" for p in missing_profiles),
+            facts.scope,
         )
-    if broken:
-        return Verdict("inconclusive", broken_reasons)
-    if totals.tests == 0:
-        return Verdict("not certified", ("no tests ran",))
-    if totals.passed == 0:
-        return Verdict("not certified", (f"all {totals.skipped} tests were skipped",))
-    reason = f"all {totals.passed} tests that ran passed"
-    if totals.skipped:
-        reason += f" ({totals.skipped} skipped)"
+    reason = f"all {len(passed)} tests that ran passed"
+    if skipped:
+        reason += f" ({skipped} skipped)"
+    if facts.partial:
+        return Verdict(
+            "inconclusive",
+            (f"{facts.scope} (a -k/-m selection): {reason}, but a subset is not a certification",),
+            facts.scope,
+        )
     return Verdict("certified", (reason,))
+
+
+def _gaps(records: Sequence[TestRecord], facts: RunFacts) -> tuple[str, ...]:
+    """Why this run's evidence falls short of a whole, finished run, most telling first."""
+    if facts.problem:
+        return (f"the run did not start: {facts.problem}",)
+    if facts.run_id is None and facts.selected is None:
+        return (
+            "no run evidence next to the records: cannot tell which tests should have run "
+            f"({describe_exit(facts.pytest_exit)})",
+        )
+    expected = facts.selected
+    if expected is None:
+        return (
+            f"the run ended before pytest finished collecting ({describe_exit(facts.pytest_exit)})",
+        )
+    recorded = {r.nodeid for r in records}
+    missing = [n for n in expected if n not in recorded]
+    foreign = sorted(recorded - set(expected))
+    done = len(expected) - len(missing)
+    gaps: list[str] = []
+    if facts.interrupted:
+        gaps.append(f"interrupted after {done} of {len(expected)} tests")
+    if not expected:
+        available = facts.available or 0
+        gaps.append(
+            f"no tests were selected: 0 of {available} scenarios ({describe_exit(facts.pytest_exit)})"
+        )
+    elif missing and not facts.interrupted:
+        gaps.append(
+            f"{len(missing)} of {len(expected)} tests have no record (the process running them "
+            f"ended before they finished): {_names(missing)}"
+        )
+    if foreign:
+        gaps.append(
+            f"{len(foreign)} records are of tests this run did not collect: {_names(foreign)}"
+        )
+    if expected and facts.pytest_exit != 0 and not (facts.interrupted or missing):
+        failed = any(r.outcome in ("failed", "broken") for r in records)
+        if not (facts.pytest_exit == 1 and failed):  # exit 1 is explained by those records
+            gaps.append(f"{describe_exit(facts.pytest_exit)} although every test has a record")
+    return tuple(gaps)
 
 
 def run_info(
@@ -116,20 +182,31 @@ def run_info(
     environment: Mapping[str, str] | None = None,
     started: datetime | None = None,
     finished: datetime | None = None,
+    facts: RunFacts | None = None,
 ) -> RunInfo:
-    """Run facts from the records; times default to the records' own, else to now (UTC)."""
+    """Run facts: the id and times from the run's evidence when there is some, else from the
+    records' own times (else now, UTC)."""
+    facts = facts or RunFacts()
     now = datetime.now(timezone.utc)
     starts = [r.started_at for r in records if r.started_at is not None]
     ends = [r.finished_at for r in records if r.finished_at is not None]
+    if facts.started is not None:
+        starts = [facts.started]
+    if facts.finished is not None:
+        ends = [*ends, facts.finished]
     began = started or (_utc(min(starts)) if starts else now)
     ended = finished or (_utc(max(ends)) if ends else now)
-    # The id depends only on what ran and when, so rebuilding a report keeps its id.
-    digest = hashlib.sha256()
-    digest.update(f"{began.isoformat()}|{ended.isoformat()}".encode())
-    for record in sorted(records, key=lambda r: r.nodeid):
-        digest.update(f"|{record.nodeid}={record.outcome}".encode())
+    run_id = facts.run_id
+    if run_id is None:
+        # Records alone: an id that depends only on what ran and when, so rebuilding a
+        # report keeps its id.
+        digest = hashlib.sha256()
+        digest.update(f"{began.isoformat()}|{ended.isoformat()}".encode())
+        for record in sorted(records, key=lambda r: r.nodeid):
+            digest.update(f"|{record.nodeid}={record.outcome}".encode())
+        run_id = digest.hexdigest()[:8]
     return RunInfo(
-        run_id=digest.hexdigest()[:8],
+        run_id=run_id,
         started=began,
         finished=ended,
         harness_version=harness.__version__,
@@ -138,6 +215,7 @@ def run_info(
         guest_profiles=_distinct(r.guest_os for r in records),
         apps=_distinct(r.app for r in records),
         environment=MappingProxyType(dict(environment or {})),
+        facts=facts,
     )
 
 
@@ -147,7 +225,7 @@ def build_summary(
     return Summary(
         run=run,
         totals=Totals.of(records),
-        verdict=decide(records),
+        verdict=decide(records, run.facts),
         tests=tuple(records),
         plots=MappingProxyType(dict(plots or {})),
     )
@@ -168,6 +246,14 @@ def summary_to_json(summary: Summary) -> dict[str, Any]:
             "apps": list(run.apps),
             "tools": tools_of(run.apps),
             "environment": dict(run.environment),
+            "requested_guest_profiles": list(run.facts.guest_profiles),
+            "selection": {
+                "selected": None if run.facts.selected is None else len(run.facts.selected),
+                "available": run.facts.available,
+                "partial": run.facts.partial,
+            },
+            "pytest_exit": run.facts.pytest_exit,
+            "interrupted": run.facts.interrupted,
         },
         "totals": {
             "tests": summary.totals.tests,
@@ -181,6 +267,7 @@ def summary_to_json(summary: Summary) -> dict[str, Any]:
             "status": summary.verdict.status,
             "reasons": list(summary.verdict.reasons),
             "where": where_it_ran(run.hosts),
+            "scope": summary.verdict.scope,
         },
         "tests": [
             {
@@ -210,10 +297,8 @@ def summary_to_json(summary: Summary) -> dict[str, Any]:
 
 
 def write_summary(summary: Summary, path: Path) -> Path:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    text = json.dumps(summary_to_json(summary), indent=2, allow_nan=False, ensure_ascii=False)
-    path.write_text(text + "\n", encoding="utf-8")
-    return path
+    """Write summary.json atomically: a pipeline polling it never reads half a file."""
+    return write_json(path, summary_to_json(summary))
 
 
 FailureKind = Literal["failed", "broken"]
@@ -269,6 +354,12 @@ def _distinct(values: Iterable[str]) -> tuple[str, ...]:
 
 def _where(record: TestRecord) -> str:
     return f"{record.scenario} on {record.guest_os}" if record.guest_os else record.scenario
+
+
+def _names(nodeids: Sequence[str]) -> str:
+    shown = ", ".join(n.rsplit("::", 1)[-1] for n in nodeids[:_NAMES_SHOWN])
+    more = len(nodeids) - _NAMES_SHOWN
+    return shown + (f" and {more} more" if more > 0 else "")
 
 
 def _first_line(message: str) -> str:

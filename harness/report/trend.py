@@ -30,6 +30,7 @@ from harness.report.model import (
     resolve_timeline,
 )
 from harness.report.plot import plot_pass_rate, plot_timeline, scale_for, timeline_span
+from harness.report.run import RunFacts, load_facts
 from harness.report.summary import build_summary, run_info, write_summary
 from harness.timeline import Timeline
 
@@ -57,10 +58,14 @@ def build_reports(
     finished: datetime | None = None,
     svg: bool = False,
     history_limit: int = HISTORY_LIMIT,
+    facts: RunFacts | None = None,
 ) -> ReportPaths:
     """Write summary.json, index.html and plots/ into `out_dir` from the records in
-    `records_dir`; with `history_dir`, also record this run there and add the trend."""
+    `records_dir` and the run's evidence there (or `facts`, when the caller knows better);
+    with `history_dir`, also record this run there and add the trend."""
     records = load_records(records_dir)
+    if facts is None:
+        facts = load_facts(records_dir)
     plots_dir = out_dir / "plots"
     sections: list[TestSection] = []
     plot_files: list[Path] = []
@@ -89,7 +94,8 @@ def build_reports(
         sections.append(TestSection(record, png, timeline))
 
     records = [s.record for s in sections]
-    summary = build_summary(records, run_info(records, environment, started, finished), plot_links)
+    info = run_info(records, environment, started, finished, facts)
+    summary = build_summary(records, info, plot_links)
     summary_path = write_summary(summary, out_dir / "summary.json")
 
     trend: Trend | None = None

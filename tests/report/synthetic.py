@@ -10,7 +10,16 @@ from harness.report.model import (
     Outcome,
     TestRecord,
     key_figures,
+    load_records,
     save_record,
+)
+from harness.report.run import (
+    Collection,
+    RunEnd,
+    RunStart,
+    write_collection,
+    write_end,
+    write_start,
 )
 from harness.timeline import AppSample, GuestSample, HostSample, Timeline
 
@@ -129,6 +138,30 @@ def make_record(
     )
     save_record(record, records_dir)
     return record
+
+
+def finish_run(
+    records_dir: Path,
+    *,
+    run_id: str = "5e0f2c9a41d7",
+    profiles: Sequence[str] | None = None,
+    extra: Sequence[str] = (),
+    deselected: int = 0,
+    exit_status: int | None = None,
+    interrupted: bool = False,
+) -> None:
+    """Write the run evidence the plugin writes, for the records already in `records_dir`
+    plus `extra` collected tests that left no record; exit status from the outcomes unless
+    given."""
+    records = load_records(records_dir)
+    if exit_status is None:
+        exit_status = 1 if any(r.outcome in ("failed", "broken") for r in records) else 0
+    started = min((r.started_at or 0.0 for r in records), default=1_750_000_000.0)
+    guests = sorted({r.guest_os for r in records}) if profiles is None else list(profiles)
+    write_start(records_dir, RunStart(run_id, started, tuple(guests)))
+    selected = tuple(r.nodeid for r in records) + tuple(extra)
+    write_collection(records_dir, Collection("main", selected, deselected))
+    write_end(records_dir, RunEnd(exit_status, interrupted, started + 100.0))
 
 
 def passing_expectations() -> tuple[ExpectationResult, ...]:

@@ -16,7 +16,7 @@ import harness
 from harness.report.model import save_record
 from harness.report.trend import ReportPaths, build_reports
 
-from .synthetic import HOSTILE, dm_timeline, make_record, passing_expectations
+from .synthetic import HOSTILE, dm_timeline, finish_run, make_record, passing_expectations
 
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 
@@ -156,6 +156,7 @@ def test_all_passed_run_is_certified(tmp_path: Path) -> None:
             timeline=dm_timeline(windows_guest=guest.startswith("windows")),
             expectations=passing_expectations(),
         )
+    finish_run(records)
     report = build_reports(records, tmp_path / "out")
     text, page = parse(report.html)
     assert '<div class="verdict-status">Certified</div>' in text
@@ -172,9 +173,10 @@ def test_missing_timeline_and_no_records(tmp_path: Path) -> None:
 
     empty = tmp_path / "empty"
     empty.mkdir()
+    finish_run(empty, profiles=["linux"], exit_status=5)
     text, _ = parse(build_reports(empty, tmp_path / "out2").html)
-    assert '<div class="verdict-status">Not certified</div>' in text
-    assert "no tests ran" in text
+    assert '<div class="verdict-status">Inconclusive</div>' in text
+    assert "no tests were selected: 0 of 0 scenarios (pytest exit 5: no tests collected)" in text
 
 
 def test_the_verdict_box_says_a_run_on_the_emulator_is_no_certification(

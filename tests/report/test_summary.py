@@ -12,6 +12,7 @@ import pytest
 
 import harness
 from harness.report.model import Outcome, TestRecord, load_records
+from harness.report.run import RunFacts
 from harness.report.summary import (
     build_summary,
     decide,
@@ -40,31 +41,45 @@ def rec(
     )
 
 
+def whole(records: list[TestRecord], exit_status: int | None = None) -> RunFacts:
+    """The facts of a finished run that collected exactly these tests."""
+    failing = any(r.outcome in ("failed", "broken") for r in records)
+    return RunFacts(
+        run_id="5e0f2c9a41d7",
+        started=1_750_000_000.0,
+        guest_profiles=tuple(sorted({r.guest_os for r in records})),
+        selected=tuple(r.nodeid for r in records),
+        pytest_exit=(1 if failing else 0) if exit_status is None else exit_status,
+    )
+
+
 def test_all_passed_is_certified() -> None:
-    verdict = decide([rec("hot-add", "passed"), rec("balloon", "passed")])
+    records = [rec("hot-add", "passed"), rec("balloon", "passed")]
+    verdict = decide(records, whole(records))
     assert verdict.status == "certified"
     assert verdict.reasons == ("all 2 tests that ran passed",)
 
 
 def test_skipped_tests_do_not_count_against() -> None:
-    verdict = decide([rec("hot-add", "passed"), rec("balloon", "skipped")])
+    records = [rec("hot-add", "passed"), rec("balloon", "skipped")]
+    verdict = decide(records, whole(records))
     assert verdict.status == "certified"
     assert "1 skipped" in verdict.reasons[0]
 
 
 def test_one_failure_is_not_certified_and_names_the_scenario() -> None:
-    verdict = decide(
-        [
-            rec("hot-add", "passed"),
-            rec("balloon", "failed", "windows-2022", "harness.errors.ExpectationFailed: stale\nx"),
-        ]
-    )
+    records = [
+        rec("hot-add", "passed"),
+        rec("balloon", "failed", "windows-2022", "harness.errors.ExpectationFailed: stale\nx"),
+    ]
+    verdict = decide(records, whole(records))
     assert verdict.status == "not certified"
     assert verdict.reasons == ("balloon on windows-2022: failed: ExpectationFailed: stale",)
 
 
 def test_failure_and_breakage_list_both() -> None:
-    verdict = decide([rec("hot-add", "failed"), rec("balloon", "broken")])
+    records = [rec("hot-add", "failed"), rec("balloon", "broken")]
+    verdict = decide(records, whole(records))
     assert verdict.status == "not certified"
     assert [r.split(":")[0] for r in verdict.reasons] == [
         "hot-add on ubuntu-22.04",
@@ -73,17 +88,28 @@ def test_failure_and_breakage_list_both() -> None:
 
 
 def test_only_broken_is_inconclusive() -> None:
-    verdict = decide(
-        [rec("hot-add", "passed"), rec("balloon", "broken", message="HostUnreachableError: x")]
-    )
+    records = [
+        rec("hot-add", "passed"),
+        rec("balloon", "broken", message="HostUnreachableError: x"),
+    ]
+    verdict = decide(records, whole(records))
     assert verdict.status == "inconclusive"
     assert "not a verdict on the app" in verdict.reasons[0]
     assert "balloon" in verdict.reasons[0]
 
 
 @pytest.mark.parametrize("records", [[], [rec("hot-add", "skipped"), rec("b", "skipped")]])
-def test_nothing_ran_is_not_certified(records: list[TestRecord]) -> None:
-    assert decide(records).status == "not certified"
+def test_nothing_ran_is_inconclusive(records: list[TestRecord]) -> None:
+    verdict = decide(records, whole(records, exit_status=5 if not records else 0))
+    assert verdict.status == "inconclusive"
+    assert ("no tests were selected" if not records else "skipped") in verdict.reasons[0]
+
+
+def test_records_without_run_evidence_are_never_certified() -> None:
+    records = [rec("hot-add", "passed"), rec("balloon", "passed")]
+    verdict = decide(records, RunFacts())
+    assert verdict.status == "inconclusive"
+    assert verdict.reasons[0].startswith("no run evidence next to the records")
 
 
 def test_run_info_from_the_records_and_a_stable_id() -> None:
@@ -124,7 +150,9 @@ def test_summary_matches_the_schema(mixed_run: Path, tmp_path: Path) -> None:
     path = write_summary(summary, tmp_path / "summary.json")
     data = json.loads(path.read_text(encoding="utf-8"))
     assert schema_check.errors(data, SCHEMA) == []
-    assert data["schema_version"] == 1
+    assert data["schema_version"] == 2
+    assert data["run"]["selection"] == {"selected": None, "available": None, "partial": False}
+    assert data["run"]["pytest_exit"] is None and data["run"]["interrupted"] is False
     assert data["totals"] == {
         "tests": 5,
         "passed": 2,
@@ -152,7 +180,10 @@ def _mutations(valid: dict[str, Any]) -> list[dict[str, Any]]:
 
     return [
         changed(lambda d: d.pop("verdict")),
-        changed(lambda d: d.__setitem__("schema_version", 2)),
+        changed(lambda d: d.__setitem__("schema_version", 1)),
+        changed(lambda d: d["verdict"].pop("scope")),
+        changed(lambda d: d["run"]["selection"].__setitem__("partial", "no")),
+        changed(lambda d: d["run"].__setitem__("pytest_exit", "0")),
         changed(lambda d: d["verdict"].__setitem__("status", "certified-ish")),
         changed(lambda d: d["totals"].__setitem__("failed", -1)),
         changed(lambda d: d["totals"].__setitem__("passed", True)),

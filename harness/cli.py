@@ -1,28 +1,43 @@
 """`dmh`: run the certification suites, serve the emulator, build reports, check a host.
 
-dmh certify [--dm-host URL] [--app CMD | --tool CMD] [-n N] [--history DIR] [-- pytest args]
+dmh certify [--dm-host URL] [--app CMD | --tool CMD] [-n N] [--history DIR] [--grace S]
+            [-- pytest args]
 dmh emulator serve [--host 127.0.0.1] [--port 5985] [--tls] ...
 dmh report [--out reports/out] [--history DIR]
 dmh doctor --dm-host URL [--vm NAME --guest-os linux|windows]
-dmh sweep --dm-host URL [--run-id ID] [--yes]
+dmh sweep --dm-host URL [--run-id ID] [--older-than HOURS] [--yes]
+
+Exit codes: 0 certified (or: done), 1 not certified (doctor --vm: the guest is not ready),
+2 inconclusive, 3 another command could not do its job (host unreachable, …), 4 usage error
+(bad option, URL or value: nothing ran), 130 interrupted (commands other than certify; an
+interrupted certify run is inconclusive).
 """
 
 from __future__ import annotations
 
 import argparse
-import json
 import logging
 import os
 import signal
-import subprocess
 import sys
 import threading
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, NoReturn
 
 from harness import __version__
-from harness.errors import HarnessError
+from harness.certify import (
+    DEFAULT_GRACE_S,
+    EXIT_ERROR,
+    EXIT_INCONCLUSIVE,
+    EXIT_USAGE,
+    CertifyOptions,
+    certify,
+    check_grace,
+    check_workers,
+    print_verdict,
+)
+from harness.errors import ConfigError, HarnessError
 
 if TYPE_CHECKING:
     from harness.hyperv.host import HyperVHost
@@ -30,8 +45,16 @@ if TYPE_CHECKING:
 log = logging.getLogger("dmh")
 
 DEFAULT_OUT = Path("reports/out")
-DEFAULT_ALLURE = Path("reports/allure-results")
-EXIT = {"certified": 0, "not certified": 1, "inconclusive": 2}
+EXIT_INTERRUPTED = 130  # a command other than certify stopped by Ctrl-C
+
+
+class _Parser(argparse.ArgumentParser):
+    """Bad options are one line and the usage exit code (argparse's own 2 means
+    'inconclusive' to a CI reading dmh's exit codes)."""
+
+    def error(self, message: str) -> NoReturn:
+        print(f"{self.prog}: {message} (see {self.prog} --help)", file=sys.stderr)
+        sys.exit(EXIT_USAGE)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -43,49 +66,103 @@ def main(argv: Sequence[str] | None = None) -> int:
     )
     try:
         return int(args.func(args))
+    except ConfigError as exc:
+        print(f"dmh: {exc}", file=sys.stderr)
+        return EXIT_USAGE
     except HarnessError as exc:
         print(f"dmh: {exc}", file=sys.stderr)
-        return 3
+        return EXIT_INCONCLUSIVE if args.func is _certify else EXIT_ERROR
+    except KeyboardInterrupt:
+        print("dmh: interrupted", file=sys.stderr)
+        return EXIT_INTERRUPTED
+
+
+def _checked(check: Callable[[str], object]) -> Callable[[str], object]:
+    """An argparse type from a check that raises ValueError with a message naming the rule."""
+
+    def convert(text: str) -> object:
+        try:
+            return check(text)
+        except ValueError as exc:
+            raise argparse.ArgumentTypeError(str(exc)) from None
+
+    convert.__name__ = check.__name__
+    return convert
+
+
+def check_port(text: str) -> int:
+    try:
+        port = int(text)
+    except ValueError:
+        raise ValueError(f"{text!r} is not a number") from None
+    if not 0 <= port <= 65535:
+        raise ValueError(f"{port} is outside 1-65535 (0: any free port)")
+    return port
+
+
+def check_hours(text: str) -> float:
+    try:
+        hours = float(text)
+    except ValueError:
+        raise ValueError(f"{text!r} is not a number of hours") from None
+    if not hours >= 0 or hours == float("inf"):
+        raise ValueError(f"{text!r} must be a finite number of hours >= 0")
+    return hours
 
 
 def _parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
-        prog="dmh", description="DM Harness: apps under Hyper-V Dynamic Memory"
-    )
+    parser = _Parser(prog="dmh", description="DM Harness: apps under Hyper-V Dynamic Memory")
     parser.add_argument("--version", action="version", version=f"dmh {__version__}")
     parser.add_argument("-v", "--verbose", action="store_true", help="log more")
     sub = parser.add_subparsers(required=True, metavar="command")
 
-    certify = sub.add_parser("certify", help="run the certification suites and write the reports")
-    certify.add_argument(
+    certify_cmd = sub.add_parser(
+        "certify", help="run the certification suites and write the reports"
+    )
+    certify_cmd.add_argument(
         "--dm-host", default=None, help="Hyper-V host URL (default: the embedded emulator)"
     )
-    certify.add_argument("--app", default=None, help="command line of the app under test")
-    certify.add_argument(
+    certify_cmd.add_argument("--app", default=None, help="command line of the app under test")
+    certify_cmd.add_argument(
         "--tool",
         default=None,
         help="command line of a management tool to certify (runs the management-tool suite only)",
     )
-    certify.add_argument(
-        "-n", "--workers", default="2", help="pytest-xdist workers (default 2; 0 = none)"
+    certify_cmd.add_argument(
+        "-n",
+        "--workers",
+        default="2",
+        type=_checked(check_workers),
+        help="pytest-xdist workers (default 2; 0 = none)",
     )
-    certify.add_argument(
+    certify_cmd.add_argument(
         "--out", type=Path, default=DEFAULT_OUT, help="report directory (default reports/out)"
     )
-    certify.add_argument(
-        "--allure-dir", type=Path, default=DEFAULT_ALLURE, help="Allure results directory"
+    certify_cmd.add_argument(
+        "--allure-dir",
+        type=Path,
+        default=None,
+        help="Allure results directory (default: the run's own, OUT/allure-results)",
     )
-    certify.add_argument(
+    certify_cmd.add_argument(
         "--history", type=Path, default=None, help="keep run summaries here and show the trend"
     )
-    certify.add_argument("pytest_args", nargs="*", help="extra pytest arguments (after --)")
-    certify.set_defaults(func=_certify)
+    certify_cmd.add_argument(
+        "--grace",
+        type=_checked(check_grace),
+        default=DEFAULT_GRACE_S,
+        help=f"seconds pytest gets to tear down after an interrupt (default {DEFAULT_GRACE_S:g})",
+    )
+    certify_cmd.add_argument("pytest_args", nargs="*", help="extra pytest arguments (after --)")
+    certify_cmd.set_defaults(func=_certify)
 
     emulator = sub.add_parser("emulator", help="the embedded Hyper-V emulator")
     emulator_sub = emulator.add_subparsers(required=True, metavar="action")
     serve = emulator_sub.add_parser("serve", help="serve an emulated Hyper-V host over WinRM/PSRP")
     serve.add_argument("--host", default="127.0.0.1", help="address to bind (default 127.0.0.1)")
-    serve.add_argument("--port", type=int, default=5985)
+    serve.add_argument(
+        "--port", type=_checked(check_port), default=5985, help="1-65535, 0: any free port"
+    )
     serve.add_argument(
         "--tls", action="store_true", help="HTTPS with a generated self-signed certificate"
     )
@@ -105,9 +182,16 @@ def _parser() -> argparse.ArgumentParser:
     )
     serve.set_defaults(func=_serve)
 
-    report = sub.add_parser("report", help="build the HTML report and summary from result records")
-    report.add_argument("--out", type=Path, default=DEFAULT_OUT)
-    report.add_argument("--records", type=Path, default=None, help="default: OUT/records")
+    report = sub.add_parser("report", help="rebuild the HTML report and summary of a run")
+    report.add_argument(
+        "--out", type=Path, default=DEFAULT_OUT, help="report directory: its latest run"
+    )
+    report.add_argument(
+        "--records",
+        type=Path,
+        default=None,
+        help="a run's records directory (default: OUT/latest/records); reports go to --out",
+    )
     report.add_argument("--history", type=Path, default=None)
     report.add_argument("--no-screenshot", action="store_true")
     report.set_defaults(func=_report)
@@ -124,17 +208,23 @@ def _parser() -> argparse.ArgumentParser:
 
     sweep = sub.add_parser("sweep", help="remove VMs the harness left behind on a host")
     sweep.add_argument("--dm-host", required=True)
-    sweep.add_argument("--run-id", default=None, help="only this run's VMs")
+    sweep.add_argument("--run-id", default=None, help="only this run's VMs (alive or not)")
+    sweep.add_argument(
+        "--older-than",
+        type=_checked(check_hours),
+        default=24.0,
+        help="hours after which a VM created on another machine counts as abandoned "
+        "(default 24; on this machine its creator's process is checked)",
+    )
     sweep.add_argument("--yes", action="store_true", help="remove them (default: only list)")
     sweep.set_defaults(func=_sweep)
     return parser
 
 
-# -- certify -------------------------------------------------------------------------------
+# -- certify and report --------------------------------------------------------------------
 
 
 TOOL_SUITE = "test_management_tools.py"
-INI_FILES = ("pytest.ini", ".pytest.ini", "pyproject.toml", "tox.ini", "setup.cfg")
 
 
 def suites_dir() -> Path:
@@ -152,42 +242,26 @@ def suites_dir() -> Path:
 
 def _certify(args: argparse.Namespace) -> int:
     suites = suites_dir()
-    target = suites / TOOL_SUITE if args.tool else suites
-    out: Path = args.out
-    out.mkdir(parents=True, exist_ok=True)
-    command = [
-        sys.executable, "-m", "pytest", str(target), "-p", "no:cacheprovider",
-        f"--junitxml={out / 'junit.xml'}",
-        f"--alluredir={args.allure_dir}", "--clean-alluredir",
-        f"--dm-report-dir={out}",
-    ]  # fmt: skip
-    if args.workers not in ("0", "1"):
-        command += ["-n", str(args.workers)]
-    if args.dm_host:
-        command.append(f"--dm-host={args.dm_host}")
-    if args.app:
-        command.append(f"--dm-app={args.app}")
-    if args.tool:
-        command.append(f"--dm-tool={args.tool}")
-    ini = next((Path(name) for name in INI_FILES if Path(name).is_file()), None)
-    if suites.is_absolute():
-        # Installed suites: the settings and paths are those of the directory run from.
-        command += [f"--rootdir={Path.cwd()}"] + ([f"-c={ini}"] if ini else [])
-    if args.history:
-        command.append(f"--dm-history-dir={args.history}")
-    command += list(args.pytest_args)
-    print("running:", " ".join(command[2:]), flush=True)
-    code = subprocess.call(command)
-    summary_path = out / "summary.json"
-    if not summary_path.is_file():
-        print(f"dmh: the run wrote no summary (pytest exit code {code})", file=sys.stderr)
-        return 3
-    _screenshot(out)
-    return _print_verdict(out, args.allure_dir)
+    return certify(
+        CertifyOptions(
+            suites=suites,
+            target=suites / TOOL_SUITE if args.tool else suites,
+            out=args.out,
+            allure_dir=args.allure_dir,
+            workers=args.workers,
+            host_url=args.dm_host,
+            app=args.app,
+            tool=args.tool,
+            history=args.history,
+            grace=args.grace,
+            pytest_args=tuple(args.pytest_args),
+            screenshot=_screenshot,
+        )
+    )
 
 
-def _screenshot(out: Path) -> None:
-    html = out / "index.html"
+def _screenshot(run: Path) -> None:
+    html = run / "index.html"
     chromium = os.environ.get("DMH_CHROMIUM", "/usr/bin/chromium")
     if not html.is_file() or not Path(chromium).exists():
         print(f"(no screenshot: {chromium} not found)")
@@ -195,7 +269,7 @@ def _screenshot(out: Path) -> None:
     from harness.report.browser import BrowserError, screenshot
 
     try:
-        errors = screenshot(html, out / "report.png", chromium=chromium)
+        errors = screenshot(html, run / "report.png", chromium=chromium)
     except BrowserError as exc:
         print(f"(no screenshot: {exc})")
         return
@@ -203,47 +277,31 @@ def _screenshot(out: Path) -> None:
         print(f"report console error: {error}", file=sys.stderr)
 
 
-def _print_verdict(out: Path, allure_dir: Path | None) -> int:
-    summary = json.loads((out / "summary.json").read_text(encoding="utf-8"))
-    verdict = summary["verdict"]
-    totals = summary["totals"]
-    print()
-    print(f"JUnit XML:       {out / 'junit.xml'}")
-    if allure_dir is not None:
-        print(f"Allure results:  {allure_dir}  (allure serve {allure_dir})")
-    print(f"HTML report:     {out / 'index.html'}")
-    if (out / "report.png").is_file():
-        print(f"Screenshot:      {out / 'report.png'}")
-    print(f"JSON summary:    {out / 'summary.json'}")
-    print(
-        f"Tests: {totals['tests']}  passed {totals['passed']}  failed {totals['failed']}  "
-        f"broken {totals['broken']}  skipped {totals['skipped']}"
-    )
-    print(f"VERDICT: {verdict['status'].upper()}")
-    if verdict.get("where"):
-        print(f"  ({verdict['where']})")
-    for reason in verdict.get("reasons", []):
-        print(f"  - {reason}")
-    return EXIT.get(verdict["status"], 1)
-
-
 # -- report --------------------------------------------------------------------------------
 
 
 def _report(args: argparse.Namespace) -> int:
+    import json
+
     from harness.report.trend import build_reports
 
-    records = args.records or args.out / "records"
+    if args.records is not None:
+        records, target = args.records, args.out
+    else:
+        target = (args.out / "latest").resolve()
+        records = target / "records"
     if not records.is_dir():
         print(
-            f"dmh report: no result records in {records} (run the suites with --dm-report-dir)",
+            f"dmh report: no result records in {records} (run dmh certify, or the suites with "
+            "--dm-report-dir)",
             file=sys.stderr,
         )
-        return 3
-    build_reports(records, args.out, history_dir=args.history)
+        return EXIT_ERROR
+    paths = build_reports(records, target, history_dir=args.history)
     if not args.no_screenshot:
-        _screenshot(args.out)
-    return _print_verdict(args.out, None)
+        _screenshot(target)
+    summary = json.loads(paths.summary.read_text(encoding="utf-8"))
+    return print_verdict(target, summary, None)
 
 
 # -- emulator serve ------------------------------------------------------------------------
@@ -347,17 +405,35 @@ def _doctor(args: argparse.Namespace) -> int:
 
 
 def _sweep(args: argparse.Namespace) -> int:
+    """List (or with --yes remove) harness VMs: with --run-id that run's, else only those
+    whose run is no longer alive (harness.lease), never a run's in progress."""
+    from harness.lease import liveness, parse_notes
+
     host = _host(args.dm_host)
-    names = host.leftovers(args.run_id)
-    for name in names:
-        if args.yes:
-            host.remove_vm(name)
-            print(f"removed {name}")
-        else:
-            print(f"leftover {name}")
-    if names and not args.yes:
-        print("(list only; add --yes to remove them)")
-    host.session.close()
+    found = 0
+    try:
+        for vm in host.vms():
+            lease = parse_notes(vm.notes)
+            if lease is None or (args.run_id and lease.run_id != args.run_id):
+                continue
+            found += 1
+            if args.run_id:
+                abandoned, why = True, "--run-id"
+            else:
+                state = liveness(lease, max_age_s=args.older_than * 3600)
+                abandoned, why = state.alive is False, state.why
+            label = f"{vm.name} (run {lease.run_id}: {why})"
+            if abandoned and args.yes:
+                host.remove_vm(vm.name)
+                print(f"removed {label}")
+            elif abandoned:
+                print(f"abandoned {label}")
+            else:
+                print(f"kept {label}")
+    finally:
+        host.session.close()
+    if found and not args.yes:
+        print("(list only; add --yes to remove the abandoned ones)")
     return 0
 
 

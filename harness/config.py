@@ -2,21 +2,29 @@
 
     psrp://user@hyperv01.lab:5986?auth=negotiate&cert_validation=/path/ca.pem
 
-Passwords never sit in the URL. They come from `DMH_HOST_PASSWORD_<HOST>` (the hostname in
-upper case, non-alphanumerics as `_`), then `DMH_HOST_PASSWORD`, then `keyring` (service
-"dm-harness", user "user@host") when it is installed. The username may also come from
-`DMH_HOST_USERNAME`. A target's `label` (`psrp://hyperv01.lab:5986`) is what logs, test ids
-and reports show.
+Passwords never sit in the URL (one there is refused, without echoing the URL). They come
+from `DMH_HOST_PASSWORD_<HOST>` (the hostname in upper case, non-alphanumerics as `_`), then
+`DMH_HOST_PASSWORD`, then `keyring` (service "dm-harness", user "user@host") when it is
+installed. The username may also come from `DMH_HOST_USERNAME`. A target's `label`
+(`psrp://hyperv01.lab:5986`) is what logs, test ids and reports show.
+
+`auth=basic` over plain HTTP sends the password in clear text: refused unless the host is
+loopback or the URL says `allow_insecure=true`.
+
+Tracebacks: pytest's long tracebacks print every frame's arguments (and, with `-l`, its
+locals). So the process environment is never an argument or a local here (`ENVIRON` is a view
+whose repr shows no values) and a password is a `Secret` from the moment it is read.
 """
 
 from __future__ import annotations
 
 import importlib.util
+import ipaddress
 import os
 import re
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
-from urllib.parse import parse_qs, unquote, urlsplit
+from urllib.parse import SplitResult, parse_qs, unquote, urlsplit
 
 from harness.errors import ConfigError
 
@@ -37,7 +45,28 @@ _QUERY_KEYS = {
     "path",
     "certificate_pem",
     "certificate_key_pem",
+    "allow_insecure",
 }
+
+
+class _Environ(Mapping[str, str]):
+    """The process environment, read on demand; its repr shows no names or values, so a
+    traceback that prints it as an argument shows nothing secret."""
+
+    def __getitem__(self, key: str) -> str:
+        return os.environ[key]
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(os.environ)
+
+    def __len__(self) -> int:
+        return len(os.environ)
+
+    def __repr__(self) -> str:
+        return "<process environment>"
+
+
+ENVIRON: Mapping[str, str] = _Environ()
 
 
 class Secret:
@@ -99,16 +128,21 @@ class HostTarget:
         return self.label
 
     @classmethod
-    def parse(cls, url: str, env: Mapping[str, str] | None = None) -> HostTarget:
-        """Parse a `psrp://` URL; refuse passwords in it and unknown options."""
-        env = os.environ if env is None else env
-        parts = urlsplit(url)
+    def parse(cls, url: str, env: Mapping[str, str] = ENVIRON) -> HostTarget:
+        """Parse a `psrp://` URL; refuse passwords in it, unknown options, and Basic auth in
+        clear text over the network."""
+        try:
+            parts = urlsplit(url)
+            has_password = parts.password is not None
+        except ValueError:  # e.g. an unbalanced '[': say so without echoing the URL
+            raise ConfigError("host URL is not a URL, e.g. psrp://user@hyperv01.lab") from None
+        if has_password:
+            raise ConfigError(
+                "host URL must not contain a password; set DMH_HOST_PASSWORD_<HOST> or "
+                "DMH_HOST_PASSWORD, or use keyring (service 'dm-harness')"
+            )
         if parts.scheme != "psrp":
             raise ConfigError(f"host URL must start with psrp://, got scheme {parts.scheme!r}")
-        if parts.password is not None:
-            raise ConfigError(
-                "host URL must not contain a password; set DMH_HOST_PASSWORD or use keyring"
-            )
         if not parts.hostname:
             raise ConfigError("host URL has no hostname, e.g. psrp://user@hyperv01.lab")
         hostname = parts.hostname
@@ -122,16 +156,19 @@ class HostTarget:
             raise ConfigError(f"auth={auth!r} is not supported; use one of {', '.join(AUTHS)}")
         _check_auth_installed(auth)
         ssl = _bool(query.get("ssl", "true"), "ssl")
-        try:
-            port = int(query.get("port") or parts.port or (5986 if ssl else 5985))
-        except ValueError as exc:
-            raise ConfigError(f"port must be a number, got {query.get('port')!r}") from exc
+        insecure_ok = _bool(query.get("allow_insecure", "false"), "allow_insecure")
+        if auth == "basic" and not ssl and not _is_loopback(hostname) and not insecure_ok:
+            raise ConfigError(
+                f"auth=basic with ssl=false would send the password to {hostname} in clear "
+                "text: use TLS (ssl=true), another auth, or add allow_insecure=true"
+            )
+        port = _port(query.get("port"), parts, 5986 if ssl else 5985)
         username = unquote(parts.username or "") or env.get("DMH_HOST_USERNAME", "")
         if auth != "certificate" and not username:
             raise ConfigError(
                 f"no username for {hostname}: write psrp://user@{hostname} or set DMH_HOST_USERNAME"
             )
-        password = "" if auth == "certificate" else lookup_password(hostname, username, env)
+        password = Secret("") if auth == "certificate" else find_password(hostname, username, env)
         if auth != "certificate" and not password:
             raise ConfigError(
                 f"no password for {username}@{hostname}: set {password_variable(hostname)} or "
@@ -141,7 +178,7 @@ class HostTarget:
             hostname=hostname,
             port=port,
             username=username,
-            password=Secret(password),
+            password=password,
             auth=auth,
             ssl=ssl,
             cert_validation=_cert_validation(query.get("cert_validation", "true")),
@@ -159,15 +196,37 @@ def password_variable(hostname: str) -> str:
     return "DMH_HOST_PASSWORD_" + re.sub(r"[^A-Z0-9]", "_", hostname.upper())
 
 
-def lookup_password(hostname: str, username: str, env: Mapping[str, str]) -> str:
+def find_password(hostname: str, username: str, env: Mapping[str, str] = ENVIRON) -> Secret:
+    """The host password from the environment or keyring; a Secret as soon as it is read."""
     for name in (password_variable(hostname), "DMH_HOST_PASSWORD"):
         if env.get(name):
-            return env[name]
+            return Secret(env[name])
     if importlib.util.find_spec("keyring") is not None:
         import keyring
 
-        return keyring.get_password("dm-harness", f"{username}@{hostname}") or ""
-    return ""
+        return Secret(keyring.get_password("dm-harness", f"{username}@{hostname}") or "")
+    return Secret("")
+
+
+def _is_loopback(hostname: str) -> bool:
+    if hostname.lower() == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(hostname.strip("[]")).is_loopback
+    except ValueError:
+        return False
+
+
+def _port(text: str | None, parts: SplitResult, default: int) -> int:
+    """The port= option, else the URL's port, else the default; always within 1-65535."""
+    try:
+        port = int(text) if text else (parts.port or default)
+    except ValueError:
+        shown = text if text else "in the URL"
+        raise ConfigError(f"port must be a number from 1 to 65535, got {shown!r}") from None
+    if not 1 <= port <= 65535:
+        raise ConfigError(f"port must be a number from 1 to 65535, got {port}")
+    return port
 
 
 def _check_auth_installed(auth: str) -> None:

@@ -1,5 +1,10 @@
 """The emulator's WinRM endpoint: WS-Management over HTTP or HTTPS with Basic auth, on loopback
 unless told otherwise.
+
+Hardening (`connections`): connections are served by a bounded pool of workers; failed logins
+are answered after a delay that doubles per source address. A generated TLS key is deleted as
+soon as it is loaded (it never outlives the process, even a killed one); the directory with
+the public certificate goes at `stop()` or at interpreter exit.
 """
 
 from __future__ import annotations
@@ -7,7 +12,6 @@ from __future__ import annotations
 import base64
 import binascii
 import contextlib
-import datetime
 import hmac
 import ipaddress
 import logging
@@ -18,11 +22,14 @@ import ssl
 import tempfile
 import threading
 import time
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+import weakref
+from http.server import BaseHTTPRequestHandler, HTTPServer
 from types import TracebackType
 from typing import Any
 
+from harness.emulator.connections import AuthThrottle, ConnectionPool
 from harness.emulator.psrp import PipelineHandler, PSRPEndpoint
+from harness.emulator.tls import self_signed
 from harness.errors import ConfigError
 
 __all__ = ["EmulatorServer"]
@@ -43,80 +50,7 @@ def _is_loopback(host: str) -> bool:
         return False  # a host name other than localhost may resolve anywhere
 
 
-def _self_signed(directory: str, host: str) -> tuple[str, str]:
-    """A throwaway certificate for 127.0.0.1 and localhost (plus `host`), written to directory."""
-    from cryptography import x509
-    from cryptography.hazmat.primitives import hashes, serialization
-    from cryptography.hazmat.primitives.asymmetric import ec
-    from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
-
-    key = ec.generate_private_key(ec.SECP256R1())
-    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "DM Harness emulator")])
-    alt_names: list[x509.GeneralName] = [
-        x509.IPAddress(ipaddress.ip_address("127.0.0.1")),
-        x509.DNSName("localhost"),
-    ]
-    try:
-        address = ipaddress.ip_address(host.strip("[]"))
-        if not address.is_unspecified and str(address) != "127.0.0.1":
-            alt_names.append(x509.IPAddress(address))
-    except ValueError:
-        if host.lower() != "localhost":
-            alt_names.append(x509.DNSName(host))
-    now = datetime.datetime.now(datetime.timezone.utc)
-    public_key = key.public_key()
-    cert = (
-        x509.CertificateBuilder()
-        .subject_name(name)
-        .issuer_name(name)
-        .public_key(public_key)
-        .serial_number(x509.random_serial_number())
-        .not_valid_before(now - datetime.timedelta(minutes=5))
-        .not_valid_after(now + datetime.timedelta(days=7))
-        .add_extension(x509.SubjectAlternativeName(alt_names), critical=False)
-        # Marked as its own CA so it can serve as the trust anchor passed as cert_validation,
-        # with the key identifiers strict verifiers (Python 3.13+) insist on.
-        .add_extension(x509.BasicConstraints(ca=True, path_length=0), critical=True)
-        .add_extension(
-            x509.KeyUsage(
-                digital_signature=True,
-                content_commitment=False,
-                key_encipherment=False,
-                data_encipherment=False,
-                key_agreement=False,
-                key_cert_sign=True,
-                crl_sign=False,
-                encipher_only=False,
-                decipher_only=False,
-            ),
-            critical=True,
-        )
-        .add_extension(x509.ExtendedKeyUsage([ExtendedKeyUsageOID.SERVER_AUTH]), critical=False)
-        .add_extension(x509.SubjectKeyIdentifier.from_public_key(public_key), critical=False)
-        .add_extension(
-            x509.AuthorityKeyIdentifier.from_issuer_public_key(public_key), critical=False
-        )
-        .sign(key, hashes.SHA256())
-    )
-    cert_path = os.path.join(directory, "emulator-cert.pem")
-    key_path = os.path.join(directory, "emulator-key.pem")
-    with open(cert_path, "wb") as fh:
-        fh.write(cert.public_bytes(serialization.Encoding.PEM))
-    fd = os.open(key_path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-    with os.fdopen(fd, "wb") as fh:
-        fh.write(
-            key.private_bytes(
-                serialization.Encoding.PEM,
-                serialization.PrivateFormat.PKCS8,
-                serialization.NoEncryption(),
-            )
-        )
-    return cert_path, key_path
-
-
-class _HTTPServer(ThreadingHTTPServer):
-    daemon_threads = True
-    block_on_close = False
+class _HTTPServer(HTTPServer):
     allow_reuse_address = True
 
     def __init__(
@@ -124,31 +58,57 @@ class _HTTPServer(ThreadingHTTPServer):
         address: tuple[str, int],
         family: socket.AddressFamily,
         owner: EmulatorServer,
+        *,
+        max_connections: int,
+        backlog: int,
     ) -> None:
         self.address_family = family
         self.owner = owner
         self.connections: set[socket.socket] = set()
-        self.connection_threads: set[threading.Thread] = set()
+        # Connections waiting for their next request (keep-alive), and since when.
+        self.idle: dict[socket.socket, float] = {}
         self.connections_lock = threading.Lock()
+        self.pool = ConnectionPool(
+            self._serve,
+            self._refuse,
+            self._evict_idle,
+            size=max_connections,
+            backlog=backlog,
+            name=f"dmh-http-{address[1]}",
+        )
         super().__init__(address, _RequestHandler)
 
     def process_request(self, request: Any, client_address: Any) -> None:
-        thread = threading.Thread(
-            target=self.process_request_thread,
-            args=(request, client_address),
-            name=f"dmh-http-{client_address[1]}",
-            daemon=True,
-        )
-        with self.connections_lock:
-            self.connection_threads.add(thread)
-        thread.start()
+        self.pool.submit(request, client_address)
 
-    def process_request_thread(self, request: Any, client_address: Any) -> None:
+    def _serve(self, request: Any, client_address: Any) -> None:
         try:
-            super().process_request_thread(request, client_address)
+            self.finish_request(request, client_address)
+        except Exception:
+            self.handle_error(request, client_address)
         finally:
-            with self.connections_lock:
-                self.connection_threads.discard(threading.current_thread())
+            self.shutdown_request(request)
+
+    def _refuse(self, request: Any) -> None:
+        # Plain HTTP gets a 503 it can read; a TLS client just sees the connection close.
+        if self.owner._ssl_context is None:
+            with contextlib.suppress(OSError):
+                request.settimeout(1.0)
+                request.sendall(
+                    b"HTTP/1.1 503 Service Unavailable\r\nServer: Microsoft-HTTPAPI/2.0\r\n"
+                    b"Retry-After: 1\r\nContent-Length: 0\r\nConnection: close\r\n\r\n"
+                )
+        self.shutdown_request(request)
+
+    def _evict_idle(self) -> bool:
+        with self.connections_lock:
+            if not self.idle:
+                return False
+            oldest = min(self.idle, key=self.idle.__getitem__)
+            del self.idle[oldest]
+        with contextlib.suppress(OSError):
+            oldest.shutdown(socket.SHUT_RDWR)
+        return True
 
     def handle_error(self, request: Any, client_address: Any) -> None:
         # Clients that drop the connection or refuse our certificate are not server errors.
@@ -173,12 +133,24 @@ class _RequestHandler(BaseHTTPRequestHandler):
             self.server.connections.add(self.request)
         super().setup()
 
+    def handle_one_request(self) -> None:
+        # Waiting for the next request line: idle, so a saturated pool may close it.
+        with self.server.connections_lock:
+            self.server.idle[self.request] = time.monotonic()
+        super().handle_one_request()
+
+    def parse_request(self) -> bool:
+        with self.server.connections_lock:
+            self.server.idle.pop(self.request, None)
+        return super().parse_request()
+
     def finish(self) -> None:
         try:
             super().finish()
         finally:
             with self.server.connections_lock:
                 self.server.connections.discard(self.request)
+                self.server.idle.pop(self.request, None)
             if isinstance(self.request, ssl.SSLSocket):
                 self.request.close()  # the socketserver only closes the unwrapped socket
 
@@ -208,22 +180,38 @@ class _RequestHandler(BaseHTTPRequestHandler):
         self.log_request(status, len(body))
 
     def _user(self) -> str | None:
+        """The authenticated user; None after answering 401 (or 503 while throttled)."""
         header = self.headers.get("Authorization", "")
         scheme, _, token = header.partition(" ")
         if scheme.lower() != "basic":
+            self._unauthorized()  # no credentials offered: a challenge, not a failure
+            return None
+        owner = self.server.owner
+        address = self.client_address[0]
+        if owner.throttle.busy(address):
+            # One failure from here is still waiting out its delay: no parallel guessing.
+            self._reply(503, b"", extra=(("Retry-After", "1"),), close=True)
             return None
         try:
             decoded = base64.b64decode(token.strip(), validate=True)
         except (binascii.Error, ValueError):
-            return None
+            decoded = b""
         user, sep, password = decoded.partition(b":")
-        owner = self.server.owner
         # Compare both parts in constant time, and always both, so timing tells nothing.
         user_ok = hmac.compare_digest(user, owner._username)
         password_ok = hmac.compare_digest(password, owner._password)
         if not (sep and user_ok and password_ok):
+            delay = owner.throttle.failed(address)
+            log.info("failed login from %s: answered after %.2f s", address, delay)
+            owner.throttle.wait(address, delay)
+            self._unauthorized()
             return None
+        owner.throttle.succeeded(address)
         return user.decode("utf-8", "replace")
+
+    def _unauthorized(self) -> None:
+        # The body is left unread, so the connection cannot be reused.
+        self._reply(401, b"", extra=(("WWW-Authenticate", 'Basic realm="WSMAN"'),), close=True)
 
     def do_POST(self) -> None:
         if self.path.split("?", 1)[0].rstrip("/") != _PATH:
@@ -231,9 +219,6 @@ class _RequestHandler(BaseHTTPRequestHandler):
             return
         user = self._user()
         if user is None:
-            log.debug("401 for a request from %s", self.client_address[0])
-            # The body is left unread, so the connection cannot be reused.
-            self._reply(401, b"", extra=(("WWW-Authenticate", 'Basic realm="WSMAN"'),), close=True)
             return
         length_text = self.headers.get("Content-Length")
         if length_text is None or not length_text.isdigit():
@@ -286,6 +271,9 @@ class EmulatorServer:
         keyfile: str | None = None,
         allow_remote: bool = False,
         max_workers: int = 16,
+        max_connections: int = 32,
+        backlog: int = 64,
+        throttle: AuthThrottle | None = None,
     ) -> None:
         if not password:
             raise ConfigError("the emulator needs a non-empty password for Basic auth")
@@ -295,7 +283,8 @@ class EmulatorServer:
             if not allow_remote:
                 raise ConfigError(
                     f"refusing to bind the emulator to {host!r}: it is not a loopback address, "
-                    "so other machines could reach it; pass allow_remote=True to allow that"
+                    "so other machines could reach it; pass --allow-remote (allow_remote=True) "
+                    "to allow that"
                 )
             log.warning("emulator will accept connections from other machines on %s", host)
         if (certfile is None) != (keyfile is None):
@@ -311,9 +300,13 @@ class EmulatorServer:
         self._certfile = certfile
         self._keyfile = keyfile
         self._cert_dir: str | None = None
+        self._cert_cleanup: weakref.finalize[Any, Any] | None = None
         self._ssl_context: ssl.SSLContext | None = None
         self._handler = handler
         self._max_workers = max_workers
+        self._max_connections = max_connections
+        self._backlog = backlog
+        self.throttle = throttle or AuthThrottle()
         self._endpoint: PSRPEndpoint | None = None
         self._httpd: _HTTPServer | None = None
         self._thread: threading.Thread | None = None
@@ -339,7 +332,13 @@ class EmulatorServer:
             raise RuntimeError("the emulator server is already started")
         family = socket.AF_INET6 if ":" in self.host else socket.AF_INET
         try:
-            httpd = _HTTPServer((self.host.strip("[]"), self._requested_port), family, self)
+            httpd = _HTTPServer(
+                (self.host.strip("[]"), self._requested_port),
+                family,
+                self,
+                max_connections=self._max_connections,
+                backlog=self._backlog,
+            )
         except OSError as err:
             raise ConfigError(
                 f"cannot listen on {self.host}:{self._requested_port}: {err.strerror or err}"
@@ -366,13 +365,26 @@ class EmulatorServer:
         log.info("emulator listening on %s", self.url)
 
     def _make_context(self) -> ssl.SSLContext:
-        if self._certfile is None or self._keyfile is None:
+        generated = self._certfile is None or self._keyfile is None
+        if generated:
             self._cert_dir = tempfile.mkdtemp(prefix="dmh-emulator-tls-")
-            self._certfile, self._keyfile = _self_signed(self._cert_dir, self.host)
+            # Removed at interpreter exit at the latest, even if stop() is never called.
+            self._cert_cleanup = weakref.finalize(
+                self, shutil.rmtree, self._cert_dir, ignore_errors=True
+            )
+            self._certfile, self._keyfile = self_signed(self._cert_dir, self.host)
+        assert self._certfile is not None and self._keyfile is not None
         self.cert_path = self._certfile
         context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
         context.minimum_version = ssl.TLSVersion.TLSv1_2
-        context.load_cert_chain(self._certfile, self._keyfile)
+        try:
+            context.load_cert_chain(self._certfile, self._keyfile)
+        finally:
+            if generated:
+                # Loaded: the private key need not exist on disk any more (not even if this
+                # process is killed); clients only need the certificate.
+                os.unlink(self._keyfile)
+                self._keyfile = None
         return context
 
     def stop(self, timeout: float = 5.0) -> None:
@@ -389,19 +401,19 @@ class EmulatorServer:
             endpoint.close(max(0.0, deadline - time.monotonic()))
         with httpd.connections_lock:
             connections = list(httpd.connections)
-            threads = list(httpd.connection_threads)
         for conn in connections:
             with contextlib.suppress(OSError):  # already closed by the peer
                 conn.shutdown(socket.SHUT_RDWR)
-        for thread in threads:
-            thread.join(max(0.0, deadline - time.monotonic()))
+        httpd.pool.close(max(0.0, deadline - time.monotonic()))
         httpd.server_close()
         self._remove_generated_cert()
         log.info("emulator on port %d stopped", self.port)
 
     def _remove_generated_cert(self) -> None:
+        if self._cert_cleanup is not None:
+            self._cert_cleanup()  # rmtree, once
+            self._cert_cleanup = None
         if self._cert_dir is not None:
-            shutil.rmtree(self._cert_dir, ignore_errors=True)
             self._cert_dir = None
             self._certfile = self._keyfile = self.cert_path = None
 

@@ -200,6 +200,10 @@ def parse_request(data: bytes) -> Request:
         root = ET.fromstring(data)
     except ET.ParseError as err:
         raise bad_request(f"the request is not well-formed XML: {err}") from None
+    except (LookupError, ValueError) as err:
+        # An encoding expat does not know ('bogus') or cannot read (UTF-32): a fault the
+        # client can read, never a dropped connection.
+        raise bad_request(f"the request's XML encoding is not supported: {err}") from None
     header = root.find("s:Header", _Q)
     body = root.find("s:Body", _Q)
     if header is None or body is None:

@@ -49,6 +49,10 @@ class ConnectionPool:
         with self._lock:
             return len(self._workers)
 
+    @property
+    def queued(self) -> int:
+        return self._pending.qsize()
+
     def submit(self, request: Any, address: Any) -> None:
         with self._lock:
             if self._closed:

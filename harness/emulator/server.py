@@ -38,6 +38,7 @@ log = logging.getLogger(__name__)
 
 _PATH = "/wsman"
 _MAX_BODY = 16 * 1024 * 1024
+_BUSY_IDLE_S = 2.0  # how long a connection may stay silent while others wait for a worker
 _CONTENT_TYPE = "application/soap+xml;charset=UTF-8"
 
 
@@ -134,14 +135,17 @@ class _RequestHandler(BaseHTTPRequestHandler):
         super().setup()
 
     def handle_one_request(self) -> None:
-        # Waiting for the next request line: idle, so a saturated pool may close it.
+        # Waiting for the next request line: idle, so a saturated pool may close it; and
+        # while other connections wait for a worker, a silent one gets only a short wait.
         with self.server.connections_lock:
             self.server.idle[self.request] = time.monotonic()
+        self.connection.settimeout(_BUSY_IDLE_S if self.server.pool.queued else self.timeout)
         super().handle_one_request()
 
     def parse_request(self) -> bool:
         with self.server.connections_lock:
             self.server.idle.pop(self.request, None)
+        self.connection.settimeout(self.timeout)
         return super().parse_request()
 
     def finish(self) -> None:

@@ -104,12 +104,12 @@ def check_workers(text: str) -> str:
 
 
 def certify(options: CertifyOptions) -> int:
-    if options.host_url:
+    for url in _host_urls(options):
         # Refused here, before any line echoes it: a password in the URL, a bad option, no
-        # credentials. Parsed, never passed on with anything but the URL the user typed.
+        # credentials.
         from harness.config import HostTarget
 
-        HostTarget.parse(options.host_url)
+        HostTarget.parse(url)
     run_id = new_run_id()
     started = time.time()
     run = run_dir(options.out, run_id)
@@ -162,6 +162,19 @@ def certify(options: CertifyOptions) -> int:
             file=sys.stderr,
         )
     return print_verdict(run, summary, allure_dir)
+
+
+def _host_urls(options: CertifyOptions) -> list[str]:
+    """Every host URL this run would pass to pytest: --dm-host, and one among the pytest
+    arguments (`--dm-host=URL` or `--dm-host URL`)."""
+    urls = [options.host_url] if options.host_url else []
+    args = options.pytest_args
+    for index, arg in enumerate(args):
+        if arg.startswith("--dm-host="):
+            urls.append(arg.split("=", 1)[1])
+        elif arg == "--dm-host" and index + 1 < len(args):
+            urls.append(args[index + 1])
+    return [u for u in urls if u]
 
 
 def _summary(run: Path, run_id: str, facts: Any, options: CertifyOptions) -> dict[str, Any]:

@@ -30,6 +30,7 @@ from types import FrameType
 from typing import Any
 
 from harness.report.run import (
+    RunFacts,
     load_facts,
     new_run_id,
     prune,
@@ -177,7 +178,7 @@ def _host_urls(options: CertifyOptions) -> list[str]:
     return [u for u in urls if u]
 
 
-def _summary(run: Path, run_id: str, facts: Any, options: CertifyOptions) -> dict[str, Any]:
+def _summary(run: Path, run_id: str, facts: RunFacts, options: CertifyOptions) -> dict[str, Any]:
     """The run's summary: the plugin's, if it was built from what dmh saw too; else rebuilt
     from the run's records and evidence with pytest's real exit code."""
     path = run / "summary.json"

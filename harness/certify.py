@@ -120,7 +120,7 @@ def certify(options: CertifyOptions) -> int:
         sys.executable, "-m", "pytest", str(options.target), "-p", "no:cacheprovider",
         f"--junitxml={run / 'junit.xml'}",
         f"--alluredir={allure_dir}", "--clean-alluredir",
-        f"--dm-report-dir={run}",
+        f"--dm-report-dir={options.out}", f"--dm-run-id={run_id}",
     ]  # fmt: skip
     if options.workers not in ("0", "1"):
         command += ["-n", options.workers]

@@ -20,6 +20,7 @@ from harness.errors import (
     ObjectNotFoundError,
 )
 from harness.hyperv.session import HostSession
+from harness.lease import RUN_TAG
 from harness.settings import (
     DEFAULT_BUFFER,
     DEFAULT_PRIORITY,
@@ -31,7 +32,6 @@ from harness.settings import (
 
 log = logging.getLogger(__name__)
 
-RUN_TAG = "dm-harness run="
 _HEARTBEAT_OK = ("OkApplicationsHealthy", "OkApplicationsUnknown", "OkApplicationsCritical")
 
 
@@ -218,8 +218,10 @@ class HyperVHost:
         disk_directory: str | None = None,
         switch: str | None = None,
         secure_boot: str | None = None,
+        lease: str = "",
     ) -> VMInfo:
-        """New VM (on a differencing disk over `template` when given), tagged with run_id, on
+        """New VM (on a differencing disk over `template` when given), tagged with run_id
+        and its `lease` (`harness.lease.Lease.tags()`: who owns it, for `dmh sweep`), on
         the virtual switch `switch` when given (the WinRM guest channel needs one: a VM on
         no switch has no address) and with the Secure Boot template `secure_boot` (or "Off")
         when given. A name another VM has is refused: Hyper-V allows it, but the harness
@@ -229,7 +231,7 @@ class HyperVHost:
             "Name": name,
             "StartupBytes": memory.startup,
             "Generation": generation,
-            "Notes": f"{RUN_TAG}{run_id}",
+            "Notes": f"{RUN_TAG}{run_id}" + (f" {lease}" if lease else ""),
         }
         if template:
             params["TemplatePath"] = template
@@ -264,11 +266,13 @@ class HyperVHost:
     def leftovers(self, run_id: str | None = None) -> list[str]:
         """Names of VMs the harness created (any run, or one run) that still exist."""
         tag = RUN_TAG + (run_id or "")
-        return [
-            text(prop(raw, "Name"))
-            for raw in self.session.cmdlet("Get-VM")
-            if text(prop(raw, "Notes")).startswith(tag)
-        ]
+        found = []
+        for raw in self.session.cmdlet("Get-VM"):
+            notes = text(prop(raw, "Notes"))
+            # One run: its id whole (the Notes may go on with the VM's lease), not a prefix.
+            if notes == tag or notes.startswith(tag if run_id is None else f"{tag} "):
+                found.append(text(prop(raw, "Name")))
+        return found
 
     def configure_memory(self, name: str, memory: MemorySettings, generation: int = 2) -> None:
         """Write all memory settings in one Set-VMMemory (validated as one, §1.1)."""

@@ -162,6 +162,7 @@ def write_json(path: Path, data: Mapping[str, Any]) -> Path:
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".tmp-", suffix=".json")
     try:
+        os.fchmod(fd, 0o644)  # a report, readable like any other (mkstemp makes it 0600)
         with os.fdopen(fd, "w", encoding="utf-8") as out:
             out.write(json.dumps(data, indent=2, allow_nan=False, ensure_ascii=False) + "\n")
         os.replace(tmp, path)

@@ -160,6 +160,26 @@ def checkout(tmp_path: Path) -> Iterator[Checkout]:
 
 
 LINUX = ("--", "--dm-guest-os=linux")
+CHATTY_TEST = """
+import time
+
+
+def test_chatty_app(guest_app, dm_guest_os):
+    # The app prints far more than a report attaches; wait until all of it has arrived.
+    deadline = time.monotonic() + 60
+    while "the last line" not in guest_app.output and time.monotonic() < deadline:
+        guest_app.process.poll()
+        time.sleep(0.05)
+    assert "the last line" in guest_app.output
+"""
+CHATTY_APP = """
+import sys, time
+for i in range(35_000):
+    sys.stdout.write(f"{i:07d} " + "x" * 92 + "\\n")  # 100 bytes a line: 3.5 MB
+sys.stdout.write("the last line\\n")
+sys.stdout.flush()
+time.sleep(120)
+"""
 
 
 # -- stale outputs are never this run's --------------------------------------------------------
@@ -320,7 +340,28 @@ def test_two_concurrent_runs_each_report_their_own_tests(checkout: Checkout) -> 
     assert (checkout.out / "latest").resolve().name == latest["run"]["id"]
 
 
-# -- secrets --------------------------------------------------------------------------------------
+# -- secrets and sizes -----------------------------------------------------------------------------
+
+
+def test_app_output_attached_to_reports_is_capped_and_says_so(checkout: Checkout) -> None:
+    (checkout.path / "suites" / "test_chatty.py").write_text(CHATTY_TEST)
+    app = checkout.path / "chatty.py"
+    app.write_text(CHATTY_APP)
+    done = checkout.dmh("-n", "0", f"--app={app}", "--", "--dm-guest-os=linux", "-k", "chatty")
+    assert "1 passed" in done.stdout, done.stdout[-3000:] + done.stderr[-3000:]
+    results = checkout.out / "runs" / run_id(done.stdout) / "allure-results"
+    attachments = [
+        a
+        for result in results.glob("*-result.json")
+        for a in json.loads(result.read_text(encoding="utf-8")).get("attachments", [])
+        if a["name"] == "app output"
+    ]
+    assert len(attachments) == 1
+    text = (results / attachments[0]["source"]).read_text(encoding="utf-8")
+    first, rest = text.split("\n", 1)
+    assert first.startswith("[output cut: the first ") and "bytes are not shown" in first
+    assert len(rest.encode()) <= 2 * 1024 * 1024
+    assert rest.endswith("the last line\n")
 
 
 def files_containing(root: Path, needle: str) -> list[Path]:

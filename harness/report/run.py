@@ -116,6 +116,7 @@ class RunFacts:
     interrupted: bool = False
     finished: float | None = None
     problem: str = ""  # why the run could not start (a usage error), as `dmh` saw it
+    interruption: str = ""  # what interrupted it (Ctrl-C, SIGTERM, -x), when known
 
     @property
     def available(self) -> int | None:
@@ -247,6 +248,7 @@ def load_facts(
         interrupted=interrupted or bool(end and end.get("interrupted")),
         finished=None if end is None else float(end["finished"]),
         problem=problem,
+        interruption="" if end is None else str(end.get("reason", "")),
     )
 
 

@@ -155,7 +155,8 @@ def _gaps(records: Sequence[TestRecord], facts: RunFacts) -> tuple[str, ...]:
     done = len(expected) - len(missing)
     gaps: list[str] = []
     if facts.interrupted:
-        gaps.append(f"interrupted after {done} of {len(expected)} tests")
+        how = f" ({facts.interruption})" if facts.interruption else ""
+        gaps.append(f"interrupted after {done} of {len(expected)} tests{how}")
     if not expected:
         available = facts.available or 0
         gaps.append(

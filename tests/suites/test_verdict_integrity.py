@@ -247,6 +247,14 @@ def test_bad_options_are_one_line_and_the_usage_exit_code(
     assert not checkout.notes("ran"), "a test ran despite the bad option"
 
 
+def test_a_suite_that_does_not_import_is_inconclusive(checkout: Checkout) -> None:
+    (checkout.path / "suites" / "test_broken.py").write_text("import no_such_module\n")
+    done = checkout.dmh("-n", "0", *LINUX)
+    assert done.returncode == 2, done.stdout[-3000:] + done.stderr[-3000:]
+    assert verdict_line(done.stdout) == "VERDICT: INCONCLUSIVE"
+    assert "interrupted after 0 of 3 tests (errors during collection)" in done.stdout
+
+
 # -- a verdict only from the whole run ----------------------------------------------------------
 
 
@@ -296,7 +304,8 @@ def test_an_interrupted_run_says_so_and_tears_down(
     assert "interrupted after 2 of 3 tests" in output
     summary = checkout.published()
     assert summary["run"]["interrupted"] is True
-    assert summary["verdict"]["reasons"][0] == "interrupted after 2 of 3 tests"
+    how = "Ctrl-C" if sig == signal.SIGINT else "stopped by SIGTERM"
+    assert summary["verdict"]["reasons"][0] == f"interrupted after 2 of 3 tests ({how})"
     wait_for(lambda: not checkout.tagged(), 15, "every process of the run to end")
 
 
@@ -318,6 +327,7 @@ def test_killing_dmh_alone_does_not_leave_pytest_running(checkout: Checkout) -> 
     summary = json.loads((run / "summary.json").read_text(encoding="utf-8"))
     assert summary["verdict"]["status"] == "inconclusive"
     assert summary["run"]["interrupted"] is True
+    assert summary["verdict"]["reasons"][0] == "interrupted after 2 of 3 tests (stopped by SIGTERM)"
 
 
 def test_two_concurrent_runs_each_report_their_own_tests(checkout: Checkout) -> None:

@@ -149,6 +149,9 @@ def certify(options: CertifyOptions) -> int:
     )
     if facts.run_id is None:  # pytest ended before it wrote its evidence: dmh knows these
         facts = dataclasses.replace(facts, run_id=run_id, started=started)
+    if end.forwarded and not facts.interruption:  # pytest did not get to say it
+        how = f"{end.forwarded}; pytest killed" if end.killed else end.forwarded
+        facts = dataclasses.replace(facts, interruption=how)
     summary = _summary(run, run_id, facts, options)
     publish(options.out, run)
     prune(options.out)

@@ -31,6 +31,7 @@ SUITE = '''
 """Three quick dm tests; the last one waits (when told to) until released or interrupted."""
 import json
 import os
+import signal
 import time
 
 
@@ -48,6 +49,8 @@ def test_b(dm_host, dm_guest_os):
 
 
 def test_c_waits(dm_host, dm_guest_os):
+    if os.environ.get("DMH_VERDICT_STUBBORN"):
+        signal.signal(signal.SIGINT, signal.SIG_IGN)  # a test that will not stop on Ctrl-C
     if os.environ.get("DMH_VERDICT_WAIT"):
         note("waiting", test="c")
         deadline = time.monotonic() + 120
@@ -306,6 +309,29 @@ def test_an_interrupted_run_says_so_and_tears_down(
     assert summary["run"]["interrupted"] is True
     how = "Ctrl-C" if sig == signal.SIGINT else "stopped by SIGTERM"
     assert summary["verdict"]["reasons"][0] == f"interrupted after 2 of 3 tests ({how})"
+    wait_for(lambda: not checkout.tagged(), 15, "every process of the run to end")
+
+
+def test_pytest_that_does_not_stop_is_killed_after_the_grace_period(checkout: Checkout) -> None:
+    proc = checkout.start(
+        "-n", "0", "--grace", "2", *LINUX, DMH_VERDICT_WAIT="1", DMH_VERDICT_STUBBORN="1"
+    )
+    try:
+        wait_for(lambda: bool(checkout.notes("waiting")), 120, "test_c_waits to start")
+        proc.send_signal(signal.SIGINT)
+        output, errors = proc.communicate(timeout=60)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.communicate()
+    assert proc.returncode == 2, output[-3000:] + errors[-3000:]
+    assert "pytest did not finish within 2 s and was killed" in errors
+    assert "Traceback" not in output + errors
+    summary = checkout.published()
+    assert summary["run"]["pytest_exit"] == -signal.SIGKILL
+    assert summary["verdict"]["reasons"][0] == (
+        "interrupted after 2 of 3 tests (SIGINT; pytest killed)"
+    )
     wait_for(lambda: not checkout.tagged(), 15, "every process of the run to end")
 
 

@@ -223,18 +223,28 @@ def load_facts(
 ) -> RunFacts:
     """The run's facts from its evidence files. What the caller saw itself (`dmh` watched
     pytest's exit code and forwarded the interrupt) overrides what the files say."""
+    try:
+        return _facts(records_dir, pytest_exit, interrupted, problem)
+    except (KeyError, TypeError, ValueError) as exc:
+        if isinstance(exc, EvidenceError):
+            raise
+        raise EvidenceError(records_dir, f"a field is missing or malformed: {exc!r}") from exc
+
+
+def _facts(records_dir: Path, pytest_exit: int | None, interrupted: bool, problem: str) -> RunFacts:
     start = _read(records_dir / RUN_FILE)
     end = _read(records_dir / FINISHED_FILE)
-    collections = [
-        _read(p) for p in sorted(records_dir.glob(f"{COLLECTED_PREFIX}*.json")) if p.is_file()
+    found = [
+        c
+        for c in (_read(p) for p in sorted(records_dir.glob(f"{COLLECTED_PREFIX}*.json")))
+        if c is not None
     ]
     selected: tuple[str, ...] | None = None
     deselected = 0
-    found = [c for c in collections if c is not None]
     if found:
         # Every xdist worker collects the same tests (xdist refuses to run otherwise).
-        selected = tuple(_unique(str(n) for c in found for n in c.get("selected", ())))
-        deselected = max(int(c.get("deselected", 0)) for c in found)
+        selected = tuple(_unique(str(n) for c in found for n in c["selected"]))
+        deselected = max(int(c["deselected"]) for c in found)
     exit_status = pytest_exit
     if exit_status is None and end is not None:
         exit_status = int(end["exit_status"])
@@ -245,7 +255,7 @@ def load_facts(
         selected=selected,
         deselected=deselected,
         pytest_exit=exit_status,
-        interrupted=interrupted or bool(end and end.get("interrupted")),
+        interrupted=interrupted or bool(end and end["interrupted"]),
         finished=None if end is None else float(end["finished"]),
         problem=problem,
         interruption="" if end is None else str(end.get("reason", "")),

@@ -186,6 +186,9 @@ def test_unreadable_evidence_is_an_error_naming_the_file(tmp_path: Path) -> None
     (tmp_path / "run.json").write_text(json.dumps({"evidence_version": 99}))
     with pytest.raises(EvidenceError, match="evidence_version is not 1"):
         load_facts(tmp_path)
+    (tmp_path / "run.json").write_text(json.dumps({"evidence_version": 1, "run_id": "x"}))
+    with pytest.raises(EvidenceError, match="a field is missing or malformed: KeyError"):
+        load_facts(tmp_path)
 
 
 # -- the report directory ----------------------------------------------------------------------

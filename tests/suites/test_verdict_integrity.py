@@ -193,6 +193,18 @@ def test_stale_summary_and_an_empty_selection(checkout: Checkout) -> None:
     assert good.returncode == 0, good.stdout[-3000:] + good.stderr[-3000:]
     assert verdict_line(good.stdout) == "VERDICT: CERTIFIED"
     assert checkout.published()["run"]["id"] == run_id(good.stdout)
+    rebuilt = subprocess.run(
+        [sys.executable, "-m", "harness.cli", "report", f"--out={checkout.out}", "--no-screenshot"],
+        cwd=checkout.path,
+        env=checkout.env(),
+        capture_output=True,
+        text=True,
+        timeout=TIMEOUT,
+        check=False,
+    )  # the latest run's reports, rebuilt from its records and evidence: the same verdict
+    assert rebuilt.returncode == 0, rebuilt.stdout[-3000:] + rebuilt.stderr[-3000:]
+    assert verdict_line(rebuilt.stdout) == "VERDICT: CERTIFIED"
+    assert checkout.published()["run"]["id"] == run_id(good.stdout)
 
     nothing = checkout.dmh("-n", "0", *LINUX, "-k", "nomatch")
     assert nothing.returncode == 2, nothing.stdout[-3000:]  # inconclusive, never 0

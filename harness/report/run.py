@@ -296,7 +296,7 @@ def publish(report_dir: Path, run: Path) -> None:
         if link.is_symlink() and os.readlink(link) == target:
             continue
         if link.is_dir() and not link.is_symlink():
-            shutil.rmtree(link)  # the pre-run-directory layout's output
+            shutil.rmtree(link, ignore_errors=True)  # the pre-run-directory layout's output
         _symlink(link, target)
 
 

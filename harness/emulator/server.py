@@ -16,6 +16,7 @@ import hmac
 import ipaddress
 import logging
 import os
+import select
 import shutil
 import socket
 import ssl
@@ -135,17 +136,37 @@ class _RequestHandler(BaseHTTPRequestHandler):
         super().setup()
 
     def handle_one_request(self) -> None:
-        # Waiting for the next request line: idle, so a saturated pool may close it; and
-        # while other connections wait for a worker, a silent one gets only a short wait.
+        # Waiting for the next request line: idle, so a saturated pool may close it.
         with self.server.connections_lock:
             self.server.idle[self.request] = time.monotonic()
-        self.connection.settimeout(_BUSY_IDLE_S if self.server.pool.queued else self.timeout)
+        if not self._request_coming():
+            self.close_connection = True
+            return
         super().handle_one_request()
+
+    def _request_coming(self) -> bool:
+        """Wait until the client sends (True), or until it has been silent for the
+        keep-alive timeout, or for `_BUSY_IDLE_S` while other connections wait for a worker
+        (False). Polled, not read with a timeout: a socket file that timed out once cannot
+        be read again. (Clients here never pipeline, so nothing waits in `rfile`'s buffer.)"""
+        conn = self.connection
+        poller = select.poll()
+        poller.register(conn, select.POLLIN)
+        end = time.monotonic() + self.timeout
+        while True:
+            if isinstance(conn, ssl.SSLSocket) and conn.pending():
+                return True
+            remaining = end - time.monotonic()
+            if remaining <= 0:
+                return False
+            if poller.poll(min(_BUSY_IDLE_S, remaining) * 1000):
+                return True  # data, or the peer closed: handle_one_request reads either
+            if self.server.pool.queued:
+                return False  # others wait for a worker: a silent connection gives way
 
     def parse_request(self) -> bool:
         with self.server.connections_lock:
             self.server.idle.pop(self.request, None)
-        self.connection.settimeout(self.timeout)
         return super().parse_request()
 
     def finish(self) -> None:

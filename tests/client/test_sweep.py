@@ -13,8 +13,8 @@ from pathlib import Path
 import psutil
 import pytest
 
-from fixtures.wiring import emulator_target
 from harness.emulator.service import EmbeddedEmulator
+from harness.fixtures.wiring import emulator_target
 from harness.hyperv.host import HyperVHost
 from harness.hyperv.session import HostSession
 from harness.lease import Lease, machine_name

@@ -153,7 +153,7 @@ def verdict_line(output: str) -> str:
 
 @pytest.fixture
 def checkout(tmp_path: Path) -> Iterator[Checkout]:
-    (tmp_path / "conftest.py").write_text('pytest_plugins = ["fixtures.plugin"]\n')
+    (tmp_path / "conftest.py").write_text('pytest_plugins = ["harness.fixtures.plugin"]\n')
     (tmp_path / "suites").mkdir()
     (tmp_path / "suites" / "test_tiny.py").write_text(SUITE)
     made = Checkout(tmp_path, uuid.uuid4().hex)

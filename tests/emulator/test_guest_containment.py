@@ -247,6 +247,9 @@ daemon = guest.start_process([sys.executable, sys.argv[1] + "/daemon.py"])
 sleeper = guest.start_process(["sleep", "300"])
 while "parent done" not in daemon.output():
     time.sleep(0.05)
+settled = time.monotonic() + 30  # on a busy machine the launchers may still be starting
+while len(guest.pids()) < 5 and time.monotonic() < settled:
+    time.sleep(0.05)
 cgroup = daemon.cgroup.path.parent.parent if daemon.cgroup else None
 print(json.dumps({"pids": guest.pids(), "dir": str(guest.directory.parent),
                   "cgroup": str(cgroup) if cgroup else None}), flush=True)

@@ -149,6 +149,24 @@ class MemoryLevers:
         self.timeline.add_event("load", f"load +{size_mb} MB", data)
         return process
 
+    def press_at_maximum(self, leave: float = 0.05) -> GuestProcess:
+        """Pressure at the ceiling: a load sized so that the guest's committed memory comes to
+        the VM's maximum less `leave` of it. The guest then has less than a tenth of its memory
+        available once the host has added all it may, so an app must give memory back for the
+        load to fit; a fixed size would either miss the ceiling or not fit beside the app, and
+        a real kernel OOM-kills a load that does not fit."""
+        if self.guest is None:
+            raise LeverError("no guest channel: cannot read the guest's committed memory")
+        maximum = self.host.vm(self.vm_name).memory.maximum // MB
+        committed = self.guest.counters().committed_mb
+        size = maximum - committed - int(maximum * leave)
+        if size < 64:
+            raise LeverError(
+                f"the guest already commits {committed} MB of its {maximum} MB maximum: "
+                f"no room for a load that leaves {leave:.0%} free"
+            )
+        return self.add_load(size * MB)
+
     def drop_load(self) -> int:
         """Stop every load process; returns how many were stopped."""
         count = len(self.loads)

@@ -118,10 +118,10 @@ def test_pressure_response(guest_app, memory, timeline, steady, dm_expect):
     """The guest is at its maximum and another process needs memory: the app must give
     some of its cache back."""
     steady()
-    # The window opens when the load starts: it cannot hold all of its 1 GB until the app has
+    # The window opens when the load starts: it cannot hold all it asks for until the app has
     # given memory back, so waiting for it first would hide the release. 20 s covers a load
     # that grows in steps on a busy machine.
-    memory.add_load("1GB")
+    memory.press_at_maximum()
     event = timeline.last_event("load")
     with dm_expect.together():
         dm_expect.releases_after(event, within=20)

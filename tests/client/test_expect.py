@@ -55,7 +55,8 @@ def _move(timeline: Timeline, kind: str, before: int, after: int, t: float = 10.
         (
             920.0,
             False,
-            "the app did not release memory: its working set dropped 80 MB (1000 → 920 MB) in "
+            "the app did not release memory: its working set dropped at most 80 MB (1000 → 920 "
+            "MB) in "
             "the 10s after balloon 2048→1024 MB; needed 102 MB: 10% of the 1024 MB moved, "
             "at least 32 MB",
         ),
@@ -77,6 +78,21 @@ def test_release_is_relative_to_the_memory_moved(
     [outcome] = expect.outcomes
     assert (outcome.name, outcome.behaviour) == ("the app releases memory", "release")
     assert outcome.passed is passed and outcome.detail.startswith(first_line)
+
+
+@pytest.mark.parametrize(("trough_mb", "passed"), [(1040.0, True), (1100.0, False)])
+def test_release_counts_from_the_peak_after_the_event(trough_mb: float, passed: bool) -> None:
+    """Pressure at the ceiling first hot-adds memory the app rightly grows into (1000 → 1200)
+    and then must give some back: the release is measured from that peak, so 1200 → 1040
+    passes although it is only 1000 → 1040 from before the event, and 1200 → 1100 does not."""
+    timeline = _past_timeline({5.0: 1000.0, 11.0: 1200.0, 13.0: trough_mb})
+    event = timeline.add_event("load", "load +1024 MB", {"size_mb": 1024}, t=10.0)
+    expect = Expectations(timeline)
+    with expect.together() if passed else pytest.raises(ExpectationFailed) as failed:
+        expect.releases_after(event, within=10.0)  # type: ignore[arg-type]
+    if not passed:
+        assert "dropped at most 100 MB (1200 → 1100 MB)" in str(failed.value)
+    assert expect.outcomes[0].passed is passed
 
 
 def test_release_has_a_floor_above_noise() -> None:

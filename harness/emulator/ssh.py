@@ -23,6 +23,8 @@ from typing import Any, Protocol, TypeVar
 
 import asyncssh
 
+from harness.emulator.qemu.agent import AgentLaunch, AgentSession, to_bytes
+
 log = logging.getLogger(__name__)
 T = TypeVar("T")
 
@@ -39,10 +41,11 @@ class GuestLaunch:
 
 
 class Launcher(Protocol):
-    """What an endpoint needs of its guest: the command line that runs `argv` inside it
-    (raising when the guest cannot run programs, e.g. the VM is off)."""
+    """What an endpoint needs of its guest: how `argv` runs inside it, a local command line
+    (a process guest) or through its agent (a QEMU guest); raising when the guest cannot run
+    programs, e.g. the VM is off."""
 
-    def launch(self, argv: Sequence[str]) -> GuestLaunch: ...
+    def launch(self, argv: Sequence[str]) -> GuestLaunch | AgentLaunch: ...
 
 
 @dataclass(frozen=True)
@@ -145,19 +148,25 @@ class GuestSSH:
         argv = [SHELL] if command is None else [SHELL, "-c", command]
         try:
             launch = guest().launch(argv)
-            proc = await asyncio.create_subprocess_exec(
-                *launch.command,
-                stdin=asyncio.subprocess.PIPE,
-                stdout=asyncio.subprocess.PIPE,
-                stderr=asyncio.subprocess.PIPE,
-                cwd=launch.cwd,
-                env=dict(launch.env),
-                start_new_session=True,
-            )
+            if isinstance(launch, AgentLaunch):
+                session, messages = await _open(launch)
+            else:
+                proc = await asyncio.create_subprocess_exec(
+                    *launch.command,
+                    stdin=asyncio.subprocess.PIPE,
+                    stdout=asyncio.subprocess.PIPE,
+                    stderr=asyncio.subprocess.PIPE,
+                    cwd=launch.cwd,
+                    env=dict(launch.env),
+                    start_new_session=True,
+                )
         except Exception as exc:  # the guest is off, or cannot start a shell: like sshd
             log.debug("guest ssh session refused: %s", exc)
             process.stderr.write(f"dmh-guest: {exc}\n".encode())
             process.exit(255)
+            return
+        if isinstance(launch, AgentLaunch):
+            await _agent_session(session, messages, process)
             return
         self._sessions.add(proc)
         try:
@@ -191,6 +200,49 @@ class _Auth(asyncssh.SSHServer):
 
     def public_key_auth_supported(self) -> bool:
         return bool(self.outer._authorized)
+
+
+async def _open(launch: AgentLaunch) -> tuple[AgentSession, asyncio.Queue[Mapping[str, Any]]]:
+    """Start a session's shell in a QEMU guest: its output arrives from the agent's reader
+    thread on the returned queue."""
+    loop = asyncio.get_running_loop()
+    messages: asyncio.Queue[Mapping[str, Any]] = asyncio.Queue()
+
+    def deliver(message: Mapping[str, Any]) -> None:
+        loop.call_soon_threadsafe(messages.put_nowait, message)
+
+    return await loop.run_in_executor(None, launch.open, deliver), messages
+
+
+async def _agent_session(
+    session: AgentSession,
+    messages: asyncio.Queue[Mapping[str, Any]],
+    process: asyncssh.SSHServerProcess[bytes],
+) -> None:
+    """Pass a QEMU guest session's output to the client and the client's input to the
+    agent, in order, until the shell exits."""
+    loop = asyncio.get_running_loop()
+
+    async def feed() -> None:
+        with contextlib.suppress(OSError, asyncssh.Error):
+            while data := await process.stdin.read(65536):
+                await loop.run_in_executor(None, session.write, data)
+        await loop.run_in_executor(None, session.close_input)
+
+    feeding = asyncio.ensure_future(feed())
+    try:
+        while "exit" not in (message := await messages.get()):
+            sink = process.stdout if message.get("fd") == 1 else process.stderr
+            sink.write(to_bytes(str(message.get("data", ""))))
+            await sink.drain()
+        if "error" in message:
+            process.stderr.write(f"dmh-guest: {message['error']}\n".encode())
+        process.exit(int(message["exit"]))
+    except (asyncssh.Error, OSError, asyncio.CancelledError):
+        await loop.run_in_executor(None, session.kill)  # the client went away
+        raise
+    finally:
+        feeding.cancel()
 
 
 async def _feed(source: asyncssh.SSHReader[bytes], sink: asyncio.StreamWriter) -> None:

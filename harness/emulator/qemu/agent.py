@@ -11,7 +11,7 @@ import json
 import socket
 import threading
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import Future
 from concurrent.futures import TimeoutError as FutureTimeout
 from dataclasses import dataclass
@@ -41,6 +41,7 @@ class AgentClient:
         self._ids = itertools.count(1)
         self._lock = threading.Lock()
         self._pending: dict[int, Future[dict[str, Any]]] = {}
+        self._streams: dict[int, Callable[[Mapping[str, Any]], None]] = {}
         self._closed: str | None = None
         self._reader = threading.Thread(target=self._read, name=f"dmh-agent-{vm}", daemon=True)
         self._reader.start()
@@ -73,14 +74,26 @@ class AgentClient:
         with self._lock:
             self._closed = reason
             pending, self._pending = self._pending, {}
+            streams, self._streams = self._streams, {}
         for future in pending.values():
             future.set_exception(QemuError(reason, vm=self.vm, stage="agent"))
+        for deliver in streams.values():
+            deliver({"exit": 255, "error": reason})
 
     def _deliver(self, line: bytes) -> None:
         try:
             answer = json.loads(line)
         except ValueError:
             return  # not ours (a partial line from before the host connected)
+        if "id" not in answer and "stream" in answer:  # a session's output or its end
+            with self._lock:
+                key = answer["stream"]
+                deliver = self._streams.get(key)
+                if "exit" in answer:
+                    self._streams.pop(key, None)
+            if deliver is not None:
+                deliver(answer)
+            return
         with self._lock:
             future = self._pending.pop(answer.get("id"), None)
         if future is not None:
@@ -96,6 +109,37 @@ class AgentClient:
             self._pending[request_id] = future
             self._sock.sendall(data)
         return future
+
+    def post(self, op: str, fields: Mapping[str, Any]) -> None:
+        """Send a message that has no answer (a session's input)."""
+        data = json.dumps({"op": op, **fields}).encode() + b"\n"
+        with self._lock:
+            if self._closed is not None:
+                raise QemuError(self._closed, vm=self.vm, stage="agent")
+            self._sock.sendall(data)
+
+    def open(
+        self,
+        argv: Sequence[str],
+        deliver: Callable[[Mapping[str, Any]], None],
+        *,
+        env: Mapping[str, str] | None = None,
+        cwd: str | None = None,
+    ) -> AgentSession:
+        """Start a program whose pipes are held here: `deliver` gets its output ({"fd",
+        "data"}) in order from the reader thread, then {"exit": rc} once."""
+        key = next(self._ids)
+        with self._lock:
+            self._streams[key] = deliver
+        try:
+            answer = self.request(
+                "open", 30.0, stream=key, argv=list(argv), env=dict(env or {}), cwd=cwd
+            )
+        except QemuError:
+            with self._lock:
+                self._streams.pop(key, None)
+            raise
+        return AgentSession(self, key, int(answer["pid"]))
 
     def request(self, op: str, wait: float = 30.0, **fields: Any) -> dict[str, Any]:
         """Send one request and wait up to `wait` seconds for its answer."""
@@ -145,3 +189,35 @@ class AgentClient:
 def to_bytes(text: str) -> bytes:
     """Output as the guest wrote it (the agent escapes undecodable bytes)."""
     return text.encode(_ENC, _ERR)
+
+
+class AgentSession:
+    """A program in the guest started by `AgentClient.open`: its input goes in order."""
+
+    def __init__(self, client: AgentClient, key: int, pid: int) -> None:
+        self.client, self.key, self.pid = client, key, pid
+
+    def write(self, data: bytes) -> None:
+        self.client.post("input", {"stream": self.key, "data": data.decode(_ENC, _ERR)})
+
+    def close_input(self) -> None:
+        with contextlib.suppress(QemuError):
+            self.client.post("input", {"stream": self.key, "eof": True})
+
+    def kill(self) -> None:
+        """End the program and its whole session (the client went away)."""
+        with contextlib.suppress(QemuError):
+            self.client.request("signal", 5.0, pid=self.pid, sig=9)
+
+
+@dataclass(frozen=True)
+class AgentLaunch:
+    """How a program runs in a QEMU guest with pipes its caller holds: through the agent."""
+
+    client: AgentClient
+    argv: Sequence[str]
+    env: Mapping[str, str]
+    cwd: str
+
+    def open(self, deliver: Callable[[Mapping[str, Any]], None]) -> AgentSession:
+        return self.client.open(self.argv, deliver, env=self.env, cwd=self.cwd)

@@ -12,6 +12,7 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import queue
 import re
 import shutil
 import signal
@@ -33,6 +34,7 @@ class Agent:
         self.write_lock = threading.Lock()
         self.children: dict[int, subprocess.Popen[bytes]] = {}
         self.events: list[dict[str, Any]] = []
+        self.inputs: dict[Any, queue.Queue[bytes | None]] = {}
         self.lock = threading.Lock()
 
     # -- transport --------------------------------------------------------------------
@@ -51,7 +53,15 @@ class Agent:
             buffer += chunk
             while b"\n" in buffer:
                 line, buffer = buffer.split(b"\n", 1)
-                if line.strip():
+                if not line.strip():
+                    continue
+                try:
+                    request = json.loads(line)
+                except ValueError:
+                    request = None
+                if isinstance(request, dict) and request.get("op") == "input":
+                    self.input(request)  # in order, here: a session's stdin is one stream
+                else:
                     threading.Thread(target=self.handle, args=(line,), daemon=True).start()
 
     def send(self, message: dict[str, Any]) -> None:
@@ -117,6 +127,56 @@ class Agent:
             "stdout": out.decode(_ENC, _ERR),
             "stderr": err.decode(_ENC, _ERR),
         }
+
+    def op_open(self, request: dict[str, Any]) -> dict[str, Any]:
+        """Start a program with pipes (an SSH session's shell). Its output comes back as
+        {"stream": key, "fd": 1|2, "data": ...} lines in order, then {"stream": key, "exit":
+        rc}; its input arrives as "input" lines, in order."""
+        key = request["stream"]
+        proc = subprocess.Popen(
+            [str(a) for a in request["argv"]],
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            cwd=request.get("cwd") or None,
+            env=_env(request.get("env")),
+            start_new_session=True,
+            preexec_fn=_child_setup,
+        )
+        inputs: queue.Queue[bytes | None] = queue.Queue()
+        with self.lock:
+            self.children[proc.pid] = proc
+            self.inputs[key] = inputs
+        pumps = [
+            threading.Thread(target=self.pump, args=(key, fd, pipe), daemon=True)
+            for fd, pipe in ((1, proc.stdout), (2, proc.stderr))
+        ]
+        for thread in pumps:
+            thread.start()
+        threading.Thread(target=_feed, args=(proc, inputs), daemon=True).start()
+        threading.Thread(target=self.reap, args=(key, proc, pumps), daemon=True).start()
+        return {"pid": proc.pid}
+
+    def input(self, message: dict[str, Any]) -> None:
+        with self.lock:
+            inputs = self.inputs.get(message.get("stream"))
+        if inputs is not None:
+            eof = bool(message.get("eof"))
+            inputs.put(None if eof else str(message.get("data") or "").encode(_ENC, _ERR))
+
+    def pump(self, key: Any, fd: int, pipe: Any) -> None:
+        while data := os.read(pipe.fileno(), 65536):
+            self.send({"stream": key, "fd": fd, "data": data.decode(_ENC, _ERR)})
+
+    def reap(self, key: Any, proc: subprocess.Popen[bytes], pumps: list[threading.Thread]) -> None:
+        for thread in pumps:
+            thread.join()
+        rc = proc.wait()
+        with self.lock:
+            inputs = self.inputs.pop(key, None)
+        if inputs is not None:
+            inputs.put(None)
+        self.send({"stream": key, "exit": 128 - rc if rc < 0 else rc})
 
     def op_spawn(self, request: dict[str, Any]) -> dict[str, Any]:
         """Start in the background, output to files (in the shared scratch directory)."""
@@ -240,6 +300,21 @@ def _oom_score_adj(value: int) -> None:
 def _child_setup() -> None:
     """Programs the agent starts are the OOM killer's fair game again (the agent is not)."""
     _oom_score_adj(0)
+
+
+def _feed(proc: subprocess.Popen[bytes], inputs: queue.Queue[bytes | None]) -> None:
+    assert proc.stdin is not None
+    fd = proc.stdin.fileno()
+    try:
+        while (data := inputs.get()) is not None:
+            view = memoryview(data)
+            while view:
+                view = view[os.write(fd, view) :]
+    except OSError:  # the program closed its stdin or ended
+        pass
+    finally:
+        with contextlib.suppress(OSError):
+            proc.stdin.close()
 
 
 def _env(extra: Any) -> dict[str, str]:

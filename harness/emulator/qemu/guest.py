@@ -26,6 +26,8 @@ from harness.emulator.errors import GuestError
 from harness.emulator.guest import GuestState
 from harness.emulator.guestmem import OOM_KILL, GuestMemoryEvent
 from harness.emulator.guestview import GuestProfile, GuestView
+from harness.emulator.integration import KVP_DAEMON, LinuxIntegration
+from harness.emulator.qemu.agent import AgentLaunch
 from harness.emulator.qemu.errors import QemuError, QemuUnsupportedError
 from harness.emulator.qemu.launcher import BLOCK_MB, GUEST_SCRATCH, QemuVm, VmSpec
 from harness.emulator.qemu.paths import scratch_parts
@@ -47,6 +49,14 @@ IDLE_OS = (
 LIVE_READ_WAIT = 0.5  # s a view read waits for the guest before it takes the last reading
 IDLE_KERNEL_COMMIT_MB = 50  # what the initramfs guest commits on its own (measured)
 HOTPLUG_CAP_MB = 16 * 1024  # the virtio-mem region's largest size (Maximum may be 1 TB)
+# What the guest's Hyper-V integration services publish (reference §5.1, §1.8): the facts
+# /sys/module/hv_balloon would hold (this kernel balloons with virtio instead) are mounted
+# over /sys/module; the onlining policy is the kernel's own file, written for real (the
+# kernel boots with memhp_default_state=online_movable); the KVP daemon is a process.
+PUBLISH_INTEGRATION = """
+grep -q ' /sys/module ' /proc/mounts || mount --bind "$1" /sys/module || exit 1
+echo "$2" > /sys/devices/system/memory/auto_online_blocks
+"""
 
 
 class QemuGuest:
@@ -78,6 +88,8 @@ class QemuGuest:
         self._target_mb: int | None = None
         self._apply_lock = threading.Lock()
         self._actual_mb = 0
+        self.integration = LinuxIntegration(auto_online="online_movable")
+        self._kvp_pid: int | None = None
 
     # -- life cycle -------------------------------------------------------------------
     @property
@@ -174,6 +186,9 @@ class QemuGuest:
             stale.stop()
             return
         self._start_idle_os(vm)
+        with self._lock:
+            self._kvp_pid = None
+        self._publish_integration(vm)
         self._booted.set()
         threading.Thread(
             target=self._watch, args=(vm, generation), name=f"dmh-qemu-{self.name}", daemon=True
@@ -190,6 +205,59 @@ class QemuGuest:
             )  # fmt: skip
         except QemuError as exc:
             log.warning("guest %s: no idle OS commit (%s)", self.name, exc.message)
+
+    def set_integration(self, integration: LinuxIntegration) -> None:
+        """Change what the guest's integration services publish, seen at once in the guest."""
+        with self._lock:
+            self.integration = integration
+            vm = self._vm
+        if vm is not None and self._booted.is_set():
+            self._publish_integration(vm)
+
+    def _publish_integration(self, vm: QemuVm) -> None:
+        integration = self.integration
+        root = vm.share_dir / ".dmh" / "integration"
+        integration.publish(root)
+        guest_root = f"{GUEST_SCRATCH}/.dmh/integration"
+        try:
+            result = vm.agent.exec(
+                ["sh", "-c", PUBLISH_INTEGRATION, "sh", f"{guest_root}/module",
+                 integration.auto_online],
+                timeout=10.0,
+            )  # fmt: skip
+            if result.rc != 0:
+                log.warning("guest %s: integration facts not published: %s", self.name,
+                            result.stderr.strip())  # fmt: skip
+            with self._lock:
+                kvp = self._kvp_pid
+            if integration.kvp_daemon and kvp is None:
+                answer = vm.agent.request(
+                    "spawn", 10.0, argv=[f"{guest_root}/bin/{KVP_DAEMON}", "infinity"], env={},
+                    cwd="/", stdout="/dev/null", stderr="/dev/null",
+                )  # fmt: skip
+                with self._lock:
+                    self._kvp_pid = int(answer["pid"]) if "pid" in answer else None
+            elif not integration.kvp_daemon and kvp is not None:
+                vm.agent.request("signal", 10.0, pid=kvp, sig=signal.SIGKILL)
+                with self._lock:
+                    self._kvp_pid = None
+        except QemuError as exc:
+            log.warning("guest %s: integration facts not published (%s)", self.name, exc.message)
+
+    def launch(self, argv: Sequence[str]) -> AgentLaunch:
+        """How `argv` runs in the guest with pipes its caller holds (an SSH session's shell):
+        through the agent, in the scratch directory (the guest user's home)."""
+        with self._lock:
+            if self._state is not GuestState.RUNNING:
+                raise GuestError(
+                    f"The virtual machine '{self.name}' is not running.", target=self.name
+                )
+        vm = self.wait_booted()
+        env = {
+            "HOME": GUEST_SCRATCH, "SHELL": "/bin/sh", "USER": "guest", "LOGNAME": "guest",
+            "DMH_GUEST_OS": "linux", "DMH_GUEST_NAME": self.name,
+        }  # fmt: skip
+        return AgentLaunch(vm.agent, list(argv), env, GUEST_SCRATCH)
 
     def wait_booted(self, timeout: float = 180.0) -> QemuVm:
         """The running VM, once its agent answers; the boot's error if it failed."""

@@ -240,7 +240,23 @@ def suites_dir() -> Path:
     return Path(spec.origin).resolve().parent
 
 
+# Extra pytest arguments certify sets itself: given again, the run's records and reports would
+# go where the verdict is not read from.
+_OWNED = {
+    "--dm-report-dir": "--out", "--dm-run-id": "a new run id per run",
+    "--junitxml": "--out (OUT/runs/<id>/junit.xml)", "--junit-xml": "--out",
+    "--alluredir": "--allure-dir",
+    "--dm-host": "--dm-host", "--dm-app": "--app", "--dm-tool": "--tool",
+}  # fmt: skip
+
+
 def _certify(args: argparse.Namespace) -> int:
+    for arg in args.pytest_args:
+        name = arg.split("=", 1)[0]
+        if name in _OWNED:
+            raise ConfigError(
+                f"{name} after '--' is set by dmh certify itself; use {_OWNED[name]} instead"
+            )
     suites = suites_dir()
     return certify(
         CertifyOptions(

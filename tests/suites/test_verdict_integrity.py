@@ -247,8 +247,13 @@ def test_a_partial_selection_is_never_a_certification(checkout: Checkout) -> Non
         (("--dm-host", "psrp://qa@hv.lab"), "no password for qa@hv.lab"),
         (("--grace", "0"), "argument --grace: '0' must be"),
         (("-n", "many"), "argument -n/--workers: 'many' must be"),
+        (("--", "--dm-report-dir", "x"), "--dm-report-dir after '--' is set by dmh certify"),
+        (("--", "--junitxml=x.xml"), "--junitxml after '--' is set by dmh certify"),
     ],
-    ids=["guest-os", "interval-0", "interval-nan", "keep", "scheme", "no-password", "grace", "n"],
+    ids=[
+        "guest-os", "interval-0", "interval-nan", "keep", "scheme", "no-password", "grace", "n",
+        "report-dir", "junitxml",
+    ],  # fmt: skip
 )
 def test_bad_options_are_one_line_and_the_usage_exit_code(
     checkout: Checkout, args: tuple[str, ...], message: str

@@ -32,6 +32,7 @@ from harness.emulator.qemu.errors import QemuError, QemuUnsupportedError
 from harness.emulator.qemu.launcher import BLOCK_MB, GUEST_SCRATCH, QemuVm, VmSpec
 from harness.emulator.qemu.paths import scratch_parts
 from harness.emulator.qemu.process import GuestProgram, not_found
+from harness.emulator.sandbox.environment import guest_environment
 from harness.errors import SettingError
 
 log = logging.getLogger(__name__)
@@ -253,11 +254,20 @@ class QemuGuest:
                     f"The virtual machine '{self.name}' is not running.", target=self.name
                 )
         vm = self.wait_booted()
-        env = {
-            "HOME": GUEST_SCRATCH, "SHELL": "/bin/sh", "USER": "guest", "LOGNAME": "guest",
-            "DMH_GUEST_OS": "linux", "DMH_GUEST_NAME": self.name,
-        }  # fmt: skip
+        env = self._environment({"SHELL": "/bin/sh", "USER": "guest", "LOGNAME": "guest"})
         return AgentLaunch(vm.agent, list(argv), env, GUEST_SCRATCH)
+
+    def _environment(self, env: Mapping[str, str] | None) -> dict[str, str]:
+        """What the process backend's guest programs get (the emulator's allow-listed
+        variables, PATH included: the shared Python environment is where it is here), with
+        the home and temporary directory the guest's own."""
+        explicit = {"DMH_GUEST_OS": "linux", "DMH_GUEST_NAME": self.name, **dict(env or {})}
+        full = guest_environment(explicit)
+        if "TMPDIR" not in explicit:
+            full.pop("TMPDIR", None)
+        if "HOME" not in explicit:
+            full["HOME"] = GUEST_SCRATCH
+        return full
 
     def wait_booted(self, timeout: float = 180.0) -> QemuVm:
         """The running VM, once its agent answers; the boot's error if it failed."""
@@ -511,7 +521,7 @@ class QemuGuest:
             stem = f".dmh/proc-{self._seq:04d}"
         (vm.share_dir / ".dmh").mkdir(exist_ok=True)
         out, err = f"{stem}.stdout", f"{stem}.stdout" if merge_output else f"{stem}.stderr"
-        full_env = {"DMH_GUEST_OS": "linux", "DMH_GUEST_NAME": self.name, **dict(env or {})}
+        full_env = self._environment(env)
         answer = vm.agent.request(
             "spawn",
             30.0,

@@ -118,9 +118,46 @@ class MemoryLevers:
         wait up to that many seconds until it says it holds it all (a load grows in steps, and
         slower on a busy machine), so the load event marks when the pressure is complete; the
         event's `seconds` says how long that took (its start is `t - seconds`)."""
+        size_mb = parse_size(size, "load") // MB
+        ready = self.load.ready if self.load is not None else ""
+
+        def held(process: GuestProcess) -> bool:
+            return ready in process.output or process.poll().exit_code is not None
+
+        return self._load(size_mb, None if held_within is None else (held, held_within))
+
+    def press_at_maximum(self, leave: float = 0.05, within: float = 60.0) -> GuestProcess:
+        """Pressure at the ceiling: a load sized so that the guest's committed memory comes to
+        the VM's maximum less `leave` of it. The guest then has less than a tenth of its memory
+        available once the host has added all it may, so an app must give memory back for the
+        load to fit; a fixed size would either miss the ceiling or not fit beside the app, and
+        a real kernel OOM-kills a load that does not fit. The load event marks when assigned
+        memory reached the maximum (waited for up to `within` seconds: hot-add comes in steps,
+        slowly on a slow guest); its `seconds` say how long after the load's start."""
+        if self.guest is None:
+            raise LeverError("no guest channel: cannot read the guest's committed memory")
+        maximum = self.host.vm(self.vm_name).memory.maximum
+        committed = self.guest.counters().committed_mb
+        size_mb = maximum // MB - committed - int(maximum // MB * leave)
+        if size_mb < 64:
+            raise LeverError(
+                f"the guest already commits {committed} MB of its {maximum // MB} MB maximum: "
+                f"no room for a load that leaves {leave:.0%} free"
+            )
+
+        def at_maximum(process: GuestProcess) -> bool:
+            return self.host.vm(self.vm_name).memory_assigned >= maximum
+
+        return self._load(size_mb, (at_maximum, within), "assigned memory at the maximum")
+
+    def _load(
+        self,
+        size_mb: int,
+        wait: tuple[Callable[[GuestProcess], bool], float] | None,
+        what: str = "",
+    ) -> GuestProcess:
         if self.guest is None or self.load is None:
             raise LeverError("no guest channel or load command: cannot raise demand in the guest")
-        size_mb = parse_size(size, "load") // MB
         started = time.monotonic()
         with _entered(self.step("add guest load", {"size": format_size(size_mb * MB)})):
             process = self.guest.start_process(
@@ -130,42 +167,19 @@ class MemoryLevers:
                 memory_mb=size_mb,  # checked against a WinRM channel's shell quota
             )
             self.loads.append(process)
-            if held_within is not None:
-                ready = self.load.ready
-
-                def held() -> bool:
-                    result = process.poll()
-                    return ready in process.output or result.exit_code is not None
-
+            if wait is not None:
+                done, seconds = wait
+                what = what or f"the load holding {size_mb} MB"
                 try:
-                    wait_until(held, held_within, what=f"the load holding {size_mb} MB",
+                    wait_until(lambda: done(process), seconds, what=what,
                                interval=0.1, max_interval=0.5)  # fmt: skip
                 except DeadlineError:
-                    log.warning("the %s MB load did not say it holds it within %gs",
-                                size_mb, held_within)  # fmt: skip
+                    log.warning("%s: not within %gs", what, seconds)
         data: dict[str, float] = {"size_mb": size_mb, "pid": process.pid}
-        if held_within is not None:
+        if wait is not None:
             data["seconds"] = round(time.monotonic() - started, 2)
         self.timeline.add_event("load", f"load +{size_mb} MB", data)
         return process
-
-    def press_at_maximum(self, leave: float = 0.05) -> GuestProcess:
-        """Pressure at the ceiling: a load sized so that the guest's committed memory comes to
-        the VM's maximum less `leave` of it. The guest then has less than a tenth of its memory
-        available once the host has added all it may, so an app must give memory back for the
-        load to fit; a fixed size would either miss the ceiling or not fit beside the app, and
-        a real kernel OOM-kills a load that does not fit."""
-        if self.guest is None:
-            raise LeverError("no guest channel: cannot read the guest's committed memory")
-        maximum = self.host.vm(self.vm_name).memory.maximum // MB
-        committed = self.guest.counters().committed_mb
-        size = maximum - committed - int(maximum * leave)
-        if size < 64:
-            raise LeverError(
-                f"the guest already commits {committed} MB of its {maximum} MB maximum: "
-                f"no room for a load that leaves {leave:.0%} free"
-            )
-        return self.add_load(size * MB)
 
     def drop_load(self) -> int:
         """Stop every load process; returns how many were stopped."""

@@ -118,9 +118,8 @@ def test_pressure_response(guest_app, memory, timeline, steady, dm_expect):
     """The guest is at its maximum and another process needs memory: the app must give
     some of its cache back."""
     steady()
-    # The window opens when the load starts: it cannot hold all it asks for until the app has
-    # given memory back, so waiting for it first would hide the release. 20 s covers a load
-    # that grows in steps on a busy machine.
+    # The load event marks when the host had added all it may: the app's release counts from
+    # the load's start (it may give back as the load grows) until 20 s after that.
     memory.press_at_maximum()
     event = timeline.last_event("load")
     with dm_expect.together():

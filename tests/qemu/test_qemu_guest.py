@@ -7,6 +7,7 @@ only where qemu-system-x86_64, busybox-static and qemu.qmp are installed. The DM
 
 from __future__ import annotations
 
+import asyncio
 import json
 import shutil
 import sys
@@ -15,13 +16,16 @@ from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
+import asyncssh
 import pytest
 
 from harness.emulator.guestmem import OOM_KILL
 from harness.emulator.host import EmulatedHost, HostDriver, VMState
+from harness.emulator.integration import LinuxIntegration
 from harness.emulator.qemu.errors import QemuBootError
 from harness.emulator.qemu.guest import QemuGuest
 from harness.emulator.qemu.launcher import QemuVm, VmSpec, available
+from harness.emulator.ssh import GuestSSH
 from harness.settings import MemoryChange
 
 REASON = available()
@@ -111,11 +115,56 @@ def test_boot_agent_and_files(host: EmulatedHost) -> None:
     assert program.output() == "hello\n"
     with pytest.raises(Exception, match="not recognized"):
         guest.start_process(["no-such-program-dmh"])
+    check_ssh_sessions_run_through_the_agent(guest)
+    # The integration facts a Hyper-V Linux guest shows (§5.1, §5.2, §1.8), as the
+    # preflight reads them; switching one off is seen at once.
+    facts = (
+        "ls /sys/module/hv_balloon/parameters; "
+        "cat /sys/devices/system/memory/auto_online_blocks /proc/[0-9]*/comm"
+    )
+    out = guest.run(["sh", "-c", facts])[1].split()
+    assert {"hot_add", "online_movable", "hv_kvp_daemon"} <= set(out)
+    off = LinuxIntegration(hv_balloon=False, kvp_daemon=False, auto_online="offline")
+    guest.set_integration(off)
+    out = guest.run(["sh", "-c", facts])[1].split()
+    assert "offline" in out and "hot_add" not in out and "hv_kvp_daemon" not in out
     # Off: QEMU exits and its scratch directory goes.
     scratch, pid = vm.scratch, vm.pid
     host.stop(host.find_vms("real-kernel")[0].id, turn_off=True)
     wait_until(lambda: not scratch.exists(), 15, "the scratch directory removed")
     assert pid is not None and not Path(f"/proc/{pid}").exists()
+
+
+def check_ssh_sessions_run_through_the_agent(guest: QemuGuest) -> None:
+    """The emulator's sshd for a QEMU guest: a command and a shell session run in the real
+    kernel, with stdin in order, stdout and stderr apart, the exit code, and bytes exact."""
+    ssh = GuestSSH("guest", "pw")
+    endpoint = ssh.serve("vm", lambda: guest)
+
+    async def session() -> tuple[asyncssh.SSHCompletedProcess, asyncssh.SSHCompletedProcess]:
+        keys = asyncssh.import_known_hosts(f"[127.0.0.1]:{endpoint.port} {endpoint.host_key}")
+        async with asyncssh.connect(
+            "127.0.0.1", endpoint.port, username="guest", password="pw", known_hosts=keys
+        ) as conn:
+            payload = bytes(range(256)) * 2000  # 512 kB, every byte value, through stdin
+            command = await conn.run(
+                "uname -r; wc -c; echo to-stderr >&2; exit 7", input=payload, encoding=None
+            )
+            shell = await conn.run(input="x=41\necho $((x + 1)) $$\nexit 0\n")
+            return command, shell
+
+    try:
+        command, shell = asyncio.run(session())
+    finally:
+        ssh.close()
+    vm = guest.vm
+    assert vm is not None
+    assert command.exit_status == 7
+    assert command.stdout.split() == [vm.image.kernel_version.encode(), b"512000"]
+    assert command.stderr == b"to-stderr\n"
+    answer, pid = str(shell.stdout).split()
+    assert answer == "42" and int(pid) < 10000  # a pid of the guest's kernel, not the host's
+    assert shell.exit_status == 0
 
 
 def test_hot_add_seen_by_meminfo_sysconf_and_node(host: EmulatedHost) -> None:

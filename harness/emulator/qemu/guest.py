@@ -240,6 +240,7 @@ class QemuGuest:
                     self._kvp_pid = int(answer["pid"]) if "pid" in answer else None
             elif not integration.kvp_daemon and kvp is not None:
                 vm.agent.request("signal", 10.0, pid=kvp, sig=signal.SIGKILL)
+                vm.agent.request("wait", 10.0, pid=kvp, timeout=5)  # reaped: gone from /proc
                 with self._lock:
                     self._kvp_pid = None
         except QemuError as exc:

@@ -30,6 +30,7 @@ class LinuxSample:
     output: str
     offset: int
     next_offset: int
+    read_to: int  # the offset the report's bytes reach (next_offset stops before a cut character)
 
     @classmethod
     def parse(cls, report: Report, offset: int) -> LinuxSample:
@@ -37,7 +38,7 @@ class LinuxSample:
         decoder = codecs.getincrementaldecoder("utf-8")("replace")
         text = decoder.decode(report.data)
         consumed = len(report.data) - len(decoder.getstate()[0])
-        return cls(report.values, text, offset, offset + consumed)
+        return cls(report.values, text, offset, offset + consumed, offset + len(report.data))
 
     def kb(self, key: str) -> int:
         value = self.values.get(key, "")
@@ -62,6 +63,8 @@ class LinuxSample:
 
     def result(self) -> dict[str, Any]:
         code = self.values.get("exit", "")
+        if self.read_to < self.kb("size"):
+            code = ""  # more output to read: the exit is reported with the last of it
         return {
             "Running": self.values.get("running") == "1" and not code,
             "ExitCode": int(code) if code.lstrip("-").isdigit() else None,

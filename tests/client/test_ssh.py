@@ -119,6 +119,18 @@ def test_guest_operations_over_ssh(linux_guest: tuple[HyperVHost, SSHChannel]) -
     assert seen["cwd"].endswith("/work")
     assert seen["files"] == {"data.txt": "first\nsecond ✓\n"}
 
+    # A chatty app: 3 MB written before the first poll come back whole, a bounded piece per
+    # round trip, and its exit is reported with the last piece.
+    chatty = guest.start_process(
+        "sh", ["-c", "head -c 3000000 /dev/zero | tr '\\0' x; echo; exit 5"],
+        working_directory="work",
+    )  # fmt: skip
+    wait_for(lambda: channel.sample(chatty.key).values.get("exit") == "5", 10, "chatty exits")
+    first = chatty.poll()
+    assert first.exit_code is None and len(first.output) == 1 << 20
+    assert finish(chatty) == 5
+    assert chatty.output == "x" * 3_000_000 + "\n"
+
     # A tree: the app and a child it starts; stop ends both, and the exit status is kept.
     sleeper = guest.start_process(
         "sh", ["-c", "sleep 60 & echo up; wait"], working_directory="work"

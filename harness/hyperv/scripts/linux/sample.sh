@@ -59,6 +59,10 @@ if [ -r /sys/kernel/debug/hv-balloon ]; then
     done </sys/kernel/debug/hv-balloon 2>/dev/null
 fi
 echo "--"
+# At most 1 MiB of output per tick: a chatty app's backlog comes over the next ticks (the
+# client's reader holds a bounded buffer), and its exit is reported once all is read.
 if [ "$size" -gt "$offset" ]; then
-    tail -c +"$((offset + 1))" "$out" | head -c "$((size - offset))"
+    count=$((size - offset))
+    [ "$count" -gt 1048576 ] && count=1048576
+    tail -c +"$((offset + 1))" "$out" | head -c "$count"
 fi

@@ -4,13 +4,13 @@ dmh certify [--dm-host URL] [--app CMD | --tool CMD] [-n N] [--history DIR] [--g
             [-- pytest args]
 dmh emulator serve [--host 127.0.0.1] [--port 5985] [--tls] ...
 dmh report [--out reports/out] [--history DIR]
-dmh doctor --dm-host URL [--vm NAME --guest-os linux|windows]
+dmh doctor --dm-host URL [--vm NAME --guest-os linux|windows] [--smoke --template DISK]
 dmh sweep --dm-host URL [--run-id ID] [--older-than HOURS] [--yes]
 
-Exit codes: 0 certified (or: done), 1 not certified (doctor --vm: the guest is not ready),
-2 inconclusive, 3 another command could not do its job (host unreachable, …), 4 usage error
-(bad option, URL or value: nothing ran), 130 interrupted (commands other than certify; an
-interrupted certify run is inconclusive).
+Exit codes: 0 certified (or: done), 1 not certified (doctor: the guest is not ready or a
+smoke check failed), 2 inconclusive, 3 another command could not do its job (host
+unreachable, …), 4 usage error (bad option, URL or value: nothing ran), 130 interrupted
+(commands other than certify; an interrupted certify run is inconclusive).
 """
 
 from __future__ import annotations
@@ -204,6 +204,17 @@ def _parser() -> argparse.ArgumentParser:
     doctor.add_argument("--guest-port", type=int, default=22)
     doctor.add_argument("--guest-known-hosts", default=None, help="default ~/.ssh/known_hosts")
     doctor.add_argument("--guest-key", default=None, help="SSH private key file")
+    doctor.add_argument(
+        "--smoke",
+        action="store_true",
+        help="also run every harness script once on a tiny VM made from --template (Windows "
+        "guest; credentials from DMH_GUEST_USERNAME/DMH_GUEST_PASSWORD) and print a report",
+    )
+    doctor.add_argument("--template", default=None, help="--smoke: a Windows template disk")
+    doctor.add_argument(
+        "--guest-python", default="python", help="--smoke: Python in the template (default python)"
+    )
+    doctor.add_argument("--boot-timeout", type=float, default=300.0, help="--smoke: seconds")
     doctor.set_defaults(func=_doctor)
 
     sweep = sub.add_parser("sweep", help="remove VMs the harness left behind on a host")
@@ -390,6 +401,8 @@ def _host(url: str) -> HyperVHost:
 
 
 def _doctor(args: argparse.Namespace) -> int:
+    if args.smoke and not args.template:
+        raise ConfigError("--smoke needs --template: a Windows template disk on the host")
     host = _host(args.dm_host)
     facts = host.facts()
     print(f"host:            {host.label}")
@@ -416,6 +429,17 @@ def _doctor(args: argparse.Namespace) -> int:
         print(f"guest {args.vm} ({args.guest_os}), integration services:")
         print("\n".join(describe(readiness)))
         status = 0 if readiness.capable else 1
+    if args.smoke:
+        from harness.hyperv.guest import GuestCredentials
+        from harness.smoke import Smoke, run_smoke
+
+        print(f"smoke checks (template {args.template}):")
+        smoke = Smoke(host, args.template, args.guest_python, GuestCredentials.from_env(),
+                      boot_timeout=args.boot_timeout)  # fmt: skip
+        passed = run_smoke(smoke)
+        ok = sum(status == "ok" for _, status in smoke.results)
+        print(f"smoke: {ok} of {len(smoke.results)} checks passed")
+        status = status or (0 if passed else 1)
     host.session.close()
     return status
 

@@ -251,8 +251,16 @@ def test_a_partial_selection_is_never_a_certification(checkout: Checkout) -> Non
         (("--", "--junitxml=x.xml"), "--junitxml after '--' is set by dmh certify"),
     ],
     ids=[
-        "guest-os", "interval-0", "interval-nan", "keep", "scheme", "no-password", "grace", "n",
-        "report-dir", "junitxml",
+        "guest-os",
+        "interval-0",
+        "interval-nan",
+        "keep",
+        "scheme",
+        "no-password",
+        "grace",
+        "n",
+        "report-dir",
+        "junitxml",
     ],  # fmt: skip
 )
 def test_bad_options_are_one_line_and_the_usage_exit_code(

@@ -257,7 +257,6 @@ _OWNED = {
     "--dm-report-dir": "--out", "--dm-run-id": "a new run id per run",
     "--junitxml": "--out (OUT/runs/<id>/junit.xml)", "--junit-xml": "--out",
     "--alluredir": "--allure-dir",
-    "--dm-host": "--dm-host", "--dm-app": "--app", "--dm-tool": "--tool",
 }  # fmt: skip
 
 

@@ -261,7 +261,7 @@ def test_a_partial_selection_is_never_a_certification(checkout: Checkout) -> Non
         "n",
         "report-dir",
         "junitxml",
-    ],  # fmt: skip
+    ],
 )
 def test_bad_options_are_one_line_and_the_usage_exit_code(
     checkout: Checkout, args: tuple[str, ...], message: str

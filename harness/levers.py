@@ -290,10 +290,13 @@ class MemoryLevers:
                 f"VM {vm.name!r} is {headroom} MB below its maximum and Hyper-V "
                 f"{self.host.version.value} cannot raise the maximum while it runs"
             )
-        if self.guest is not None and self.load is not None:
+        can_load = self.guest is not None and self.load is not None
+        if can_load and self.guest is not None and self.guest.fits(2 * need_mb):
             return "load"
         if self._rule(vm, "buffer") is Change.ANY:
-            return "raise-buffer"
+            return "raise-buffer"  # also when the load would pass a WinRM shell's quota
+        if can_load:
+            return "load"  # too big for the channel: starting it names the quota
         raise LeverError("no hot-add strategy is possible: no guest load and the buffer is fixed")
 
     def _pick_balloon(self, vm: VMInfo) -> str:

@@ -291,18 +291,17 @@ class Guest:
         """Start `command` in `working_directory` (default GUEST_ROOT; relative to it when
         relative). `memory_mb`, when the caller knows what the process will hold, is checked
         against the WinRM shell quota on that channel, which would kill the process."""
-        if memory_mb is not None and isinstance(self.channel, WinRMChannel):
-            quota = self.channel.quota_mb()
-            if memory_mb >= quota:
-                raise SettingError(
-                    "guest load",
-                    f"{memory_mb}MB",
-                    f"must stay below the guest's WinRM shell quota MaxMemoryPerShellMB"
-                    f" ({quota} MB), which counts every process the shell starts: WinRM would"
-                    " kill it. Raise it in the guest (Set-Item"
-                    " WSMan:\\localhost\\Shell\\MaxMemoryPerShellMB <MB>, and the"
-                    " Microsoft.PowerShell plugin's quota) or use PowerShell Direct",
-                )
+        if memory_mb is not None and not self.fits(memory_mb):
+            assert isinstance(self.channel, WinRMChannel)
+            raise SettingError(
+                "guest load",
+                f"{memory_mb}MB",
+                f"must stay below the guest's WinRM shell quota MaxMemoryPerShellMB"
+                f" ({self.channel.quota_mb()} MB), which counts every process the shell starts:"
+                " WinRM would kill it. Raise it in the guest (Set-Item"
+                " WSMan:\\localhost\\Shell\\MaxMemoryPerShellMB <MB>, and the"
+                " Microsoft.PowerShell plugin's quota) or use PowerShell Direct",
+            )
         args: dict[str, Any] = {
             "FilePath": command,
             "ArgumentList": list(arguments),
@@ -313,6 +312,11 @@ class Guest:
         return GuestProcess(
             self, text(prop(raw, "Key")), int(prop(raw, "ProcessId")), text(prop(raw, "OutputPath"))
         )
+
+    def fits(self, memory_mb: int) -> bool:
+        """Whether a process holding `memory_mb` may run on this channel: a WinRM shell's quota
+        (MaxMemoryPerShellMB) kills one that reaches it."""
+        return not isinstance(self.channel, WinRMChannel) or memory_mb < self.channel.quota_mb()
 
     def write_file(self, path: str, content: bytes) -> None:
         """Write `content` to `path` in the guest (relative: under GUEST_ROOT)."""

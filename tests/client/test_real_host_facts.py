@@ -23,6 +23,7 @@ from harness.hyperv.guest import (
     guest_path,
 )
 from harness.hyperv.host import HyperVHost, literal
+from harness.levers import LoadCommand, MemoryLevers
 from harness.sampler import Sampler
 from harness.settings import MemoryChange
 from harness.timeline import Timeline
@@ -226,6 +227,12 @@ def test_item7_winrm_needs_a_switch_and_the_shell_quota_is_named(
                 guest.start_process(PYTHON, ["-c", "pass"], memory_mb=1536)
             small = guest.start_process(PYTHON, ["-c", "pass"], memory_mb=256)
             assert finish(small) == 0
+            # A 512 MB hot-add would need a 1 GB load, past the quota: the lever raises the
+            # buffer instead, and memory moves.
+            levers = MemoryLevers(host, vm_name, Timeline(), guest=guest,
+                                  load=LoadCommand(PYTHON, ["load.py"]))  # fmt: skip
+            move = levers.force_hot_add("512MB")
+            assert move.strategy == "raise-buffer" and move.after_mb - move.before_mb >= 512
     with (
         pytest.raises(ObjectNotFoundError, match="virtual switch"),
         http_emulator.session() as session,

@@ -7,6 +7,10 @@ runs, as Hyper-V never hot-removes; removal: the virtio-balloon target); the dem
 balancer sees is the guest kernel's own Committed_AS; the guest's view (MemTotal,
 MemAvailable, ...) is what its kernel says and its assigned memory what QMP says the VM has.
 OOM kills in the guest become memory events like the process backend's.
+
+Longer than ~500 lines on purpose: it is the whole face EmulatedGuest shows the host (life
+cycle, memory, files, programs, SSH sessions), each part a thin call into launcher, agent,
+process and integration, and splitting the face would split the one lock that orders them.
 """
 
 from __future__ import annotations
@@ -26,9 +30,10 @@ from harness.emulator.errors import GuestError
 from harness.emulator.guest import GuestState
 from harness.emulator.guestmem import OOM_KILL, GuestMemoryEvent
 from harness.emulator.guestview import GuestProfile, GuestView
-from harness.emulator.integration import KVP_DAEMON, LinuxIntegration
+from harness.emulator.integration import LinuxIntegration
 from harness.emulator.qemu.agent import AgentLaunch
 from harness.emulator.qemu.errors import QemuError, QemuUnsupportedError
+from harness.emulator.qemu.integration import publish_integration
 from harness.emulator.qemu.launcher import BLOCK_MB, GUEST_SCRATCH, QemuVm, VmSpec
 from harness.emulator.qemu.paths import scratch_parts
 from harness.emulator.qemu.process import GuestProgram, not_found
@@ -50,14 +55,6 @@ IDLE_OS = (
 LIVE_READ_WAIT = 0.5  # s a view read waits for the guest before it takes the last reading
 IDLE_KERNEL_COMMIT_MB = 50  # what the initramfs guest commits on its own (measured)
 HOTPLUG_CAP_MB = 16 * 1024  # the virtio-mem region's largest size (Maximum may be 1 TB)
-# What the guest's Hyper-V integration services publish (reference §5.1, §1.8): the facts
-# /sys/module/hv_balloon would hold (this kernel balloons with virtio instead) are mounted
-# over /sys/module; the onlining policy is the kernel's own file, written for real (the
-# kernel boots with memhp_default_state=online_movable); the KVP daemon is a process.
-PUBLISH_INTEGRATION = """
-grep -q ' /sys/module ' /proc/mounts || mount --bind "$1" /sys/module || exit 1
-echo "$2" > /sys/devices/system/memory/auto_online_blocks
-"""
 
 
 class QemuGuest:
@@ -216,35 +213,15 @@ class QemuGuest:
             self._publish_integration(vm)
 
     def _publish_integration(self, vm: QemuVm) -> None:
-        integration = self.integration
-        root = vm.share_dir / ".dmh" / "integration"
-        integration.publish(root)
-        guest_root = f"{GUEST_SCRATCH}/.dmh/integration"
+        with self._lock:
+            integration, kvp = self.integration, self._kvp_pid
         try:
-            result = vm.agent.exec(
-                ["sh", "-c", PUBLISH_INTEGRATION, "sh", f"{guest_root}/module",
-                 integration.auto_online],
-                timeout=10.0,
-            )  # fmt: skip
-            if result.rc != 0:
-                log.warning("guest %s: integration facts not published: %s", self.name,
-                            result.stderr.strip())  # fmt: skip
-            with self._lock:
-                kvp = self._kvp_pid
-            if integration.kvp_daemon and kvp is None:
-                answer = vm.agent.request(
-                    "spawn", 10.0, argv=[f"{guest_root}/bin/{KVP_DAEMON}", "infinity"], env={},
-                    cwd="/", stdout="/dev/null", stderr="/dev/null",
-                )  # fmt: skip
-                with self._lock:
-                    self._kvp_pid = int(answer["pid"]) if "pid" in answer else None
-            elif not integration.kvp_daemon and kvp is not None:
-                vm.agent.request("signal", 10.0, pid=kvp, sig=signal.SIGKILL)
-                vm.agent.request("wait", 10.0, pid=kvp, timeout=5)  # reaped: gone from /proc
-                with self._lock:
-                    self._kvp_pid = None
+            kvp = publish_integration(vm, integration, kvp)
         except QemuError as exc:
             log.warning("guest %s: integration facts not published (%s)", self.name, exc.message)
+            return
+        with self._lock:
+            self._kvp_pid = kvp
 
     def launch(self, argv: Sequence[str]) -> AgentLaunch:
         """How `argv` runs in the guest with pipes its caller holds (an SSH session's shell):

@@ -101,16 +101,7 @@ class Agent:
         stdin = str(request.get("stdin") or "").encode(_ENC, _ERR)
         timeout = request.get("timeout")
         try:
-            proc = subprocess.Popen(
-                argv,
-                stdin=subprocess.PIPE,
-                stdout=subprocess.PIPE,
-                stderr=subprocess.PIPE,
-                cwd=request.get("cwd") or None,
-                env=_env(request.get("env")),
-                start_new_session=True,
-                preexec_fn=_child_setup,
-            )
+            proc = _piped(argv, request)
         except OSError as exc:
             return {"rc": 127, "stdout": "", "stderr": f"{argv[0]}: {exc.strerror}\n"}
         timed_out = False
@@ -133,16 +124,7 @@ class Agent:
         {"stream": key, "fd": 1|2, "data": ...} lines in order, then {"stream": key, "exit":
         rc}; its input arrives as "input" lines, in order."""
         key = request["stream"]
-        proc = subprocess.Popen(
-            [str(a) for a in request["argv"]],
-            stdin=subprocess.PIPE,
-            stdout=subprocess.PIPE,
-            stderr=subprocess.PIPE,
-            cwd=request.get("cwd") or None,
-            env=_env(request.get("env")),
-            start_new_session=True,
-            preexec_fn=_child_setup,
-        )
+        proc = _piped([str(a) for a in request["argv"]], request)
         inputs: queue.Queue[bytes | None] = queue.Queue()
         with self.lock:
             self.children[proc.pid] = proc
@@ -300,6 +282,20 @@ def _oom_score_adj(value: int) -> None:
 def _child_setup() -> None:
     """Programs the agent starts are the OOM killer's fair game again (the agent is not)."""
     _oom_score_adj(0)
+
+
+def _piped(argv: list[str], request: dict[str, Any]) -> subprocess.Popen[bytes]:
+    """Start a program with all three pipes, in its own session, as the request says."""
+    return subprocess.Popen(
+        argv,
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        cwd=request.get("cwd") or None,
+        env=_env(request.get("env")),
+        start_new_session=True,
+        preexec_fn=_child_setup,
+    )
 
 
 def _feed(proc: subprocess.Popen[bytes], inputs: queue.Queue[bytes | None]) -> None:

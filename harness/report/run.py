@@ -29,7 +29,7 @@ import tempfile
 import time
 import uuid
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
@@ -173,42 +173,22 @@ def write_json(path: Path, data: Mapping[str, Any]) -> Path:
     return path
 
 
+def _evidence(path: Path, fact: RunStart | Collection | RunEnd) -> Path:
+    """One piece of run evidence: the dataclass's fields, with the evidence version."""
+    return write_json(path, {"evidence_version": EVIDENCE_VERSION, **asdict(fact)})
+
+
 def write_start(records_dir: Path, start: RunStart) -> Path:
-    return write_json(
-        records_dir / RUN_FILE,
-        {
-            "evidence_version": EVIDENCE_VERSION,
-            "run_id": start.run_id,
-            "started": start.started,
-            "guest_profiles": list(start.guest_profiles),
-        },
-    )
+    return _evidence(records_dir / RUN_FILE, start)
 
 
 def write_collection(records_dir: Path, collection: Collection) -> Path:
     name = re.sub(r"[^A-Za-z0-9_-]", "_", collection.process) or "main"
-    return write_json(
-        records_dir / f"{COLLECTED_PREFIX}{name}.json",
-        {
-            "evidence_version": EVIDENCE_VERSION,
-            "process": collection.process,
-            "selected": list(collection.selected),
-            "deselected": collection.deselected,
-        },
-    )
+    return _evidence(records_dir / f"{COLLECTED_PREFIX}{name}.json", collection)
 
 
 def write_end(records_dir: Path, end: RunEnd) -> Path:
-    return write_json(
-        records_dir / FINISHED_FILE,
-        {
-            "evidence_version": EVIDENCE_VERSION,
-            "exit_status": end.exit_status,
-            "interrupted": end.interrupted,
-            "finished": end.finished,
-            "reason": end.reason,
-        },
-    )
+    return _evidence(records_dir / FINISHED_FILE, end)
 
 
 # -- reading ----------------------------------------------------------------------------

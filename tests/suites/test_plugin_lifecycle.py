@@ -11,7 +11,6 @@ so the checks know what existed and can fail.
 
 from __future__ import annotations
 
-import json
 import signal
 import subprocess
 import sys
@@ -28,6 +27,7 @@ from harness.deadline import wait_until
 from harness.errors import DeadlineError
 from harness.report.model import load_records
 from tests.embedded import PLUGIN_ARGS, plugin_env, use_plugin_env
+from tests.suites.support import read_notes, tagged
 
 pytest_plugins = ["pytester"]
 
@@ -145,20 +145,10 @@ class Lifecycle:
         )
 
     def notes(self, kind: str) -> list[dict[str, Any]]:
-        if not self.notes_path.exists():
-            return []
-        lines = self.notes_path.read_text(encoding="utf-8").splitlines()
-        return [n for n in map(json.loads, lines) if n["kind"] == kind]
+        return read_notes(self.notes_path, kind)
 
     def tagged(self) -> list[psutil.Process]:
-        found = []
-        for proc in psutil.process_iter():
-            try:
-                if proc.environ().get("DMH_TEST_TAG") == self.tag:
-                    found.append(proc)
-            except psutil.Error:  # gone, a zombie, or not ours to read
-                continue
-        return found
+        return tagged(self.tag)
 
     def assert_nothing_left(self) -> None:
         """No tagged process (guest, worker, pytest) and no listener of one survives."""

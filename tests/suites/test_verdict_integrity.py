@@ -23,6 +23,8 @@ from typing import Any
 import psutil
 import pytest
 
+from tests.suites.support import read_notes, tagged
+
 REPO = Path(__file__).resolve().parents[2]
 SECRET = "Hunter2-in-the-url"
 TIMEOUT = 180
@@ -90,8 +92,11 @@ class Checkout:
         return [sys.executable, "-m", "harness.cli", "certify", f"--out={self.out}", *args]
 
     def dmh(self, *args: str, **env: str) -> subprocess.CompletedProcess[str]:
+        return self.run(self.command(*args), **env)
+
+    def run(self, argv: list[str], **env: str) -> subprocess.CompletedProcess[str]:
         return subprocess.run(
-            self.command(*args),
+            argv,
             cwd=self.path,
             env=self.env(**env),
             capture_output=True,
@@ -111,23 +116,13 @@ class Checkout:
         )
 
     def notes(self, kind: str) -> list[dict[str, Any]]:
-        if not self.notes_path.exists():
-            return []
-        lines = self.notes_path.read_text(encoding="utf-8").splitlines()
-        return [n for n in map(json.loads, lines) if n["kind"] == kind]
+        return read_notes(self.notes_path, kind)
 
     def published(self) -> dict[str, Any]:
         return dict(json.loads((self.out / "summary.json").read_text(encoding="utf-8")))
 
     def tagged(self) -> list[psutil.Process]:
-        found = []
-        for proc in psutil.process_iter():
-            try:
-                if proc.environ().get("DMH_TEST_TAG") == self.tag:
-                    found.append(proc)
-            except psutil.Error:  # gone, a zombie, or not ours to read
-                continue
-        return found
+        return tagged(self.tag)
 
 
 def wait_for(done: Callable[[], bool], timeout: float, what: str) -> None:
@@ -193,15 +188,10 @@ def test_stale_summary_and_an_empty_selection(checkout: Checkout) -> None:
     assert good.returncode == 0, good.stdout[-3000:] + good.stderr[-3000:]
     assert verdict_line(good.stdout) == "VERDICT: CERTIFIED"
     assert checkout.published()["run"]["id"] == run_id(good.stdout)
-    rebuilt = subprocess.run(
-        [sys.executable, "-m", "harness.cli", "report", f"--out={checkout.out}", "--no-screenshot"],
-        cwd=checkout.path,
-        env=checkout.env(),
-        capture_output=True,
-        text=True,
-        timeout=TIMEOUT,
-        check=False,
-    )  # the latest run's reports, rebuilt from its records and evidence: the same verdict
+    # The latest run's reports, rebuilt from its records and evidence: the same verdict.
+    rebuilt = checkout.run(
+        [sys.executable, "-m", "harness.cli", "report", f"--out={checkout.out}", "--no-screenshot"]
+    )
     assert rebuilt.returncode == 0, rebuilt.stdout[-3000:] + rebuilt.stderr[-3000:]
     assert verdict_line(rebuilt.stdout) == "VERDICT: CERTIFIED"
     assert checkout.published()["run"]["id"] == run_id(good.stdout)
@@ -456,15 +446,7 @@ def test_a_password_in_the_host_url_never_appears_anywhere(checkout: Checkout, w
             "--dm-guest-os=linux", f"--dm-report-dir={checkout.out}",
             f"--junitxml={checkout.path / 'junit.xml'}", f"--alluredir={checkout.path / 'allure'}",
         ]  # fmt: skip
-        done = subprocess.run(
-            [*command, *args],
-            cwd=checkout.path,
-            env=checkout.env(**env),
-            capture_output=True,
-            text=True,
-            timeout=TIMEOUT,
-            check=False,
-        )
+        done = checkout.run([*command, *args], **env)
     assert done.returncode == 4, done.stdout[-3000:] + done.stderr[-3000:]
     assert "must not contain a password" in done.stdout + done.stderr
     assert SECRET not in done.stdout + done.stderr

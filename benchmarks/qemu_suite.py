@@ -7,7 +7,9 @@ Each figure is printed with its ratio to the issue's target (issue 16: boot ≤ 
 visible ≤ 0.3 s, balloon visible ≤ 1.5 s, RSS of an idle 1 GB guest ≤ 550 MB), and the
 suite's wall time with its ratio to the same suite on the process backend, run in the same
 process as the baseline. Times are from the QMP request until the guest's own /proc/meminfo
-(read through the agent) shows the change.
+(read through the agent) shows the whole change. The balloon target is for the spike's step
+(256 MB, `../shared/reference/qemu-guest-recipe.md` §3); a 512 MB step is printed beside it
+without a target: under TCG the balloon's time grows with its size.
 """
 
 from __future__ import annotations
@@ -27,11 +29,20 @@ from harness.emulator.guestview import LinuxProfile  # noqa: E402
 from harness.emulator.qemu.guest import QemuGuest  # noqa: E402
 from harness.emulator.qemu.launcher import available  # noqa: E402
 
-TARGETS = {"boot": 7.0, "ready": 7.0, "hot-add": 0.3, "balloon": 1.5, "rss": 550.0}
+TARGETS = {
+    "boot": 7.0,
+    "ready": 7.0,
+    "hot-add": 0.3,
+    "balloon": 1.5,
+    "balloon-512": None,
+    "rss": 550.0,
+}
+UNITS = {"rss": "MB"}  # the rest are seconds
 
 
 def one_vm() -> dict[str, float]:
-    """Boot an idle 1 GB guest (maximum 2 GB), then plug 512 MB and balloon 512 MB away."""
+    """Boot an idle 1 GB guest (maximum 2 GB), plug 512 MB, then balloon 256 MB and 256 MB
+    more away (the plugged 512 MB stay: hot-added memory is removed by the balloon)."""
     guest = QemuGuest("bench", LinuxProfile())
     guest.boot()
     started = time.perf_counter()
@@ -46,11 +57,18 @@ def one_vm() -> dict[str, float]:
         base = int(guest.run(["cat", "/proc/meminfo"])[1].split()[1]) // 1024
         guest.request_memory(1024 + 512)
         added = guest.wait_memtotal(lambda total: total >= base + 500, 30)
-        guest.request_memory(1024)  # the 512 MB stay plugged: the balloon takes 512 MB
-        ballooned = guest.wait_memtotal(lambda total: total <= base + 12, 30)
+        guest.request_memory(1024 + 256)  # the balloon takes 256 MB
+        ballooned = guest.wait_memtotal(lambda total: total <= base + 256 + 12, 30)
+        guest.request_memory(1024 + 512)  # deflate, then take 512 MB in one step
+        guest.wait_memtotal(lambda total: total >= base + 500, 30)
+        guest.request_memory(1024)
+        ballooned_512 = guest.wait_memtotal(lambda total: total <= base + 12, 30)
     finally:
         guest.power_off()
-    return {"boot": boot, "ready": ready, "hot-add": added, "balloon": ballooned, "rss": rss}
+    return {
+        "boot": boot, "ready": ready, "hot-add": added, "balloon": ballooned,
+        "balloon-512": ballooned_512, "rss": rss,
+    }  # fmt: skip
 
 
 def suite(backend: str, workers: int) -> tuple[float, str]:
@@ -83,15 +101,13 @@ def main() -> int:
         f"real-kernel guests: {args.rounds} idle 1 GB guests (maximum 2 GB); load {os.getloadavg()[0]:.1f}"
     )
     runs = [one_vm() for _ in range(args.rounds)]
-    units = {"boot": "s", "ready": "s", "hot-add": "s", "balloon": "s", "rss": "MB"}
     for name, target in TARGETS.items():
         values = [r[name] for r in runs]
         median = statistics.median(values)
+        unit = UNITS.get(name, "s")
         shown = ", ".join(f"{v:.2f}" for v in values)
-        print(
-            f"  {name:8} median {median:7.2f} {units[name]:2} (runs: {shown})"
-            f"  target ≤ {target:g} {units[name]}: ratio {median / target:.2f}"
-        )
+        versus = f"  target ≤ {target:g} {unit}: ratio {median / target:.2f}" if target else ""
+        print(f"  {name:11} median {median:7.2f} {unit:2} (runs: {shown}){versus}")
     if args.suite:
         print(f"certification suite (12 scenarios, Linux ones on the backend), -n {args.n}")
         base, base_last = suite("process", args.n)

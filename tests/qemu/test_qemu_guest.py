@@ -222,6 +222,26 @@ def test_balloon_removal_lowers_memtotal(host: EmulatedHost) -> None:
         driver.stop()
 
 
+def test_removal_below_the_hot_added_memory(host: EmulatedHost) -> None:
+    """Hot-added memory is removed by the balloon (§3.4), but QEMU's balloon reaches only
+    the boot memory: a target below what is plugged must still land, and the VM stay
+    watched (a rejected balloon request once ended the watch and froze the view)."""
+    guest, _ = start_vm(host, "1GB", "512MB", "2GB", drive=False)
+    base = meminfo_mb(guest)["MemTotal"]
+    guest.request_memory(1536)
+    wait_until(lambda: meminfo_mb(guest)["MemTotal"] >= base + 500, 30, "the hot-add")
+    guest.request_memory(512)  # below the 512 MB plugged on top of the 1 GB boot memory
+    wait_until(lambda: meminfo_mb(guest)["MemTotal"] <= base - 500, 60, "removal to 512 MB")
+    wait_until(
+        lambda: guest.view is not None and guest.view.assigned_mb <= 512 + 4, 10, "the view"
+    )
+    guest.request_memory(1024)
+    wait_until(lambda: meminfo_mb(guest)["MemTotal"] >= base - 12, 30, "memory given back")
+    wait_until(
+        lambda: guest.view is not None and guest.view.assigned_mb >= 1024 - 4, 10, "the view"
+    )
+
+
 def test_oom_kill_recorded_when_ballooned_below_use(host: EmulatedHost) -> None:
     guest, _ = start_vm(host, "1GB", "512MB", "1GB", drive=False)
     touch = (

@@ -294,11 +294,15 @@ class QemuGuest:
         if target is None:
             return
         base, room = vm.spec.base_mb, vm.spec.hotplug_mb
-        # Hot-added memory stays while the VM runs; removal is the balloon's (§3.4).
+        # Hot-added memory stays while the VM runs; removal is the balloon's (§3.4). But
+        # QEMU's balloon target counts boot memory only and must be above zero, so a removal
+        # deeper than the boot memory falls to virtio-mem unplug: the guest's MemTotal falls
+        # either way, and a real kernel unplugs only what it can free (recipe §3).
         plugged = min(room, max(self._plugged_mb, target - base))
+        if target - plugged < BLOCK_MB:
+            plugged = max(0, target - BLOCK_MB)
         plugged += plugged % BLOCK_MB
-        balloon = max(0, target - plugged)  # QEMU's balloon target counts boot memory only
-        wanted = (plugged, min(balloon, base))
+        wanted = (plugged, min(max(BLOCK_MB, target - plugged), base))
         if wanted == self._requested:
             return
         if wanted[0] != (self._requested or (0, 0))[0]:

@@ -232,9 +232,7 @@ def test_removal_below_the_hot_added_memory(host: EmulatedHost) -> None:
     wait_until(lambda: meminfo_mb(guest)["MemTotal"] >= base + 500, 30, "the hot-add")
     guest.request_memory(512)  # below the 512 MB plugged on top of the 1 GB boot memory
     wait_until(lambda: meminfo_mb(guest)["MemTotal"] <= base - 500, 60, "removal to 512 MB")
-    wait_until(
-        lambda: guest.view is not None and guest.view.assigned_mb <= 512 + 4, 10, "the view"
-    )
+    wait_until(lambda: guest.view is not None and guest.view.assigned_mb <= 512 + 4, 10, "the view")
     guest.request_memory(1024)
     wait_until(lambda: meminfo_mb(guest)["MemTotal"] >= base - 12, 30, "memory given back")
     wait_until(

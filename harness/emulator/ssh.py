@@ -71,7 +71,7 @@ class GuestSSH:
         self._lock = threading.Lock()
         self._loop: asyncio.AbstractEventLoop | None = None
         self._servers: dict[object, tuple[asyncssh.SSHAcceptor, int]] = {}
-        self._sessions: set[asyncio.subprocess.Process] = set()
+        self._sessions: set[asyncio.Task[Any]] = set()  # open sessions, ended by close()
 
     def _run(self, coro: Coroutine[Any, Any, T], timeout: float = 15.0) -> T:
         with self._lock:
@@ -117,8 +117,10 @@ class GuestSSH:
         async def shut() -> None:
             for acceptor, _ in servers:
                 acceptor.close()
-            for proc in list(self._sessions):
-                _kill_group(proc)
+            # Each session ends its shell when cancelled (a process group, or the agent's).
+            for task in self._sessions:
+                task.cancel()
+            await asyncio.gather(*self._sessions, return_exceptions=True)
 
         with contextlib.suppress(Exception):
             asyncio.run_coroutine_threadsafe(shut(), loop).result(5)
@@ -146,6 +148,20 @@ class GuestSSH:
     ) -> None:
         command = process.command
         argv = [SHELL] if command is None else [SHELL, "-c", command]
+        task = asyncio.current_task()
+        assert task is not None
+        self._sessions.add(task)
+        try:
+            await self._shell(process, guest, argv)
+        finally:
+            self._sessions.discard(task)
+
+    async def _shell(
+        self,
+        process: asyncssh.SSHServerProcess[bytes],
+        guest: Callable[[], Launcher],
+        argv: list[str],
+    ) -> None:
         try:
             launch = guest().launch(argv)
             if isinstance(launch, AgentLaunch):
@@ -168,7 +184,6 @@ class GuestSSH:
         if isinstance(launch, AgentLaunch):
             await _agent_session(session, messages, process)
             return
-        self._sessions.add(proc)
         try:
             assert proc.stdin is not None and proc.stdout is not None and proc.stderr is not None
             feed = asyncio.ensure_future(_feed(process.stdin, proc.stdin))
@@ -181,8 +196,6 @@ class GuestSSH:
         except (asyncssh.Error, OSError, asyncio.CancelledError):
             _kill_group(proc)  # the client went away: so does its session's shell
             raise
-        finally:
-            self._sessions.discard(proc)
 
 
 class _Auth(asyncssh.SSHServer):

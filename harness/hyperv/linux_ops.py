@@ -65,11 +65,13 @@ class LinuxSample:
         code = self.values.get("exit", "")
         if self.read_to < self.kb("size"):
             code = ""  # more output to read: the exit is reported with the last of it
+        victim = self.values.get("oom") if code else None  # worded as the PSRP guest path does
         return {
             "Running": self.values.get("running") == "1" and not code,
             "ExitCode": int(code) if code.lstrip("-").isdigit() else None,
             "Output": self.output,
             "NextOffset": self.next_offset,
+            "MemoryEvent": f"the guest OOM-killed {victim}" if victim else None,
         }
 
 

@@ -19,6 +19,7 @@ from pathlib import Path
 import asyncssh
 import pytest
 
+from harness.config import Secret
 from harness.emulator.guestmem import OOM_KILL
 from harness.emulator.host import EmulatedHost, HostDriver, VMState
 from harness.emulator.integration import LinuxIntegration
@@ -26,6 +27,8 @@ from harness.emulator.qemu.errors import QemuBootError
 from harness.emulator.qemu.guest import QemuGuest
 from harness.emulator.qemu.launcher import QemuVm, VmSpec, available
 from harness.emulator.ssh import GuestSSH
+from harness.hyperv.guest import Guest
+from harness.hyperv.ssh import SSHChannel, SSHTarget
 from harness.settings import MemoryChange
 
 REASON = available()
@@ -241,22 +244,39 @@ def test_removal_below_the_hot_added_memory(host: EmulatedHost) -> None:
 
 
 def test_oom_kill_recorded_when_ballooned_below_use(host: EmulatedHost) -> None:
+    """The app is started as the suites start it (the client's guest operations over SSH,
+    the emulator's sshd, the agent); the kernel's OOM kill reaches both the emulated host's
+    record and the client, which reads it from the guest's kernel log."""
     guest, _ = start_vm(host, "1GB", "512MB", "1GB", drive=False)
+    ssh = GuestSSH("guest", "pw")
+    endpoint = ssh.serve("vm", lambda: guest)
+    target = SSHTarget(
+        endpoint.address, endpoint.port, "guest", Secret("pw"), host_keys=(endpoint.host_key,)
+    )
+    channel = SSHChannel(target)
     touch = (
         "import time\nb = [bytearray(b'x' * (10 << 20)) for _ in range(60)]\n"
         "print('held', flush=True)\ntime.sleep(600)"
     )
-    hog = guest.start_process([sys.executable, "-c", touch])
-    wait_until(lambda: "held" in hog.output(), 60, "the app holding 600 MB")
-    # Below what the app holds: without deflate-on-oom the balloon wins and the kernel kills.
-    guest.request_memory(384)
-    wait_until(lambda: guest.memory_events(), 60, "an OOM kill")
-    event = guest.memory_events()[0]
-    assert event.kind == OOM_KILL
-    assert event.message == f"the guest OOM-killed {event.process}"
-    assert event.process.startswith("python")
-    assert event.pid == hog.pid
-    assert hog.wait(10) == -9
+    try:
+        hog = Guest(channel).start_process(sys.executable, ["-c", touch])
+        wait_until(lambda: "held" in (hog.poll() and hog.output), 60, "the app holding 600 MB")
+        # Below what the app holds: without deflate-on-oom the balloon wins and the kernel kills.
+        guest.request_memory(384)
+        wait_until(lambda: guest.memory_events(), 60, "an OOM kill")
+        event = guest.memory_events()[0]
+        assert event.kind == OOM_KILL
+        assert event.message == f"the guest OOM-killed {event.process}"
+        assert event.process.startswith("python")
+        # The app itself, the child of start-process's wrapper (hog.pid, its session)
+        assert channel.execute(f"cat {hog.key}/app").stdout.decode().strip() == str(event.pid)
+        wait_until(lambda: not hog.poll().running, 10, "the exit")
+        result = hog.poll()
+        assert result.exit_code == 128 + 9  # SIGKILL, as a POSIX shell reports it
+        assert hog.memory_event == event.message
+    finally:
+        channel.close()
+        ssh.close()
 
 
 def test_boot_failure_carries_the_serial_console() -> None:

@@ -41,6 +41,26 @@ if [ "$sid" -gt 0 ] 2>/dev/null; then
     size=$((size + 0))
     echo "running=$running"
     echo "exit=$status"
+    # Killed by a signal: did the kernel's OOM killer do it? Both the global and the memory
+    # cgroup OOM killer log "Killed process PID (NAME)"; a pid logged before the app started
+    # was another process. Without read access to the kernel log (kernel.dmesg_restrict for
+    # users other than root) nothing is said and the exit status stands alone.
+    if [ "${status:-0}" -gt 128 ] 2>/dev/null && [ -r "$dir/app" ] && [ -r "$dir/since" ]; then
+        read -r app <"$dir/app"
+        read -r since <"$dir/since"
+        dmesg 2>/dev/null | awk -v pid="$app" -v since="$since" '
+            {
+                at = $0
+                sub(/^\[ */, "", at)
+                marker = "Killed process " pid " ("
+                i = index($0, marker)
+                if (at + 0 >= since && i) {
+                    name = substr($0, i + length(marker))
+                    sub(/\).*/, "", name)
+                }
+            }
+            END { if (name != "") print "oom=" name }'
+    fi
     echo "rss_kb=$rss"
     echo "anon_kb=$anon"
     echo "processes=$count"

@@ -23,13 +23,16 @@ esac || { echo "error=the program '${program:-}' was not found or is not executa
 dir=$(mktemp -d "${TMPDIR:-/tmp}/dmh-app-XXXXXXXX") || exit 2
 : >"$dir/output"
 # The wrapper traps TERM/INT/HUP (traps are reset in the program), so a stop reaches the
-# program and the wrapper lives on to write its exit status.
+# program and the wrapper lives on to write its exit status. The program's own pid and the
+# guest's uptime at its start are kept for `sample`, which looks for its OOM kill.
 setsid sh -c '
     d=$1
     shift
     echo $$ >"$d/pid.new" && mv "$d/pid.new" "$d/pid"
+    read -r up _ </proc/uptime && echo "${up%%.*}" >"$d/since"
     trap : TERM INT HUP
-    env -- "$@" </dev/null >>"$d/output" 2>&1
+    sh -c "echo \$\$ >\"\$1/app\"; shift; exec env -- \"\$@\"" dmh-app "$d" "$@" \
+        </dev/null >>"$d/output" 2>&1
     echo $? >"$d/status.new" && mv "$d/status.new" "$d/status"
 ' dmh-app "$dir" "$@" </dev/null >/dev/null 2>&1 &
 tries=0

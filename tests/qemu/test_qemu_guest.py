@@ -10,19 +10,23 @@ from __future__ import annotations
 import asyncio
 import json
 import shutil
+import subprocess
 import sys
+import tempfile
 import time
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import asyncssh
+import psutil
 import pytest
 
 from harness.config import Secret
 from harness.emulator.guestmem import OOM_KILL
 from harness.emulator.host import EmulatedHost, HostDriver, VMState
 from harness.emulator.integration import LinuxIntegration
+from harness.emulator.qemu import launcher
 from harness.emulator.qemu.errors import QemuBootError
 from harness.emulator.qemu.guest import QemuGuest
 from harness.emulator.qemu.launcher import QemuVm, VmSpec, available
@@ -291,3 +295,27 @@ def test_boot_failure_carries_the_serial_console() -> None:
     assert "--- last lines of the serial console ---" in str(caught.value)
     assert caught.value.vm == "too-slow"
     assert scratch_dirs() <= before
+
+
+def test_stale_scratch_directories_are_removed_and_no_other() -> None:
+    """Scratch directories carry their owner (pid, start time) in their name: a dead owner's
+    is removed, a live one's (another worker's VM being made) and an image build are kept."""
+    gone = subprocess.Popen([sys.executable, "-c", "pass"])
+    dead = psutil.Process(gone.pid)
+    dead_tag = f"{gone.pid}-{round(dead.create_time() * 100)}-"
+    gone.wait()
+    me = psutil.Process()
+    made = {
+        "stale": Path(tempfile.mkdtemp(prefix=f"dmh-qemu-{dead_tag}")),
+        "live": Path(
+            tempfile.mkdtemp(prefix=f"dmh-qemu-{me.pid}-{round(me.create_time() * 100)}-")
+        ),
+        "build": Path(tempfile.mkdtemp(prefix="dmh-qemu-build-")),
+    }
+    try:
+        launcher._reaped = False
+        launcher._reap_stale()
+        assert {name for name, path in made.items() if path.exists()} == {"live", "build"}
+    finally:
+        for path in made.values():
+            shutil.rmtree(path, ignore_errors=True)

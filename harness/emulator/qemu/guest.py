@@ -168,10 +168,11 @@ class QemuGuest:
     def _launch(self, generation: int, spec: VmSpec) -> None:
         try:
             vm = QemuVm(spec)
-        except QemuError as exc:
-            log.error("guest %s did not boot: %s", self.name, exc.message)
+        except Exception as exc:  # any failure is a boot failure the host reports, not a hang
+            error = exc if isinstance(exc, QemuError) else QemuError(str(exc), vm=self.name)
+            log.error("guest %s did not boot: %s", self.name, error.message)
             with self._lock:
-                self._boot_error = exc
+                self._boot_error = error
             self._booted.set()
             return
         with self._lock:

@@ -161,27 +161,36 @@ def _shares(extra: Sequence[str]) -> tuple[list[str], list[str]]:
 
 # -- leftovers ----------------------------------------------------------------------------
 _PREFIX = "dmh-qemu-"
+_SCRATCH = re.compile(rf"^{_PREFIX}(\d+)-(\d+)-")  # owner pid, start time (1/100 s)
 _reaped = False
 
 
 def _reap_stale() -> None:
     """Remove scratch directories of emulators that died without cleaning up (SIGKILL: their
-    QEMUs died with them through PR_SET_PDEATHSIG, their files did not). Once per process."""
+    QEMUs died with them through PR_SET_PDEATHSIG, their files did not). Once per process.
+    The owner is in the directory's name, so a directory another process is just making is
+    never taken for a stale one (nor is an image being built, dmh-qemu-build-*)."""
     global _reaped
     if _reaped:
         return
     _reaped = True
     for scratch in Path(tempfile.gettempdir()).glob(_PREFIX + "*"):
-        if not _owner_alive(scratch / "owner"):
+        owner = _SCRATCH.match(scratch.name)
+        if owner and not _alive(int(owner[1]), int(owner[2])):
             shutil.rmtree(scratch, ignore_errors=True)
             log.info("removed the stale QEMU scratch directory %s", scratch)
 
 
-def _owner_alive(path: Path) -> bool:
+def _owner_tag() -> str:
+    """This process as a name part: its pid and start time (a pid alone may be reused)."""
+    me = psutil.Process()
+    return f"{me.pid}-{round(me.create_time() * 100)}-"
+
+
+def _alive(pid: int, created: int) -> bool:
     try:
-        pid_text, created = path.read_text().split()
-        return abs(psutil.Process(int(pid_text)).create_time() - float(created)) < 0.01
-    except (OSError, ValueError, psutil.Error):
+        return round(psutil.Process(pid).create_time() * 100) == created
+    except psutil.Error:
         return False
 
 
@@ -193,9 +202,7 @@ class QemuVm:
         self.spec = spec
         self.image: BootImage = boot_image()
         _reap_stale()
-        self.scratch = Path(tempfile.mkdtemp(prefix=_PREFIX))
-        me = psutil.Process()
-        (self.scratch / "owner").write_text(f"{me.pid} {me.create_time()!r}\n")
+        self.scratch = Path(tempfile.mkdtemp(prefix=_PREFIX + _owner_tag()))
         self.share_dir = self.scratch / "guest"  # the only writable host path the guest has
         self.share_dir.mkdir()
         self.serial_log = self.scratch / "serial.log"

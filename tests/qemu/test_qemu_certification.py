@@ -13,7 +13,12 @@ from harness.report.model import TestRecord, load_records
 from tests.embedded import REPO, use_plugin_env
 
 REASON = available()
-pytestmark = pytest.mark.skipif(REASON is not None, reason=f"QEMU backend unavailable: {REASON}")
+# One worker runs the QEMU tests one at a time (--dist loadgroup): each boots a real kernel
+# under TCG, and two at once on a 2-core runner starve each other.
+pytestmark = [
+    pytest.mark.skipif(REASON is not None, reason=f"QEMU backend unavailable: {REASON}"),
+    pytest.mark.xdist_group("qemu"),
+]
 SUITE = REPO / "suites" / "test_certification.py"
 SCENARIO = "test_hot_add_during_steady_load[linux]"
 

@@ -36,7 +36,12 @@ from harness.hyperv.ssh import SSHChannel, SSHTarget
 from harness.settings import MemoryChange
 
 REASON = available()
-pytestmark = pytest.mark.skipif(REASON is not None, reason=f"QEMU backend unavailable: {REASON}")
+# One worker runs the QEMU tests one at a time (--dist loadgroup): each boots a real kernel
+# under TCG, and two at once on a 2-core runner starve each other.
+pytestmark = [
+    pytest.mark.skipif(REASON is not None, reason=f"QEMU backend unavailable: {REASON}"),
+    pytest.mark.xdist_group("qemu"),
+]
 
 
 def wait_until(condition: Callable[[], object], timeout: float, what: str) -> None:

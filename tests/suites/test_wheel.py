@@ -21,6 +21,10 @@ import pytest
 
 from tests.embedded import REPO
 
+# One worker builds the wheel once for all of them: two builds at once collide in the
+# checkout's build/ directory (setuptools builds in the source tree).
+pytestmark = pytest.mark.xdist_group("wheel")
+
 # Names other projects own on PyPI: the wheel must not install them at the top level.
 FOREIGN_TOP_LEVEL = ("fixtures", "suites", "reports", "tests")
 

@@ -25,6 +25,7 @@ import threading
 import time
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path, PurePosixPath
+from typing import Any
 
 from harness.emulator.errors import GuestError
 from harness.emulator.guest import GuestState
@@ -52,6 +53,7 @@ IDLE_OS = (
     "m = mmap.mmap(-1, int(sys.argv[1]) << 20, flags=mmap.MAP_PRIVATE | mmap.MAP_ANONYMOUS)\n"
     "time.sleep(1e9)\n"
 )
+AGENT_WAIT = 1.0  # s the watch waits for the agent before it drives the VM again
 LIVE_READ_WAIT = 0.5  # s a view read waits for the guest before it takes the last reading
 IDLE_KERNEL_COMMIT_MB = 50  # what the initramfs guest commits on its own (measured)
 HOTPLUG_CAP_MB = 16 * 1024  # the virtio-mem region's largest size (Maximum may be 1 TB)
@@ -316,18 +318,26 @@ class QemuGuest:
     def _watch(self, vm: QemuVm, generation: int) -> None:
         """Until power-off: apply the model's target, read the VM's sizes and the guest's
         meminfo and OOM kills."""
+        pending: concurrent.futures.Future[dict[str, Any]] | None = None
         while not self._stop.is_set() and generation == self._generation:
             try:
                 # The agent reads the guest while QMP answers: one round trip per pass.
-                pending = vm.agent.send("memory", {"since": self._event_index})
+                if pending is None:
+                    pending = vm.agent.send("memory", {"since": self._event_index})
                 self._apply(vm)
                 self._plugged_mb = vm.qmp.plugged_mb() if vm.spec.hotplug_mb else 0
                 actual = vm.qmp.balloon_actual_mb()
-                answer = pending.result(10.0)
-            except (QemuError, concurrent.futures.TimeoutError) as exc:
+                answer = pending.result(AGENT_WAIT)
+            except concurrent.futures.TimeoutError:
+                # A guest short of memory answers late (the agent is one of its processes):
+                # the host keeps driving the VM through QMP and keeps waiting for the answer.
+                log.debug("guest %s: the agent is slow to answer", self.name)
+                continue
+            except QemuError as exc:
                 if generation == self._generation and not self._stop.is_set():
                     log.warning("guest %s: lost the VM: %s", self.name, exc)
                 return
+            pending = None
             self._update(vm, actual, answer)
             self._stop.wait(POLL_INTERVAL)
 

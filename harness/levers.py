@@ -290,12 +290,12 @@ class MemoryLevers:
                 f"VM {vm.name!r} is {headroom} MB below its maximum and Hyper-V "
                 f"{self.host.version.value} cannot raise the maximum while it runs"
             )
-        can_load = self.guest is not None and self.load is not None
-        if can_load and self.guest is not None and self.guest.fits(2 * need_mb):
+        loader = self.guest if self.load is not None else None  # a guest that can take a load
+        if loader is not None and loader.fits(2 * need_mb):
             return "load"
         if self._rule(vm, "buffer") is Change.ANY:
             return "raise-buffer"  # also when the load would pass a WinRM shell's quota
-        if can_load:
+        if loader is not None:
             return "load"  # too big for the channel: starting it names the quota
         raise LeverError("no hot-add strategy is possible: no guest load and the buffer is fixed")
 

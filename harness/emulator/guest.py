@@ -242,13 +242,13 @@ class EmulatedGuest:
 
     def _write_view(self, view: GuestView) -> None:
         meta = self._dir / ".dmh"
-        _rewrite(meta / "meminfo", view.meminfo().encode(), pad=False)
+        _rewrite(meta / "meminfo", view.meminfo().encode())
         counters = json.dumps(view.counters(), indent=1, sort_keys=True).encode() + b"\n"
-        _rewrite(meta / "counters.json", counters, pad=True)
+        _replace(meta / "counters.json", counters)
         for node in _NODES:
             # One node holds the guest's memory; any other the machine has shows none.
             text = view.node_meminfo(node) if node == _NODES[0] else _empty_node(view, node)
-            _rewrite(self._node_path(node), text.encode(), pad=False)
+            _rewrite(self._node_path(node), text.encode())
 
     def _overlays(self) -> list[tuple[Path, str]]:
         overlays = [(self.meminfo_path, "/proc/meminfo")]
@@ -475,20 +475,31 @@ def _resolve(program: str, env: Mapping[str, str], cwd: Path) -> str:
     )
 
 
-def _rewrite(path: Path, data: bytes, *, pad: bool) -> None:
-    """Rewrite a published file in place with one write: a bind mount pins its inode, and a
-    reader must never see it empty. Padding with spaces (valid trailing JSON whitespace)
-    keeps a shorter version from leaving a stale tail; meminfo lines have a fixed width."""
+def _rewrite(path: Path, data: bytes) -> None:
+    """Rewrite a file bind-mounted into the guest (over /proc/meminfo, a node's meminfo) in
+    place with one write: the mount pins its inode, so it cannot be replaced, and a reader
+    must never see it empty. Its lines have a fixed width, so its size does not change. A
+    read that meets the write can still copy some lines of the old view and some of the new
+    (Linux does not order a read against a write to the same page): measured 14 in 824,000
+    reads while views were published 3,000 times a second; the harness writes a view
+    only when it changes, on a balancer tick (0.1 s) or a setting change."""
     fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
     try:
         size = os.fstat(fd).st_size
-        if pad and len(data) < size:
-            data = data[:-1] + b" " * (size - len(data)) + b"\n"
         os.pwrite(fd, data, 0)
         if len(data) < size:
             os.ftruncate(fd, len(data))
     finally:
         os.close(fd)
+
+
+def _replace(path: Path, data: bytes) -> None:
+    """Replace a file that is not bind-mounted (the counters) whole: a reader opens either
+    the old version or the new one, never a mix (found torn under load when it too was
+    rewritten in place)."""
+    temporary = path.with_name(f".{path.name}.new")
+    temporary.write_bytes(data)
+    os.replace(temporary, path)
 
 
 _NODE_DIR = "/sys/devices/system/node"

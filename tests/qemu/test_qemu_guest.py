@@ -23,6 +23,7 @@ import psutil
 import pytest
 
 from harness.config import Secret
+from harness.emulator import owner
 from harness.emulator.guestmem import OOM_KILL
 from harness.emulator.host import EmulatedHost, HostDriver, VMState
 from harness.emulator.integration import LinuxIntegration
@@ -307,14 +308,11 @@ def test_stale_scratch_directories_are_removed_and_no_other() -> None:
     is removed, a live one's (another worker's VM being made) and an image build are kept."""
     gone = subprocess.Popen([sys.executable, "-c", "pass"])
     dead = psutil.Process(gone.pid)
-    dead_tag = f"{gone.pid}-{round(dead.create_time() * 100)}-"
+    dead_tag = f"{gone.pid}-{int(dead.create_time() * 100)}"  # as owner.tag() names it
     gone.wait()
-    me = psutil.Process()
     made = {
-        "stale": Path(tempfile.mkdtemp(prefix=f"dmh-qemu-{dead_tag}")),
-        "live": Path(
-            tempfile.mkdtemp(prefix=f"dmh-qemu-{me.pid}-{round(me.create_time() * 100)}-")
-        ),
+        "stale": Path(tempfile.mkdtemp(prefix=f"dmh-qemu-{dead_tag}-")),
+        "live": Path(tempfile.mkdtemp(prefix=f"dmh-qemu-{owner.tag()}-")),
         "build": Path(tempfile.mkdtemp(prefix="dmh-qemu-build-")),
     }
     try:

@@ -30,6 +30,7 @@ from pathlib import Path
 
 import psutil
 
+from harness.emulator import owner
 from harness.emulator.qemu.agent import AgentClient
 from harness.emulator.qemu.errors import QemuBootError, QemuError
 from harness.emulator.qemu.image import AGENT_PORT, BootImage, boot_image, cache_dir
@@ -161,7 +162,7 @@ def _shares(extra: Sequence[str]) -> tuple[list[str], list[str]]:
 
 # -- leftovers ----------------------------------------------------------------------------
 _PREFIX = "dmh-qemu-"
-_SCRATCH = re.compile(rf"^{_PREFIX}(\d+)-(\d+)-")  # owner pid, start time (1/100 s)
+_SCRATCH = re.compile(rf"^{_PREFIX}(\d+-\d+)-")  # its owner's tag
 _reaped = False
 
 
@@ -175,23 +176,10 @@ def _reap_stale() -> None:
         return
     _reaped = True
     for scratch in Path(tempfile.gettempdir()).glob(_PREFIX + "*"):
-        owner = _SCRATCH.match(scratch.name)
-        if owner and not _alive(int(owner[1]), int(owner[2])):
+        named = _SCRATCH.match(scratch.name)
+        if named and not owner.alive(named[1]):
             shutil.rmtree(scratch, ignore_errors=True)
             log.info("removed the stale QEMU scratch directory %s", scratch)
-
-
-def _owner_tag() -> str:
-    """This process as a name part: its pid and start time (a pid alone may be reused)."""
-    me = psutil.Process()
-    return f"{me.pid}-{round(me.create_time() * 100)}-"
-
-
-def _alive(pid: int, created: int) -> bool:
-    try:
-        return round(psutil.Process(pid).create_time() * 100) == created
-    except psutil.Error:
-        return False
 
 
 # -- the VM -------------------------------------------------------------------------------
@@ -202,7 +190,7 @@ class QemuVm:
         self.spec = spec
         self.image: BootImage = boot_image()
         _reap_stale()
-        self.scratch = Path(tempfile.mkdtemp(prefix=_PREFIX + _owner_tag()))
+        self.scratch = Path(tempfile.mkdtemp(prefix=f"{_PREFIX}{owner.tag()}-"))
         self.share_dir = self.scratch / "guest"  # the only writable host path the guest has
         self.share_dir.mkdir()
         self.serial_log = self.scratch / "serial.log"

@@ -21,7 +21,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
-import psutil
+from harness.emulator import owner
 
 log = logging.getLogger(__name__)
 
@@ -47,8 +47,7 @@ class CgroupRoot:
 
     def owner_group(self) -> Path:
         """This process's group of guest cgroups (created on first use)."""
-        me = psutil.Process()
-        path = self.base / f"{_PREFIX}{me.pid}-{int(me.create_time() * 100)}"
+        path = self.base / f"{_PREFIX}{owner.tag()}"
         path.mkdir(exist_ok=True)
         if self.version == 2:
             _enable_memory(path)
@@ -62,7 +61,7 @@ class CgroupRoot:
             for entry in self.base.iterdir():
                 if not (entry.is_dir() and entry.name.startswith(_PREFIX)):
                     continue
-                if _owner_alive(entry.name[len(_PREFIX) :]):
+                if owner.alive(entry.name[len(_PREFIX) :]):
                     continue
                 try:
                     Cgroup(entry, self.version).destroy()
@@ -70,15 +69,6 @@ class CgroupRoot:
                 except OSError as exc:
                     log.warning("cannot remove the stale guest cgroup %s: %s", entry, exc)
         return removed
-
-
-def _owner_alive(tag: str) -> bool:
-    pid_text, _, start_text = tag.partition("-")
-    try:
-        proc = psutil.Process(int(pid_text))
-        return int(proc.create_time() * 100) == int(start_text)
-    except (ValueError, psutil.Error):
-        return False
 
 
 def _enable_memory(path: Path) -> None:

@@ -28,21 +28,27 @@ DEFAULT_BLOCK_MB = 128  # Linux memory block / old HA_CHUNK (§5.2); Hyper-V's o
 class Timings:
     """How fast the emulated host reacts; all durations in seconds of the injected clock.
 
-    Only the 1 s cadence (§3.3) and the ≈50 s after-boot quiet period (§3.1) come from
-    sources; boot time, removal hold-off and step sizes are undocumented (§8.4) and the
-    `realistic()` figures for them are inferred.
+    Documented: the 1 s cadence (§3.3), the guest reporting about once a second (§3.1), the
+    ≈50 s after-boot quiet period (§3.1), and that removal is slower than growth and does not
+    follow a drop in demand at once (§3.4). Inferred (§8.4, tune against a real host): the
+    removal hold-off, the step sizes, the demand-smoothing window and the pressure window.
     """
 
-    tick: float = 0.1  # balancer cadence (HostDriver wakes this often)
-    boot: float = 0.2  # Starting -> Running; the guest reports from then on
-    quiet_after_boot: float = 0.5  # from power-on to the first DM action (§3.1)
-    removal_holdoff: float = 1.5  # demand must stay low this long before ballooning (§3.4)
+    tick: float = 1.0  # balancer cadence; the guest reports once per tick (§3.1, §3.3)
+    boot: float = 10.0  # Starting -> Running; the guest reports from then on
+    quiet_after_boot: float = 50.0  # from power-on to the first DM action (§3.1)
+    # No removal within this long after a hot-add, and a surplus must last this long before
+    # it is ballooned (§3.4): the hysteresis that keeps add and remove from chasing each other.
+    removal_holdoff: float = 10.0
     removal_step_mb: int = 128  # balloon at most this much per tick: removal is slower (§3.4)
-    add_step_mb: int = 4096  # hot-add at most this much per tick
-    pressure_window: float = 1.0  # Average/Minimum/Maximum Pressure window (unknown, §8.4)
+    add_step_mb: int = 1024  # hot-add at most this much per tick
+    # Demand is the mean of the guest's reports over this window, as Average Pressure smooths
+    # pressure (§4.1): a commit spike shorter than it moves the target by its share only.
+    demand_window: float = 3.0
+    pressure_window: float = 10.0  # Average/Minimum/Maximum Pressure window (unknown, §8.4)
 
     def __post_init__(self) -> None:
-        for name in ("tick", "pressure_window"):
+        for name in ("tick", "pressure_window", "demand_window"):
             if getattr(self, name) <= 0:
                 raise SettingError(f"timings.{name}", getattr(self, name), "must be > 0")
         for name in ("boot", "quiet_after_boot", "removal_holdoff"):
@@ -54,24 +60,32 @@ class Timings:
                 raise SettingError(f"timings.{name}", value, "must be a positive even MB count")
 
     @classmethod
-    def fast(cls) -> Timings:
-        """For tests: memory moves within a couple of seconds."""
+    def realistic(cls) -> Timings:
+        """Close to a real host: 1 s cadence (§3.3), 50 s quiet after boot (§3.1, as QEMU
+        assumes), 10 s boot; the hold-off, steps and windows are inferred (§8.4)."""
         return cls()
 
     @classmethod
-    def realistic(cls) -> Timings:
-        """Close to a real host: 1 s cadence (§3.3) and 50 s quiet after boot (§3.1, as QEMU
-        assumes). Boot 10 s, 30 s removal hold-off, 128 MB/s ballooning and a 10 s pressure
-        window are inferred, not documented (§8.4); tune them against a real host.
-        """
-        return cls(
-            tick=1.0,
-            boot=10.0,
-            quiet_after_boot=50.0,
-            removal_holdoff=30.0,
-            removal_step_mb=128,
-            add_step_mb=1024,
-            pressure_window=10.0,
+    def fast(cls) -> Timings:
+        """For tests: the realistic dynamic on a uniform time scale of ¼ (cadence, hold-off,
+        windows; per-tick steps unchanged, so rates scale too). Only the start-up phases are
+        cut further (boot 0.2 s, quiet 0.5 s): they delay the first DM action, they do not
+        shape how add and remove interact."""
+        return cls.realistic().scaled(0.25, boot=0.2, quiet_after_boot=0.5)
+
+    def scaled(self, factor: float, *, boot: float, quiet_after_boot: float) -> Timings:
+        """These timings with every duration of the balancing dynamic × `factor`."""
+        if factor <= 0:
+            raise SettingError("timings scale", factor, "must be > 0")
+        return Timings(
+            tick=self.tick * factor,
+            boot=boot,
+            quiet_after_boot=quiet_after_boot,
+            removal_holdoff=self.removal_holdoff * factor,
+            removal_step_mb=self.removal_step_mb,
+            add_step_mb=self.add_step_mb,
+            demand_window=self.demand_window * factor,
+            pressure_window=self.pressure_window * factor,
         )
 
 
@@ -240,8 +254,9 @@ class _Partition:
         "boot_startup",
         "committed",
         "high_water",
+        "demands",
+        "hold_from",
         "key",
-        "low_since",
         "model",
         "paged",
         "phase",
@@ -250,6 +265,7 @@ class _Partition:
         "removed",
         "reporting",
         "settings",
+        "smoothed",
         "started_at",
     )
 
@@ -265,9 +281,11 @@ class _Partition:
         self.paged = 0
         self.high_water = 0
         self.boot_startup = 0
-        self.low_since: float | None = None
         self.added = self.removed = self.add_ops = self.remove_ops = 0
         self.pressures: deque[tuple[float, int]] = deque()
+        self.demands: deque[tuple[float, int]] = deque()  # the guest's reports, recent
+        self.smoothed: deque[tuple[float, int]] = deque()  # their means, over the hold-off
+        self.hold_from: float | None = None  # no removal before this (§3.4)
 
     @property
     def physical(self) -> int:
@@ -285,7 +303,29 @@ class _Partition:
         guest = self.model.lowest_assigned_mb(self.committed, self.assigned, self.high_water)
         return max(lo, _even_up(guest))
 
-    def grow(self, mb: int) -> None:
+    def forget_demand(self) -> None:
+        """After a power change the guest's past reports say nothing about it now."""
+        self.demands.clear()
+        self.smoothed.clear()
+        self.hold_from = None
+
+    def smooth(self, now: float, timings: Timings) -> tuple[int, int]:
+        """Feed this pass's report; returns (demand now, highest demand the hold-off saw),
+        both as means over the demand window (§4.1 smoothing, §3.4 hysteresis)."""
+        self.demands.append((now, self.demand()))
+        while self.demands[0][0] <= now - timings.demand_window:
+            self.demands.popleft()
+        mean = -(-sum(d for _, d in self.demands) // len(self.demands))
+        self.smoothed.append((now, mean))
+        while self.smoothed[0][0] <= now - timings.removal_holdoff:
+            self.smoothed.popleft()
+        if self.hold_from is None:
+            self.hold_from = now + timings.removal_holdoff  # a surplus must last the hold-off
+        return mean, max(d for _, d in self.smoothed)
+
+    def grow(self, mb: int, now: float | None = None, holdoff: float = 0.0) -> None:
+        if now is not None:  # a balancer hot-add: no removal within the hold-off after it
+            self.hold_from = max(self.hold_from or 0.0, now + holdoff)
         self.assigned += mb
         self.high_water = max(self.high_water, self.assigned)
         self.added += mb
@@ -376,7 +416,7 @@ class Balancer:
         p.committed = None
         p.assigned = p.high_water = p.boot_startup = startup
         p.paged = paged
-        p.low_since = None
+        p.forget_demand()
         p.added = p.removed = p.add_ops = p.remove_ops = 0
         p.pressures.clear()
 
@@ -387,6 +427,7 @@ class Balancer:
         p.reporting = False
         p.committed = None
         p.pressures.clear()
+        p.forget_demand()
 
     def pause(self, key: str) -> None:
         p = self._parts[key]
@@ -411,7 +452,7 @@ class Balancer:
                 raise NotEnoughMemory(need, max(free, 0))
         if p.phase in (Phase.SAVED, Phase.PAUSED):
             p.phase = Phase.RUNNING
-            p.low_since = None
+            p.forget_demand()
             # the guest was booted before; it reports again at the next tick
             p.reporting = now >= p.started_at + self.timings.boot
 
@@ -520,35 +561,31 @@ class Balancer:
                 balanced.append(p)
         wants: list[int] = []
         needs: list[int] = []
+        keeps: list[int] = []  # what a removal leaves: the hold-off's peak demand + buffer
         total_want = 0
         for p in balanced:
             s = p.settings
-            lo, hi = s.minimum // MB, s.maximum // MB
-            demand = p.demand()
-            need = min(max(_ceil_to(demand, block), lo), hi)
-            grown = -(-demand * (100 + s.buffer) // 100)
-            want = min(max(_ceil_to(grown, block), lo), hi)
+            demand, peak = p.smooth(now, t)
+            need = self._target(demand, 0, s)
+            want = self._target(demand, s.buffer, s)
             needs.append(need)
             wants.append(want)
+            keeps.append(max(want, self._target(peak, s.buffer, s)))
             total_want += want
-            # hold-off clock for removal: how long has this VM wanted less than it has (§3.4)
-            if want < p.assigned:
-                if p.low_since is None:
-                    p.low_since = now
-            else:
-                p.low_since = None
         pool = budget - sum(p.assigned - p.paged for p in active if p.paged)
         short = total_want > pool
         targets = self._arbitrate(balanced, needs, wants, pool) if short else wants
         # removals first, so what they free can go to VMs that grow in this same pass
-        for p, target, want in zip(balanced, targets, wants, strict=True):
+        for p, target, want, keep in zip(balanced, targets, wants, keeps, strict=True):
             if target >= p.assigned:
                 continue
-            squeezed = short and target < want
-            settled = p.low_since is not None and now - p.low_since >= t.removal_holdoff
-            if not (squeezed or settled):
+            if short and target < want:  # squeezed by a short host: taken now (§3.5)
+                floor = target
+            elif now >= (p.hold_from or now) and keep + self._band(keep, p) < p.assigned:
+                floor = keep + self._band(keep, p)
+            else:
                 continue
-            new = max(target, p.assigned - t.removal_step_mb, p.lowest())
+            new = max(floor, p.assigned - t.removal_step_mb, p.lowest())
             if new < p.assigned:
                 free += p.assigned - new
                 p.shrink(p.assigned - new)
@@ -560,8 +597,19 @@ class Balancer:
             if grant < gap:
                 grant -= grant % block  # hot-add goes in whole blocks (§3.3, §5.2)
             if grant > 0:
-                p.grow(grant)
+                p.grow(grant, now, t.removal_holdoff)
                 free -= grant
+
+    def _band(self, keep: int, p: _Partition) -> int:
+        """The dead band above what a removal keeps (inferred, §3.4, §8.4): only a surplus
+        beyond one block that lasted the hold-off goes, so a target that wobbles by less than
+        a block moves nothing. Minimum is a hard floor, not a wobbling target: no band."""
+        return 0 if keep <= p.settings.minimum // MB else self.block_mb
+
+    def _target(self, demand: int, buffer: int, s: MemorySettings) -> int:
+        """Demand plus `buffer` %, in whole blocks, within the VM's bounds (§3.2, §3.10)."""
+        grown = -(-demand * (100 + buffer) // 100)
+        return min(max(_ceil_to(grown, self.block_mb), s.minimum // MB), s.maximum // MB)
 
     def _release_paged(self, p: _Partition, free: int) -> int:
         """After boot, move a Smart Paging VM's paged part to RAM if the host has it free,

@@ -9,6 +9,7 @@ line names the expectation in words, with the numbers after it and the samples b
 
 from __future__ import annotations
 
+import itertools
 import re
 import signal
 from collections.abc import Callable, Iterable, Iterator, Sequence
@@ -115,8 +116,12 @@ class Expectations:
         behaviours: Iterable[str] = BEHAVIOURS,
         track_within: float = TRACK_WITHIN_S,
         stderr: Callable[[], str] = lambda: "",
+        total_falls: bool = True,
     ) -> None:
         self.timeline = timeline
+        # Whether the guest's total drops when memory is ballooned away: Linux's MemTotal
+        # does; Windows' total is a high-water mark (reference §4.4, §5.4).
+        self.total_falls = total_falls
         self.output = output
         self.stderr = stderr
         self.behaviours = tuple(behaviours)
@@ -275,6 +280,7 @@ class Expectations:
             self._fail("track", name, headline, numbers)
             return
         start = reports[0].t + within  # the app may take `within` to read at start
+        passed = self._passed_through(samples, truth)
         checked = 0
         for s in reports:
             if s.t < start or s.app is None:
@@ -284,19 +290,27 @@ class Expectations:
             if not recent:
                 continue
             checked += 1
-            # Samples can miss values the guest passed through between two ticks, so any
-            # value within the range the truth spanned in the window counts as tracking it;
-            # once the truth has held still for the window, that range is one value.
-            spread = max(recent) - min(recent)
-            slack = ALIGNMENT_MB if spread < ALIGNMENT_MB else tolerance_mb
-            if min(recent) - slack <= value <= max(recent) + slack:
+            # Samples miss values the guest shows between two ticks: what the host's Added/
+            # Removed Memory counters say it passed through in the window counts as shown.
+            # Once the truth has held still (no move at all) for the window, it is one value.
+            hidden = [(lo, hi) for t0, t1, lo, hi in passed if t1 >= s.t - within and t0 <= s.t]
+            low = min([*recent, *(lo for lo, _ in hidden)])
+            high = max([*recent, *(hi for _, hi in hidden)])
+            slack = ALIGNMENT_MB if high - low < ALIGNMENT_MB else tolerance_mb
+            if low - slack <= value <= high + slack:
                 continue
             window = [r for r in samples if s.t - 2 * within <= r.t <= s.t]
             now = truth(s) or recent[-1]
+            through = (
+                f" and passed through {low:.0f}–{high:.0f} MB between samples (the host's "
+                f"Added/Removed Memory counters)"
+                if (low, high) != (min(recent), max(recent))
+                else ""
+            )
             numbers = (
                 f"at t={s.t:.1f}s it reported {value:.0f} MB but the guest had shown "
-                f"{_span(recent)} MB for the {within:g}s before (allowed: {within:g}s to "
-                f"follow, within {slack:g} MB; now {now:.0f} MB)"
+                f"{_span(recent)} MB{through} in the {within:g}s before (allowed: {within:g}s "
+                f"to follow, within {slack:g} MB; now {now:.0f} MB)"
             )
             self._fail("track", name, headline, numbers, (window[0].t, s.t), window, metric)
             return
@@ -316,6 +330,28 @@ class Expectations:
             f"{tolerance_mb:g} MB while moving, {ALIGNMENT_MB} MB when still); last "
             f"{last.app.reported[metric]:.0f} MB",
         )
+
+    def _passed_through(
+        self, samples: Sequence[Sample], truth: Callable[[Sample], float | None]
+    ) -> list[tuple[float, float, float, float]]:
+        """(from t, to t, lowest, highest) the guest's truth can have taken between two
+        consecutive samples, bounded by the host's cumulative Added/Removed Memory counters
+        (§4.1): from the earlier value, at most everything added on top and everything
+        removed below it (a total that never falls only rises to the later value)."""
+        out = []
+        for a, b in itertools.pairwise(samples):
+            ta, tb = truth(a), truth(b)
+            if ta is None or tb is None or a.host is None or b.host is None:
+                continue
+            added = max(0, b.host.added_mb - a.host.added_mb)
+            removed = max(0, b.host.removed_mb - a.host.removed_mb)
+            if not added and not removed:
+                continue
+            low, high = min(ta, tb), max(ta, tb)
+            if self.total_falls:
+                low, high = min(low, ta - removed), max(high, ta + added)
+            out.append((a.t, b.t, low, high))
+        return out
 
     # -- bounded -------------------------------------------------------------------------
     def working_set_within_guest(self) -> None:

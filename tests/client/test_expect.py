@@ -174,7 +174,7 @@ def test_tracking_fails_when_the_view_lags_longer_than_allowed() -> None:
     first = str(failed.value).splitlines()[0]
     assert first == (
         "the app's total_mb does not track the guest: at t=15.0s it reported 1024 MB but the "
-        "guest had shown 2048 MB for the 5s before (allowed: 5s to follow, within 2 MB; "
+        "guest had shown 2048 MB in the 5s before (allowed: 5s to follow, within 2 MB; "
         "now 2048 MB)"
     )
 
@@ -186,6 +186,67 @@ def test_tracking_final_view_must_be_exact() -> None:
     views |= {float(t): (1536, 1408.0) for t in range(8, 20)}
     with pytest.raises(ExpectationFailed, match="reported 1408 MB but the guest had shown 1536"):
         Expectations(_tracking(views)).view_tracks_truth()
+
+
+def _counted(views: list[tuple[float, int, int, int, float]]) -> Timeline:
+    """[(t, guest total, cumulative added MB, cumulative removed MB, app's total)]."""
+    timeline = Timeline(start=time.monotonic() - 100)
+    for t, total, added, removed, seen in views:
+        host = HostSample(
+            "Running", total, total // 2, "OK", 50, 512, 4096, 20, added_mb=added,
+            removed_mb=removed,
+        )  # fmt: skip
+        timeline.add_sample(host, _guest(total), _app(100.0, seen), t=t)
+    return timeline
+
+
+def _between_samples(seen_at_69: float) -> list[tuple[float, int, int, int, float]]:
+    """Issue #21's case: between the samples at t=68.8 and t=69.1 the guest went 2560 → 2432
+    → 2816 (−128, +384: counters +384/−128) for ~150 ms; the app read 2432 then."""
+    views = [(60.0 + 0.3 * i, 2560, 1536, 0, 2560.0) for i in range(30)]  # to t=68.7
+    views += [(68.8, 2560, 1536, 0, 2560.0), (69.1, 2816, 1920, 128, seen_at_69)]
+    views += [(69.1 + 0.3 * i, 2816, 1920, 128, 2816.0) for i in range(1, 25)]
+    return views
+
+
+def test_a_value_the_guest_showed_between_two_samples_is_tracking() -> None:
+    expect = Expectations(_counted(_between_samples(2432.0)))
+    expect.view_tracks_truth()
+    assert expect.outcomes[0].passed, expect.outcomes[0].detail
+
+
+def test_a_value_the_guest_never_showed_still_fails_with_what_it_passed_through() -> None:
+    with pytest.raises(ExpectationFailed) as failed:
+        Expectations(_counted(_between_samples(2048.0))).view_tracks_truth()
+    first = str(failed.value).splitlines()[0]
+    assert "at t=69.1s it reported 2048 MB but the guest had shown 2560–2816 MB and passed " \
+        "through 2432–2944 MB between samples" in first  # fmt: skip
+
+
+def test_a_stale_view_fails_however_memory_moved_between_samples() -> None:
+    views = [(t, total, a, r, 1024.0) for t, total, a, r, _ in _between_samples(0.0)]
+    with pytest.raises(ExpectationFailed, match="it reported 1024 MB"):
+        Expectations(_counted(views)).view_tracks_truth()
+
+
+def test_a_move_and_back_between_samples_is_not_holding_still() -> None:
+    """Every sample shows 2816, but the counters say −128/+128 between two of them: a report
+    of 2688 is what the guest showed then, not a miss of the 2 MB "held still" rule."""
+    views = [(float(t), 2816, 1792, 0, 2816.0) for t in range(0, 10)]
+    views += [(10.0, 2816, 1920, 128, 2688.0)]
+    views += [(float(t), 2816, 1920, 128, 2816.0) for t in range(11, 20)]
+    expect = Expectations(_counted(views))
+    expect.view_tracks_truth()
+    assert expect.outcomes[0].passed, expect.outcomes[0].detail
+
+
+def test_a_high_water_total_does_not_pass_through_what_was_removed() -> None:
+    """A Windows total never falls: a removal between samples is no excuse for a lower report."""
+    views = [(float(t), 2816, 1792, 0, 2816.0) for t in range(0, 10)]
+    views += [(10.0, 2816, 1920, 128, 2688.0)]
+    views += [(float(t), 2816, 1920, 128, 2816.0) for t in range(11, 20)]
+    with pytest.raises(ExpectationFailed, match="reported 2688 MB"):
+        Expectations(_counted(views), total_falls=False).view_tracks_truth()
 
 
 def test_tracking_of_a_quiet_app_is_not_applicable_not_passed() -> None:

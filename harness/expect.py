@@ -12,6 +12,7 @@ from __future__ import annotations
 import itertools
 import re
 import signal
+import statistics
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from typing import Any
@@ -19,7 +20,14 @@ from typing import Any
 from harness.deadline import Deadline, wait_until
 from harness.errors import DeadlineError, ExpectationFailed, SettingError
 from harness.report.model import ExpectationResult as Outcome
-from harness.timeline import MEMORY_EVENT_KINDS, AppSample, Event, Sample, Timeline
+from harness.timeline import (
+    MEMORY_EVENT_KINDS,
+    AppSample,
+    Event,
+    GuestSample,
+    Sample,
+    Timeline,
+)
 
 DEFAULT_ERROR_PATTERNS = (r"\bFATAL\b", r"Traceback \(most recent call last\)", r"\bpanic\b")
 
@@ -421,27 +429,31 @@ class Expectations:
         self, behaviour: str, event: Event, within: float, fraction: float, floor_mb: float
     ) -> None:
         """Within `within` seconds after `event` ended, the app's working set moved (up for
-        grow, down for release) by the amount asked, from its last value before the event
-        began or from its lowest (grow) / highest (release) level since; the app must be
-        running to count."""
+        grow, down for release) by the amount asked, from its settled level before the event
+        began (a median, so one sample mid-resize does not set it) or from its lowest (grow)
+        / highest (release) level since; the app must be running to count.
+
+        Judged on what the app could do: growth is asked of the memory that became available
+        to it (the rise of the guest's available memory, its own growth counted back, or of
+        its total), not of what the host added; a release is asked of what it held above its
+        start-up size (half of that at most)."""
         rising = behaviour == "grow"
         name = "the app grows into added memory" if rising else "the app releases memory"
         headline = (
             "the app did not grow into added memory" if rising else "the app did not release memory"
         )
-        moved = moved_mb(event)
         began = event.t - float(event.data.get("seconds", 0.0))
-        need = max(floor_mb, fraction * moved)
-        rule = (
-            f"needed {need:.0f} MB: {fraction:.0%} of the {moved:.0f} MB moved, "
-            f"at least {floor_mb:.0f} MB"
-        )
-        before = [s for s in self.timeline.samples if _alive(s) and s.t <= began]
-        if not before or before[-1].app is None:
+        alive = [s for s in self.timeline.samples if _alive(s) and s.app and s.t <= began]
+        if not alive:
             numbers = f"not observed (no sample of the app running before {event.message})"
             self._fail(behaviour, name, headline, numbers)
             return
-        base = before[-1].app.working_set_mb
+        settled = [s for s in alive if s.t >= began - BASE_WINDOW_S] or alive[-1:]
+        base = statistics.median(s.app.working_set_mb for s in settled if s.app)
+        aim = _Aim(
+            event, base, fraction, floor_mb, rising, settled,
+            held=base - min(s.app.working_set_mb for s in alive if s.app),
+        )  # fmt: skip
 
         def moves() -> list[tuple[float, float, Sample]]:
             """(from, to, sample) for each live sample after the event began, `from` being the
@@ -451,6 +463,7 @@ class Expectations:
             for s in self.timeline.samples:
                 if s.app is None or s.t <= began or not _alive(s):
                     continue
+                aim.see(s)
                 ws = s.app.working_set_mb
                 extreme = min(extreme, ws) if rising else max(extreme, ws)
                 out.append((extreme, ws, s))
@@ -461,7 +474,7 @@ class Expectations:
 
         try:
             hit = wait_until(
-                lambda: next((m for m in moves() if size(m) >= need), None),
+                lambda: next((m for m in moves() if size(m) >= aim.need), None),
                 Deadline.at(event.t + within, clock=self.timeline.now),
                 what=name,
                 interval=0.1,
@@ -476,23 +489,100 @@ class Expectations:
                 best: tuple[float, float, Sample | None] = max(
                     moves(), key=size, default=(base, base, None)
                 )
+                if aim.too_little():
+                    detail = f"not applicable ({aim.too_little()})"
+                    self.record(Outcome(name, False, detail, behaviour=behaviour, applicable=False))
+                    return
                 start, end, _ = best
                 if size(best) > 0:
                     verb = "grew" if rising else "dropped"
                     how = f"{verb} at most {size(best):.0f} MB ({start:.0f} → {end:.0f} MB)"
                 else:
                     how = f"did not {'grow' if rising else 'drop'} (from {start:.0f} MB)"
-                numbers = f"its working set {how} in the {within:g}s after {event.message}; {rule}"
+                numbers = (
+                    f"its working set {how} in the {within:g}s after {event.message}; "
+                    f"{aim.rule()}"
+                )
             self._fail(behaviour, name, headline, numbers, (began, event.t + within),
-                       before[-3:] + after)  # fmt: skip
+                       alive[-3:] + after)  # fmt: skip
             return
         start, end, sample = hit
         self._pass(
             behaviour,
             name,
             f"working set {start:.0f} → {end:.0f} MB {sample.t - began:.1f}s "
-            f"after {event.message} began ({rule})",
+            f"after {event.message} began ({aim.rule()})",
         )
+
+
+BASE_WINDOW_S = 2.0  # the app's level before an event: the median over this long
+
+
+class _Aim:
+    """How far the app's working set must move after an event, from what it could see: for
+    growth, the memory that became available to it since the event began; for a release,
+    a share of the memory moved, but no more than half of what the app held above its start-up
+    size."""
+
+    def __init__(
+        self,
+        event: Event,
+        base: float,
+        fraction: float,
+        floor_mb: float,
+        rising: bool,
+        before: Sequence[Sample],
+        held: float,
+    ) -> None:
+        self.moved = moved_mb(event)
+        self.base, self.fraction, self.floor, self.rising = base, fraction, floor_mb, rising
+        self.held = max(0.0, held)
+        self.available = _median_of(before, lambda g: g.available_mb)
+        self.total = _median_of(before, lambda g: g.total_mb)
+        self.offered = 0.0
+
+    def see(self, s: Sample) -> None:
+        if not self.rising or s.guest is None or s.app is None:
+            return
+        grown = s.app.working_set_mb - self.base  # the app's own growth took from available
+        rises = [s.guest.available_mb + grown - self.available, s.guest.total_mb - self.total]
+        self.offered = max(self.offered, *rises)
+        if self.moved:
+            self.offered = min(self.offered, self.moved)
+
+    @property
+    def need(self) -> float:
+        if self.rising:
+            return max(self.floor, self.fraction * self.offered)
+        return max(self.floor, min(self.fraction * self.moved, self.held / 2))
+
+    def too_little(self) -> str:
+        """Why the app could not be asked to move at all, or ''."""
+        if self.rising and self.fraction * self.offered < self.floor:
+            return (
+                f"only {self.offered:.0f} MB became available to the app after the hot-add; "
+                f"growth is judged from {self.floor / self.fraction:.0f} MB"
+            )
+        if not self.rising and self.held < self.floor:
+            return (
+                f"the app held only {self.held:.0f} MB above its start-up size: nothing to "
+                f"release"
+            )
+        return ""
+
+    def rule(self) -> str:
+        if self.rising:
+            of = f"{self.fraction:.0%} of the {self.offered:.0f} MB that became available to it"
+        elif self.held / 2 < self.fraction * self.moved:
+            of = f"half the {self.held:.0f} MB it held above its start-up size"
+        else:
+            of = f"{self.fraction:.0%} of the {self.moved:.0f} MB moved"
+        return f"needed {self.need:.0f} MB: {of}, at least {self.floor:.0f} MB"
+
+
+def _median_of(samples: Sequence[Sample], value: Callable[[GuestSample], int]) -> float:
+    values = [value(s.guest) for s in samples if s.guest is not None]
+    return statistics.median(values) if values else 0.0
 
 
 def moved_mb(event: Event) -> float:

@@ -126,7 +126,7 @@ class MemoryLevers:
 
         return self._load(size_mb, None if held_within is None else (held, held_within))
 
-    def press_at_maximum(self, leave: float = 0.05, within: float = 60.0) -> GuestProcess:
+    def press_at_maximum(self, leave: float = 0.05, within: float | None = None) -> GuestProcess:
         """Pressure at the ceiling: a load sized so that the guest's committed memory comes to
         the VM's maximum less `leave` of it. The guest then has less than a tenth of its memory
         available once the host has added all it may, so an app must give memory back for the
@@ -148,7 +148,8 @@ class MemoryLevers:
         def at_maximum(process: GuestProcess) -> bool:
             return self.host.vm(self.vm_name).memory_assigned >= maximum
 
-        return self._load(size_mb, (at_maximum, within), "assigned memory at the maximum")
+        wait = (at_maximum, self.deadline if within is None else within)
+        return self._load(size_mb, wait, "assigned memory at the maximum")
 
     def _load(
         self,
@@ -194,9 +195,15 @@ class MemoryLevers:
         return count
 
     # -- forced moves ----------------------------------------------------------------------
-    def force_hot_add(self, at_least: str | int = "128MB", strategy: str | None = None) -> Move:
-        """Make the host add memory to the VM, and verify assigned memory grew."""
+    def force_hot_add(
+        self, at_least: str | int = "128MB", strategy: str | None = None, *, keep_load: bool = False
+    ) -> Move:
+        """Make the host add memory to the VM, and verify assigned memory grew. A load that
+        forced it then gives its memory back (unless `keep_load`): Hyper-V keeps what it
+        added for a while (reference §3.4), so the memory is offered to the app under test,
+        as a hot-add for the app's own demand would be."""
         need = parse_size(at_least, "at_least") // MB
+        loads = len(self.loads)
         vm = self.host.vm(self.vm_name)
         chosen = strategy or self._pick_hot_add(vm, need)
         before = vm.memory_assigned // MB
@@ -222,7 +229,17 @@ class MemoryLevers:
             )
         move = Move("hot-add", chosen, before, after, round(time.monotonic() - started, 2))
         self.timeline.add_event("hot-add", f"hot-add {before}→{after} MB ({chosen})", asdict(move))
+        if not keep_load and len(self.loads) > loads:
+            self._give_back(len(self.loads) - loads)
         return move
+
+    def _give_back(self, count: int) -> None:
+        with _entered(self.step("the forcing load gives its memory back", {"processes": count})):
+            for _ in range(count):
+                self.loads.pop().stop()
+        self.timeline.add_event(
+            "load", f"load dropped after the hot-add ({count} processes)", {"processes": count}
+        )
 
     def force_balloon(self, at_least: str | int = "128MB", strategy: str | None = None) -> Move:
         """Make the host balloon memory out of the VM, and verify assigned memory shrank."""

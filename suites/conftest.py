@@ -2,11 +2,21 @@
 
 from __future__ import annotations
 
+import statistics
 from pathlib import Path
 
 import pytest
 
+from harness.errors import DeadlineError
+from harness.fixtures.host import DMHost
 from harness.timeline import Sample, Timeline
+
+# "Steady" tolerates the balancer's normal motion: assigned memory within one balancer step
+# (128 MB, the hot-add block, reference §5.2) over the window, and the app's working set
+# within a few percent (a cache resizing holds old and new buffers for a moment).
+STEP_MB = 128
+APP_STILL_MB = 24.0
+APP_STILL_FRACTION = 0.05
 
 
 def _steady_since(timeline: Timeline, seconds: float, app: bool) -> bool:
@@ -14,26 +24,65 @@ def _steady_since(timeline: Timeline, seconds: float, app: bool) -> bool:
     window = timeline.samples_between(now - seconds, now)
     if len(window) < 3 or window[0].t > now - seconds + 0.5:
         return False
-    assigned = {s.host.assigned_mb for s in window if s.host}
+    assigned = [s.host.assigned_mb for s in window if s.host]
+    if len(assigned) < len(window) or 0 in assigned or max(assigned) - min(assigned) > STEP_MB:
+        return False
+    if not app:
+        return True
     # The app's process is sampled (its stats, from the guest), whether it reports or not.
-    sampled = not app or all(s.app is not None for s in window)
-    return len(assigned) == 1 and 0 not in assigned and sampled
+    held = [s.app.working_set_mb for s in window if s.app is not None]
+    if len(held) < len(window):
+        return False
+    return max(held) - min(held) <= max(APP_STILL_MB, APP_STILL_FRACTION * statistics.median(held))
+
+
+def _still_moving(timeline: Timeline, since: float, app: bool) -> str:
+    """Why memory did not settle since `since`, in numbers, for the broken test's message."""
+    samples = [s for s in timeline.samples_between(since, timeline.now()) if s.host]
+    if len(samples) < 2:
+        return "no samples of the VM came"
+    first, last = samples[0].host, samples[-1].host
+    assert first is not None and last is not None
+    adds = last.add_operations - first.add_operations
+    removals = last.remove_operations - first.remove_operations
+    assigned = [s.host.assigned_mb for s in samples if s.host]
+    text = (
+        f"the host kept moving memory: {adds} adds and {removals} removals in "
+        f"{samples[-1].t - samples[0].t:.0f} s (assigned {min(assigned)}–{max(assigned)} MB)"
+    )
+    held = [s.app.working_set_mb for s in samples[-20:] if s.app]
+    if app and held:
+        text += f"; the app's working set {min(held):.0f}–{max(held):.0f} MB in its last samples"
+    return text
 
 
 @pytest.fixture
-def steady(timeline: Timeline, request: pytest.FixtureRequest):  # type: ignore[no-untyped-def]
-    """Wait (with a deadline) until assigned memory has held still: the host's state, never
-    the app's reports (metric lines are optional). An app that ends meanwhile fails the test
-    at once (the app fixture guards every wait)."""
+def patience(dm_host: DMHost) -> float:
+    """Deadlines in these suites are for the `fast` emulator; × this on slower hosts."""
+    return dm_host.patience
+
+
+@pytest.fixture
+def steady(  # type: ignore[no-untyped-def]
+    timeline: Timeline, patience: float, request: pytest.FixtureRequest
+):
+    """Wait (with a deadline) until memory has settled: assigned memory within one balancer
+    step and the app's working set within a few percent, both for `seconds` — never the app's
+    reports (metric lines are optional). An app that ends meanwhile fails the test at once
+    (the app fixture guards every wait); memory that never settles breaks the test, saying
+    how much it moved."""
 
     app = "guest_app" in request.fixturenames
 
     def wait(seconds: float = 1.5, timeout: float = 45.0) -> Sample:
-        return timeline.wait_for(
-            lambda s: _steady_since(timeline, seconds, app),
-            timeout,
-            f"assigned memory steady for {seconds:g}s" + (" with the app sampled" if app else ""),
-        )
+        since = timeline.now()
+        what = f"memory steady for {seconds:g}s" + (" with the app sampled" if app else "")
+        try:
+            return timeline.wait_for(
+                lambda s: _steady_since(timeline, seconds, app), timeout * patience, what
+            )
+        except DeadlineError as exc:
+            raise DeadlineError(f"{exc}: {_still_moving(timeline, since, app)}") from None
 
     return wait
 

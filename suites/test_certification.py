@@ -41,7 +41,7 @@ def test_balloon_removal_during_load(guest_app, memory, timeline, steady, dm_exp
     """Memory grows under load, then the host balloons it away: the app must survive, follow
     the guest's view and give memory back."""
     steady()
-    memory.force_hot_add("512MB")
+    memory.force_hot_add("512MB", keep_load=True)  # dropping it is the balloon's lever
     steady()
     memory.force_balloon("384MB")
     event = timeline.last_event("balloon")
@@ -56,12 +56,14 @@ def test_balloon_removal_during_load(guest_app, memory, timeline, steady, dm_exp
 @allure.story("Start below demand (minimum < startup < demand)")
 @allure.severity(allure.severity_level.NORMAL)
 @pytest.mark.dm_memory(startup="512MB", minimum="256MB", maximum="4GB")
-def test_start_below_demand(guest_app, timeline, steady, dm_expect):
+def test_start_below_demand(guest_app, timeline, steady, dm_expect, patience):
     """The VM starts with less memory than the guest needs: DM hot-adds right after boot and
     the app must cope with memory arriving while it starts (the balancer's own moves are
     memory events: its view must follow each of them)."""
     timeline.wait_for(
-        lambda s: s.host is not None and s.host.assigned_mb > 512, 45, "a hot-add above startup"
+        lambda s: s.host is not None and s.host.assigned_mb > 512,
+        45 * patience,
+        "a hot-add above startup",
     )
     steady()
     with dm_expect.together():
@@ -74,13 +76,15 @@ def test_start_below_demand(guest_app, timeline, steady, dm_expect):
 @allure.story("Minimum floor and maximum ceiling honoured")
 @allure.severity(allure.severity_level.NORMAL)
 @pytest.mark.dm_memory(startup="1GB", minimum="768MB", maximum="1536MB")
-def test_minimum_floor_and_maximum_ceiling(guest_app, memory, timeline, steady, dm_expect):
+def test_minimum_floor_and_maximum_ceiling(guest_app, memory, timeline, steady, dm_expect, patience):
     """Demand beyond the maximum stops at the ceiling; when it drops, removal stops at the
     floor. The app must live with both."""
     steady()
     memory.add_load("1GB")
     timeline.wait_for(
-        lambda s: s.host is not None and s.host.assigned_mb >= 1536, 45, "assigned at the maximum"
+        lambda s: s.host is not None and s.host.assigned_mb >= 1536,
+        45 * patience,
+        "assigned at the maximum",
     )
     memory.force_balloon("256MB")
     steady()

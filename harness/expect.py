@@ -500,8 +500,7 @@ class Expectations:
                 else:
                     how = f"did not {'grow' if rising else 'drop'} (from {start:.0f} MB)"
                 numbers = (
-                    f"its working set {how} in the {within:g}s after {event.message}; "
-                    f"{aim.rule()}"
+                    f"its working set {how} in the {within:g}s after {event.message}; {aim.rule()}"
                 )
             self._fail(behaviour, name, headline, numbers, (began, event.t + within),
                        alive[-3:] + after)  # fmt: skip
@@ -565,8 +564,7 @@ class _Aim:
             )
         if not self.rising and self.held < self.floor:
             return (
-                f"the app held only {self.held:.0f} MB above its start-up size: nothing to "
-                f"release"
+                f"the app held only {self.held:.0f} MB above its start-up size: nothing to release"
             )
         return ""
 

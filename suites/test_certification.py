@@ -76,7 +76,9 @@ def test_start_below_demand(guest_app, timeline, steady, dm_expect, patience):
 @allure.story("Minimum floor and maximum ceiling honoured")
 @allure.severity(allure.severity_level.NORMAL)
 @pytest.mark.dm_memory(startup="1GB", minimum="768MB", maximum="1536MB")
-def test_minimum_floor_and_maximum_ceiling(guest_app, memory, timeline, steady, dm_expect, patience):
+def test_minimum_floor_and_maximum_ceiling(
+    guest_app, memory, timeline, steady, dm_expect, patience
+):
     """Demand beyond the maximum stops at the ceiling; when it drops, removal stops at the
     floor. The app must live with both."""
     steady()

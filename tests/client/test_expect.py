@@ -159,7 +159,7 @@ def test_growth_is_relative_to_the_memory_added(after_mb: float, passed: bool) -
     timeline = _past_timeline({5.0: 1000.0, 12.0: after_mb}, {0.0: 500, 11.0: 1424})
     event = _move(timeline, "hot-add", 1024, 2048)
     expect = Expectations(timeline)
-    failing = pytest.raises(ExpectationFailed, match="needed 101 MB: 10% of the 10.. MB that")
+    failing = pytest.raises(ExpectationFailed, match=r"needed 101 MB: 10% of the 10.. MB that")
     with expect.together() if passed else failing:
         expect.grows_after(event, within=10.0)  # type: ignore[arg-type]
     [outcome] = expect.outcomes

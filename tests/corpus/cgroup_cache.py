@@ -11,7 +11,8 @@ PATHS = ("/sys/fs/cgroup/memory.max", "/sys/fs/cgroup/memory/memory.limit_in_byt
 def limit():
     for path in PATHS:
         if os.path.exists(path):
-            text = open(path).read().strip()
+            with open(path) as f:
+                text = f.read().strip()
             if text != "max":
                 return int(text)
     return os.sysconf("SC_PHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")

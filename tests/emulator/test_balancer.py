@@ -3,9 +3,9 @@ by a fake clock: one `tick` is one balancer pass, no real time passes."""
 
 from __future__ import annotations
 
-import uuid
 import dataclasses
 import random
+import uuid
 from collections.abc import Iterator
 
 import pytest

@@ -37,6 +37,7 @@ from harness.emulator.guestview import GuestProfile, GuestView
 from harness.emulator.integration import KVP_DAEMON, LinuxIntegration
 from harness.emulator.process.guestmem import GuestMemory
 from harness.emulator.process.guestproc import LocalProcess
+from harness.emulator.process.sandbox.cgroup import Cgroup
 from harness.emulator.process.sandbox.containment import GuestSandbox, support
 from harness.emulator.process.sandbox.overlay import (
     ENV_COUNTERS,
@@ -286,23 +287,36 @@ class EmulatedGuest:
             if self._state is not GuestState.RUNNING:
                 raise not_running(self.name)
             home = self.directory
-            published = self.meminfo_path.exists()
-            sandbox = self.memory.sandbox(
-                self._overlays() if published else [], self._view, self._fixed_mb()
-            )
-            overlay = Overlay.NONE
-            if published:
-                overlay = Overlay.ROOT if sandbox.namespaced else meminfo_overlay()
-            env = self._environment(None, overlay)
+            sandbox, overlay, env = self._contained(None)
             env.update({"HOME": str(home), "SHELL": "/bin/sh", "USER": "guest", "LOGNAME": "guest"})
-            command = list(argv)
-            if overlay is not Overlay.NONE and not sandbox.namespaced:
-                command = [*overlay_command(overlay, self.meminfo_path), *command]
-            # Its own memory group, as start_process gives each program: what a session
-            # starts (the app, a load) may each grow to the guest's size, not share one limit.
-            command, _ = sandbox.command(command, home)
+            command, _ = self._command(argv, sandbox, overlay, home)
         self._ensure_daemons()
         return GuestLaunch(command, env, home)
+
+    def _contained(
+        self, env: Mapping[str, str] | None
+    ) -> tuple[GuestSandbox, Overlay, dict[str, str]]:
+        """The guest's sandbox (made for its first program), how its programs see its
+        meminfo, and the environment they start with. Called under the lock."""
+        published = self.meminfo_path.exists()
+        sandbox = self.memory.sandbox(
+            self._overlays() if published else [], self._view, self._fixed_mb()
+        )
+        overlay = Overlay.NONE
+        if published:
+            overlay = Overlay.ROOT if sandbox.namespaced else meminfo_overlay()
+        return sandbox, overlay, self._environment(env, overlay)
+
+    def _command(
+        self, argv: Sequence[str], sandbox: GuestSandbox, overlay: Overlay, workdir: Path
+    ) -> tuple[list[str], Cgroup | None]:
+        """The command line that runs `argv` in the guest, in a memory group of its own: what
+        each program or session starts (the app, a load) may grow to the guest's size, not
+        share one limit."""
+        command = list(argv)
+        if overlay is not Overlay.NONE and not sandbox.namespaced:
+            command = [*overlay_command(overlay, self.meminfo_path), *command]
+        return sandbox.command(command, workdir)
 
     def _ensure_daemons(self) -> None:
         """A Linux guest's KVP daemon runs when its integration says so (§1.8): a process
@@ -355,22 +369,12 @@ class EmulatedGuest:
                 raise cannot_run(self.name, self._state)
             workdir = self.host_path(cwd) if cwd else self.directory
             workdir.mkdir(parents=True, exist_ok=True)
-            published = self.meminfo_path.exists()
-            sandbox = self.memory.sandbox(
-                self._overlays() if published else [], self._view, self._fixed_mb()
-            )
-            overlay = Overlay.NONE
-            if published:
-                overlay = Overlay.ROOT if sandbox.namespaced else meminfo_overlay()
-            full_env = self._environment(env, overlay)
+            sandbox, overlay, full_env = self._contained(env)
             program = _resolve(argv[0], full_env, workdir)
             self._seq += 1
             stem = self.directory / ".dmh" / f"proc-{self._seq:04d}"
             out_path, err_path = stem.with_suffix(".stdout"), stem.with_suffix(".stderr")
-            command = [program, *argv[1:]]
-            if overlay is not Overlay.NONE and not sandbox.namespaced:
-                command = [*overlay_command(overlay, self.meminfo_path), *command]
-            command, cgroup = sandbox.command(command, workdir)
+            command, cgroup = self._command([program, *argv[1:]], sandbox, overlay, workdir)
             if merge_output:
                 err_path = out_path
             with open(out_path, "wb") as out, open(err_path, "ab") as err:

@@ -29,8 +29,8 @@ if str(ROOT) not in sys.path:
 from _timing import stats  # noqa: E402
 
 from harness.emulator.host import EmulatedHost, VMState  # noqa: E402
-from harness.emulator.sandbox.containment import support  # noqa: E402
-from harness.emulator.sandbox.preload import library  # noqa: E402
+from harness.emulator.process.sandbox.containment import support  # noqa: E402
+from harness.emulator.process.sandbox.preload import library  # noqa: E402
 from harness.settings import MemoryChange  # noqa: E402
 from harness.units import GB, MB  # noqa: E402
 

@@ -20,8 +20,8 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
 from pathlib import Path, PureWindowsPath
-from typing import cast
 
+from harness.emulator.backends import backend, make_guest
 from harness.emulator.balancer import (
     Balancer,
     MemoryState,
@@ -44,14 +44,8 @@ from harness.emulator.errors import (
     VmNotFoundError,
     VmStateError,
 )
-from harness.emulator.guest import (
-    EmulatedGuest,
-    GuestProfile,
-    GuestView,
-    LinuxProfile,
-    LocalProcess,
-    WindowsProfile,
-)
+from harness.emulator.guestface import GuestBackend, GuestProgram
+from harness.emulator.guestview import GuestProfile, GuestView, LinuxProfile, WindowsProfile
 from harness.emulator.wildcards import wildcard_regex
 from harness.errors import RuntimeChangeError, SettingError
 from harness.settings import (
@@ -205,7 +199,7 @@ class _Vm:
         name: str,
         generation: int,
         settings: MemorySettings,
-        guest: EmulatedGuest,
+        guest: GuestBackend,
         vm_id: uuid.UUID,
         vhd_path: str,
         notes: str,
@@ -265,7 +259,8 @@ class EmulatedHost:
         switches: tuple[str, ...] = ("dmh-switch",),
         guest_backend: str = "process",
     ) -> None:
-        self.guest_backend = _check_backend(guest_backend)
+        backend(guest_backend)  # an unknown name fails here, before anything is made
+        self.guest_backend = guest_backend
         self.total_memory = parse_size(total_memory, "total_memory")
         self.reserve = (
             default_reserve(self.total_memory)
@@ -335,7 +330,7 @@ class EmulatedHost:
             now = self._advance()
             return self._record(self._find(ref), now)
 
-    def guest(self, ref: VmRef) -> EmulatedGuest:
+    def guest(self, ref: VmRef) -> GuestBackend:
         with self._lock:
             return self._find(ref).guest
 
@@ -404,11 +399,7 @@ class EmulatedHost:
         self._check_settings(name, vm_id, settings, generation, ("startup",), creating=True)
         with self._lock:
             chosen = profile or self._profiles[os_name]
-            guest = (
-                _qemu_guest(name, chosen)
-                if self.guest_backend == "qemu" and chosen.os_name == "linux"
-                else EmulatedGuest(name, chosen, self._root / str(vm_id))
-            )
+            guest = make_guest(self.guest_backend, name, chosen, self._root / str(vm_id))
             if switch and switch.casefold() not in (s.casefold() for s in self.switches):
                 raise ObjectNotFoundError(
                     f'Hyper-V was unable to find a virtual switch with name "{switch}".',
@@ -556,14 +547,14 @@ class EmulatedHost:
         with self._lock:
             now = self._advance()
             vm = self._find(ref)
-            leftovers: tuple[LocalProcess, ...] = ()
+            leftovers: tuple[GuestProgram, ...] = ()
             if vm.state is not VMState.Off:
                 leftovers = self._power_off(vm)
             snapshot = self._record(vm, now)
         _stop_all(leftovers, graceful=not turn_off)
         return snapshot
 
-    def _power_off(self, vm: _Vm) -> tuple[LocalProcess, ...]:
+    def _power_off(self, vm: _Vm) -> tuple[GuestProgram, ...]:
         vm.power_cycles += 1
         vm.booting = False
         self.balancer.power_off(vm.key)
@@ -575,7 +566,7 @@ class EmulatedHost:
     def restart(self, ref: VmRef) -> VmRecord:
         """Restart-VM: the guest reboots (its processes end) and the VM needs Startup memory
         again; if the host lacks it, Smart Paging bridges the gap (§3.6)."""
-        leftovers: tuple[LocalProcess, ...] = ()
+        leftovers: tuple[GuestProgram, ...] = ()
         try:
             with self._lock:
                 now = self._advance()
@@ -890,7 +881,7 @@ class EmulatedHost:
             if self._closed:
                 return
             self._closed = True
-            leftovers: list[LocalProcess] = []
+            leftovers: list[GuestProgram] = []
             for vm in self._vms.values():
                 if vm.state is not VMState.Off:
                     leftovers.extend(self._power_off(vm))
@@ -971,23 +962,6 @@ def _disk_key(path: str) -> str:
     return path.replace("/", "\\").casefold()
 
 
-GUEST_BACKENDS = ("process", "qemu")
-
-
-def _check_backend(backend: str) -> str:
-    if backend not in GUEST_BACKENDS:
-        raise SettingError("guest_backend", backend, "must be 'process' or 'qemu'")
-    return backend
-
-
-def _qemu_guest(name: str, profile: GuestProfile) -> EmulatedGuest:
-    """A Linux guest that is a real QEMU VM (harness/emulator/qemu); it has the face of an
-    EmulatedGuest that the host drives, hence the cast."""
-    from harness.emulator.qemu.guest import QemuGuest
-
-    return cast(EmulatedGuest, QemuGuest(name, profile))
-
-
 def _check_os(os_name: str) -> str:
     name = os_name.lower()
     if name not in ("windows", "linux"):
@@ -1019,7 +993,7 @@ def _hyperv_time(stamp: datetime) -> str:
     )
 
 
-def _stop_all(processes: tuple[LocalProcess, ...], *, graceful: bool) -> None:
+def _stop_all(processes: tuple[GuestProgram, ...], *, graceful: bool) -> None:
     for proc in processes:
         proc.stop(timeout=5.0 if graceful else 1.0, graceful=graceful)
 

@@ -14,11 +14,11 @@ import threading
 import uuid
 from pathlib import Path
 
+from harness.emulator.backends import DEFAULT, backend
 from harness.emulator.balancer import Timings
 from harness.emulator.cmdlets import TEMPLATE_DIR, GuestEndpoint, HyperVHandler
 from harness.emulator.errors import GuestError
 from harness.emulator.host import EmulatedHost, HostDriver, VmRecord
-from harness.emulator.qemu.errors import QemuError
 from harness.emulator.server import EmulatorServer
 from harness.emulator.ssh import GuestSSH, SSHEndpoint
 from harness.emulator.wmi import ServedWith, WmiProvider
@@ -37,15 +37,10 @@ def template_path(guest_os: str) -> str:
 
 def _guest_backend(chosen: str | None) -> str:
     """process (the default) or qemu: Linux guests as real QEMU VMs; from DMH_GUEST_BACKEND
-    when not given. qemu fails here, clearly, if this machine cannot run it."""
-    backend = chosen or os.environ.get(ENV_GUEST_BACKEND) or "process"
-    if backend == "qemu":
-        from harness.emulator.qemu.launcher import available
-
-        missing = available()
-        if missing is not None:
-            raise QemuError(f"--dm-guest-backend qemu: {missing}", stage="setup")
-    return backend
+    when not given. A backend this machine cannot run fails here, clearly."""
+    name = chosen or os.environ.get(ENV_GUEST_BACKEND) or DEFAULT
+    backend(name).check()
+    return name
 
 
 class EmbeddedEmulator:

@@ -18,26 +18,17 @@ import signal
 import threading
 from collections.abc import Callable, Coroutine, Mapping, Sequence
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any, Protocol, TypeVar
 
 import asyncssh
 
+from harness.emulator.guestface import GuestLaunch
 from harness.emulator.qemu.agent import AgentLaunch, AgentSession, to_bytes
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
 
 SHELL = "/bin/sh"
-
-
-@dataclass(frozen=True)
-class GuestLaunch:
-    """How a program runs inside one guest with pipes its caller holds."""
-
-    command: Sequence[str]
-    env: Mapping[str, str]
-    cwd: Path
 
 
 class Launcher(Protocol):

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import pytest
 
-from harness.emulator.sandbox.containment import support
+from harness.emulator.process.sandbox.containment import support
 from harness.hyperv.host import HyperVHost
 
 from .support import PYTHON, Emulator, direct_guest, finish, running_vm

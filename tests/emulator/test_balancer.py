@@ -24,7 +24,7 @@ from harness.emulator.balancer import (
     memory_status,
 )
 from harness.emulator.errors import NotEnoughMemoryError
-from harness.emulator.guest import LinuxProfile, WindowsProfile
+from harness.emulator.guestview import LinuxProfile, WindowsProfile
 from harness.emulator.host import EmulatedHost, Heartbeat, VMState, default_reserve
 from harness.settings import (
     DEFAULT_BUFFER,

@@ -18,10 +18,12 @@ import psutil
 import pytest
 
 from harness.emulator.errors import GuestError
-from harness.emulator.guest import EmulatedGuest, LinuxProfile, LocalProcess, reap_stale
-from harness.emulator.guestmem import COMMIT_LIMIT_REACHED, OOM_KILL
+from harness.emulator.guestface import COMMIT_LIMIT_REACHED, OOM_KILL
+from harness.emulator.guestview import LinuxProfile
 from harness.emulator.host import EmulatedHost, VMState
-from harness.emulator.sandbox.containment import NOT_ENFORCED, support
+from harness.emulator.process.guest import EmulatedGuest, reap_stale
+from harness.emulator.process.guestproc import LocalProcess
+from harness.emulator.process.sandbox.containment import NOT_ENFORCED, support
 from harness.settings import MemoryChange
 from harness.units import GB, MB
 
@@ -325,7 +327,7 @@ def test_without_root_the_guest_says_its_memory_is_not_enforced(tmp_path: Path) 
                 "--clear-groups",
                 sys.executable,
                 "-c",
-                "from harness.emulator.sandbox.containment import support;"
+                "from harness.emulator.process.sandbox.containment import support;"
                 "print('\\n'.join(support().warnings))",
             ],
             cwd=ROOT,

@@ -18,10 +18,12 @@ from pathlib import Path
 
 import pytest
 
-from harness.emulator.guest import EmulatedGuest, GuestView, LocalProcess
+from harness.emulator.guestview import GuestView
 from harness.emulator.host import EmulatedHost, Heartbeat
-from harness.emulator.sandbox.containment import support
-from harness.emulator.sandbox.preload import library
+from harness.emulator.process.guest import EmulatedGuest
+from harness.emulator.process.guestproc import LocalProcess
+from harness.emulator.process.sandbox.containment import support
+from harness.emulator.process.sandbox.preload import library
 from harness.settings import MemoryChange
 from harness.units import GB, MB
 

@@ -30,19 +30,14 @@ from harness.emulator.errors import (
     VmNotFoundError,
     VmStateError,
 )
-from harness.emulator.guest import (
+from harness.emulator.guestenv import ENV_OS
+from harness.emulator.guestview import (
     AVAILABLE_MBYTES,
     COMMITTED_BYTES,
-    ENV_COUNTERS,
-    ENV_MEMINFO,
-    ENV_OS,
     MAXIMUM_MEMORY,
     TOTAL_PHYSICAL,
     LinuxProfile,
-    LocalProcess,
-    Overlay,
     WindowsProfile,
-    meminfo_overlay,
 )
 from harness.emulator.host import (
     CheckpointType,
@@ -50,6 +45,13 @@ from harness.emulator.host import (
     Heartbeat,
     HostDriver,
     VMState,
+)
+from harness.emulator.process.guestproc import LocalProcess
+from harness.emulator.process.sandbox.overlay import (
+    ENV_COUNTERS,
+    ENV_MEMINFO,
+    Overlay,
+    meminfo_overlay,
 )
 from harness.emulator.wildcards import has_wildcards, like
 from harness.errors import RuntimeChangeError

@@ -24,7 +24,7 @@ import pytest
 
 from harness.config import Secret
 from harness.emulator import owner
-from harness.emulator.guestmem import OOM_KILL
+from harness.emulator.guestface import OOM_KILL
 from harness.emulator.host import EmulatedHost, HostDriver, VMState
 from harness.emulator.integration import LinuxIntegration
 from harness.emulator.qemu import launcher

@@ -105,6 +105,7 @@ def test_the_wheel_ships_the_plugin_suites_and_reports_under_harness(installed: 
         "harness/suites/tools/wmi_tool.py",
         "harness/reports/allurerc.json",
         "harness/reports/allure-categories.json",
+        "harness/emulator/process/sandbox/dmh_guest_preload.c",
     ):
         assert shipped in names, shipped
     # Every package of the checkout is in the wheel (the package list is explicit).

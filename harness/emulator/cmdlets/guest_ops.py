@@ -18,13 +18,12 @@ from typing import TYPE_CHECKING, Any
 from harness.emulator.cmdlets.registry import guest_operation
 from harness.emulator.cmdlets.shapes import custom
 from harness.emulator.errors import ArgumentValidationError, GuestError
-from harness.emulator.guest import (
+from harness.emulator.guestface import GuestBackend, GuestProgram
+from harness.emulator.guestview import (
     AVAILABLE_MBYTES,
     COMMITTED_BYTES,
     MAXIMUM_MEMORY,
     TOTAL_PHYSICAL,
-    EmulatedGuest,
-    LocalProcess,
 )
 from harness.emulator.host import VmRecord
 from harness.emulator.psobjects import int64
@@ -63,7 +62,7 @@ def _absolute(args: Mapping[str, Any], name: str) -> str:
     return path
 
 
-def _entry(h: HyperVHandler, vm: VmRecord, args: Mapping[str, Any]) -> LocalProcess:
+def _entry(h: HyperVHandler, vm: VmRecord, args: Mapping[str, Any]) -> GuestProgram:
     key = str(args.get("key") or "")
     found = h.process(vm, key)
     if found is None:
@@ -79,7 +78,7 @@ def _entry(h: HyperVHandler, vm: VmRecord, args: Mapping[str, Any]) -> LocalProc
 
 @guest_operation("StartProcess")
 def _start_process(
-    h: HyperVHandler, vm: VmRecord, guest: EmulatedGuest, args: Mapping[str, Any]
+    h: HyperVHandler, vm: VmRecord, guest: GuestBackend, args: Mapping[str, Any]
 ) -> Any:
     cwd = _absolute(args, "WorkingDirectory")
     argv = [str(args.get("filepath") or ""), *[str(a) for a in (args.get("argumentlist") or [])]]
@@ -92,7 +91,7 @@ def _start_process(
 
 @guest_operation("ProcessStats")
 def _process_stats(
-    h: HyperVHandler, vm: VmRecord, guest: EmulatedGuest, args: Mapping[str, Any]
+    h: HyperVHandler, vm: VmRecord, guest: GuestBackend, args: Mapping[str, Any]
 ) -> Any:
     found = _entry(h, vm, args)
     stats = found.stats()
@@ -108,7 +107,7 @@ def _process_stats(
 
 @guest_operation("ProcessResult")
 def _process_result(
-    h: HyperVHandler, vm: VmRecord, guest: EmulatedGuest, args: Mapping[str, Any]
+    h: HyperVHandler, vm: VmRecord, guest: GuestBackend, args: Mapping[str, Any]
 ) -> Any:
     found = _entry(h, vm, args)
     offset = int(args.get("offset") or 0)
@@ -141,7 +140,7 @@ def _process_result(
 
 @guest_operation("StopProcess")
 def _stop_process(
-    h: HyperVHandler, vm: VmRecord, guest: EmulatedGuest, args: Mapping[str, Any]
+    h: HyperVHandler, vm: VmRecord, guest: GuestBackend, args: Mapping[str, Any]
 ) -> Any:
     found = _entry(h, vm, args)
     code = found.exit_code
@@ -157,7 +156,7 @@ def _stop_process(
 
 @guest_operation("WriteFile")
 def _write_file(
-    h: HyperVHandler, vm: VmRecord, guest: EmulatedGuest, args: Mapping[str, Any]
+    h: HyperVHandler, vm: VmRecord, guest: GuestBackend, args: Mapping[str, Any]
 ) -> Any:
     path = _absolute(args, "Path")
     target = guest.host_path(path)
@@ -167,7 +166,7 @@ def _write_file(
 
 
 @guest_operation("Counters")
-def _counters(h: HyperVHandler, vm: VmRecord, guest: EmulatedGuest, args: Mapping[str, Any]) -> Any:
+def _counters(h: HyperVHandler, vm: VmRecord, guest: GuestBackend, args: Mapping[str, Any]) -> Any:
     view = h.host.guest_view(vm.id)
     values = dict(view.counters()) if view is not None else {}
     if guest.os_name != "windows":
@@ -188,5 +187,5 @@ def _counters(h: HyperVHandler, vm: VmRecord, guest: EmulatedGuest, args: Mappin
 
 
 @guest_operation("Limits")
-def _limits(h: HyperVHandler, vm: VmRecord, guest: EmulatedGuest, args: Mapping[str, Any]) -> Any:
+def _limits(h: HyperVHandler, vm: VmRecord, guest: GuestBackend, args: Mapping[str, Any]) -> Any:
     return custom(MaxMemoryPerShellMB=int64(SHELL_QUOTA_MB))

@@ -25,7 +25,7 @@ from harness.emulator.errors import (
     VmNotFoundError,
     to_record,
 )
-from harness.emulator.guest import EmulatedGuest, GuestState, LocalProcess
+from harness.emulator.guestface import GuestBackend, GuestProgram, GuestState
 from harness.emulator.host import CheckpointInfo, EmulatedHost, VmRecord, VMState
 from harness.emulator.psrp import Command, PipelineOutput, TerminatingError
 from harness.emulator.wildcards import has_wildcards, name_matches
@@ -65,7 +65,7 @@ class HyperVHandler:
         self._guest_password = guest_password.encode()
         self.guest_endpoint = guest_endpoint
         self.bound_vm = bound_vm  # set: this handler is one guest's own WinRM endpoint
-        self._processes: dict[tuple[uuid.UUID, str], tuple[int, LocalProcess]] = {}
+        self._processes: dict[tuple[uuid.UUID, str], tuple[int, GuestProgram]] = {}
         self._lock = threading.Lock()
 
     # PipelineHandler
@@ -163,7 +163,7 @@ class HyperVHandler:
         if not (ok_user and ok_password):
             raise InvalidCredentialError(vm_name)
 
-    def guest_of(self, vm: VmRecord, *, direct: bool = False) -> EmulatedGuest:
+    def guest_of(self, vm: VmRecord, *, direct: bool = False) -> GuestBackend:
         """The guest PowerShell Direct or WinRM reaches: a running VM's whose guest has booted
         (a VM is Running at once after Start-VM, its guest later: real-host facts); over
         PowerShell Direct (`direct`) only a Windows guest's (§1.6: Linux is reached by SSH)."""
@@ -174,13 +174,13 @@ class HyperVHandler:
             raise SessionOpenError(vm.name)
         return guest
 
-    def remember(self, vm: VmRecord, key: str, process: LocalProcess) -> None:
+    def remember(self, vm: VmRecord, key: str, process: GuestProgram) -> None:
         """Keep a started process in the guest session's state under `key` (guest-ops keeps
         the process object, so its exit code and output outlive the process)."""
         with self._lock:
             self._processes[(vm.id, key)] = (vm.power_cycles, process)
 
-    def process(self, vm: VmRecord, key: str) -> LocalProcess | None:
+    def process(self, vm: VmRecord, key: str) -> GuestProgram | None:
         """The process kept under `key`; None once the guest session lost it (the guest went
         off, rebooted or was restored: the session and its state end with it)."""
         with self._lock:

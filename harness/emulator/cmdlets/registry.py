@@ -14,7 +14,7 @@ from harness.emulator.psrp import Command
 
 if TYPE_CHECKING:
     from harness.emulator.cmdlets.handler import HyperVHandler
-    from harness.emulator.guest import EmulatedGuest
+    from harness.emulator.guestface import GuestBackend
     from harness.emulator.host import VmRecord
 
 F = TypeVar("F", bound=Callable[..., Any])
@@ -23,7 +23,7 @@ F = TypeVar("F", bound=Callable[..., Any])
 Cmdlet = Callable[["HyperVHandler", Command, list[Any]], list[Any]]
 # A guest operation: the handler, the (running) VM and its guest, the operation's arguments
 # by lower-case name.
-GuestOperation = Callable[["HyperVHandler", "VmRecord", "EmulatedGuest", Mapping[str, Any]], Any]
+GuestOperation = Callable[["HyperVHandler", "VmRecord", "GuestBackend", Mapping[str, Any]], Any]
 
 
 class Registry(Generic[F]):

@@ -20,7 +20,7 @@ from harness.emulator.errors import (
     ObjectNotFoundError,
     ResourceExistsError,
 )
-from harness.emulator.guest import GuestState
+from harness.emulator.guestface import GuestState
 from harness.emulator.host import DEFAULT_STARTUP, VmRecord, VMState
 from harness.emulator.psobjects import int64
 from harness.emulator.psrp import Command

@@ -20,7 +20,7 @@ from harness.emulator.errors import (
     ParameterConversionError,
     SizeNotAlignedError,
 )
-from harness.emulator.guest import GuestState
+from harness.emulator.guestface import GuestState
 from harness.emulator.host import (
     DEFAULT_STARTUP,
     CheckpointType,

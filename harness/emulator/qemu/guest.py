@@ -1,5 +1,5 @@
 """A Linux guest that is a real QEMU VM, with the face the emulated host drives
-(EmulatedGuest's: boot, publish, committed_mb, view, start_process, power_off, ...).
+(guestface.GuestBackend: boot, publish, committed_mb, view, start_process, power_off, ...).
 
 The DM model drives the real VM: the assigned memory the balancer publishes becomes QMP
 requests (hot-add: virtio-mem requested-size in 2 MB blocks, never taken back while the VM
@@ -8,14 +8,13 @@ balancer sees is the guest kernel's own Committed_AS; the guest's view (MemTotal
 MemAvailable, ...) is what its kernel says and its assigned memory what QMP says the VM has.
 OOM kills in the guest become memory events like the process backend's.
 
-Longer than ~500 lines on purpose: it is the whole face EmulatedGuest shows the host (life
+Longer than ~500 lines on purpose: it is the whole face a guest shows the host (life
 cycle, memory, files, programs, SSH sessions), each part a thin call into launcher, agent,
 process and integration, and splitting the face would split the one lock that orders them.
 """
 
 from __future__ import annotations
 
-import codecs
 import concurrent.futures
 import contextlib
 import logging
@@ -28,17 +27,26 @@ from pathlib import Path, PurePosixPath
 from typing import Any
 
 from harness.emulator.errors import GuestError
-from harness.emulator.guest import GuestState
-from harness.emulator.guestmem import OOM_KILL, GuestMemoryEvent
+from harness.emulator.guestenv import ENV_NAME, ENV_OS, guest_environment
+from harness.emulator.guestface import (
+    OOM_KILL,
+    GuestMemoryEvent,
+    GuestState,
+    cannot_run,
+    copy_in,
+    no_program,
+    not_found,
+    not_running,
+    path_parts,
+    read_from,
+)
 from harness.emulator.guestview import GuestProfile, GuestView
 from harness.emulator.integration import LinuxIntegration
 from harness.emulator.qemu.agent import AgentLaunch
 from harness.emulator.qemu.errors import QemuError, QemuUnsupportedError
 from harness.emulator.qemu.integration import publish_integration
 from harness.emulator.qemu.launcher import BLOCK_MB, GUEST_SCRATCH, QemuVm, VmSpec
-from harness.emulator.qemu.paths import scratch_parts
-from harness.emulator.qemu.process import GuestProgram, not_found
-from harness.emulator.sandbox.environment import guest_environment
+from harness.emulator.qemu.process import QemuProgram
 from harness.errors import SettingError
 
 log = logging.getLogger(__name__)
@@ -76,7 +84,7 @@ class QemuGuest:
         self._booted = threading.Event()
         self._stop = threading.Event()
         self._generation = 0
-        self._programs: list[GuestProgram] = []
+        self._programs: list[QemuProgram] = []
         self._seq = 0
         self._published: GuestView | None = None
         self._real: GuestView | None = None
@@ -147,7 +155,7 @@ class QemuGuest:
             with contextlib.suppress(QemuError):
                 vm.qmp.execute("cont")
 
-    def power_off(self) -> tuple[GuestProgram, ...]:
+    def power_off(self) -> tuple[QemuProgram, ...]:
         """Off: the VM stops (its programs die with it) and its scratch directory goes. No
         host processes are left for the host to stop."""
         with self._lock:
@@ -231,9 +239,7 @@ class QemuGuest:
         through the agent, in the scratch directory (the guest user's home)."""
         with self._lock:
             if self._state is not GuestState.RUNNING:
-                raise GuestError(
-                    f"The virtual machine '{self.name}' is not running.", target=self.name
-                )
+                raise not_running(self.name)
         vm = self.wait_booted()
         env = self._environment({"SHELL": "/bin/sh", "USER": "guest", "LOGNAME": "guest"})
         return AgentLaunch(vm.agent, list(argv), env, GUEST_SCRATCH)
@@ -242,7 +248,7 @@ class QemuGuest:
         """What the process backend's guest programs get (the emulator's allow-listed
         variables, PATH included: the shared Python environment is where it is here), with
         the home and temporary directory the guest's own."""
-        explicit = {"DMH_GUEST_OS": "linux", "DMH_GUEST_NAME": self.name, **dict(env or {})}
+        explicit = {ENV_OS: "linux", ENV_NAME: self.name, **dict(env or {})}
         full = guest_environment(explicit)
         if "TMPDIR" not in explicit:
             full.pop("TMPDIR", None)
@@ -433,7 +439,7 @@ class QemuGuest:
         laid out as the process backend lays out its guest directory (relative paths at its
         root, 'C:\\x' under C/); absolute Linux paths elsewhere are the guest's read-only
         shares."""
-        return self.directory.joinpath(*scratch_parts(guest_path))
+        return self.directory.joinpath(*path_parts(guest_path, GUEST_SCRATCH))
 
     def _guest_cwd(self, cwd: str | None) -> str:
         """The working directory in the guest: a shared absolute Linux path as it is, any
@@ -441,37 +447,19 @@ class QemuGuest:
         posix = PurePosixPath(cwd or ".")
         if cwd and posix.is_absolute() and not posix.is_relative_to(GUEST_SCRATCH):
             return cwd
-        parts = scratch_parts(cwd) if cwd else []
+        parts = path_parts(cwd, GUEST_SCRATCH) if cwd else []
         self.directory.joinpath(*parts).mkdir(parents=True, exist_ok=True)
         return str(PurePosixPath(GUEST_SCRATCH, *parts))
 
     def read_from(self, path: Path, offset: int) -> tuple[str, int]:
         """Text of a scratch file from byte `offset` on, and the offset to read from next."""
-        with contextlib.suppress(OSError), open(path, "rb") as stream:
-            stream.seek(offset)
-            data = stream.read()
-            # A character cut by the end of what is written so far waits for the next read.
-            decoder = codecs.getincrementaldecoder("utf-8")("replace")
-            text = decoder.decode(data)
-            return text, offset + len(data) - len(decoder.getstate()[0])
-        return "", offset
+        return read_from(path, offset)
 
     def copy_in(self, source: str | os.PathLike[str], destination: str) -> Path:
-        src = Path(source)
-        if not src.is_file():
-            raise GuestError(
-                f"The source file '{src}' does not exist.",
-                target=str(src), category="ObjectNotFound", error_id="ObjectNotFound",
-            )  # fmt: skip
-        dest = self.host_path(destination)
-        if destination.endswith("/") or dest.is_dir():
-            dest = dest / src.name
-        dest.parent.mkdir(parents=True, exist_ok=True)
-        dest.write_bytes(src.read_bytes())
-        return dest
+        return copy_in(self.host_path, source, destination)
 
     # -- programs ---------------------------------------------------------------------
-    def processes(self) -> tuple[GuestProgram, ...]:
+    def processes(self) -> tuple[QemuProgram, ...]:
         with self._lock:
             return tuple(self._programs)
 
@@ -487,26 +475,18 @@ class QemuGuest:
         *,
         stdin: bool = False,
         merge_output: bool = False,
-    ) -> GuestProgram:
+    ) -> QemuProgram:
         """Start a program in the guest through the agent; its output goes to files in the
         scratch directory, which the host reads directly."""
         if not argv:
-            raise GuestError(
-                "No program given.", category="InvalidArgument", error_id="InvalidParameter"
-            )
+            raise no_program()
         if stdin:
             raise QemuUnsupportedError(
                 "stdin for guest programs", vm=self.name, hint="Pass input as files."
             )
         with self._lock:
             if self._state is not GuestState.RUNNING:
-                raise GuestError(
-                    f"The virtual machine '{self.name}' is not running"
-                    f" (guest is {self._state.value}); it cannot run programs.",
-                    target=self.name,
-                    category="InvalidOperation",
-                    error_id="InvalidState",
-                )
+                raise cannot_run(self.name, self._state)
         vm = self.wait_booted()
         guest_cwd = self._guest_cwd(cwd)
         with self._lock:
@@ -526,7 +506,7 @@ class QemuGuest:
         )
         if "missing" in answer:
             raise not_found(str(argv[0]))
-        program = GuestProgram(
+        program = QemuProgram(
             vm.agent, int(answer["pid"]), argv, vm.share_dir / out, vm.share_dir / err
         )
         with self._lock:

@@ -1,7 +1,7 @@
-"""A program running inside a QEMU guest, started by the agent: the same face the emulator's
-cmdlets use for a local guest process (pid, exit code, output files, stats, stop), with the
-pid being the guest kernel's and the output files in the VM's shared scratch directory.
-"""
+"""A program running inside a QEMU guest, started by the agent, with the GuestProgram face
+(guestface.py) the cmdlets use for every guest's programs (pid, exit code, output files,
+stats, stop): its pid is the guest kernel's, its output files are in the VM's shared scratch
+directory."""
 
 from __future__ import annotations
 
@@ -12,8 +12,7 @@ import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
-from harness.emulator.errors import GuestError
-from harness.emulator.guestproc import LocalProcessStats
+from harness.emulator.guestface import ProgramStats
 from harness.emulator.qemu.agent import AgentClient
 from harness.emulator.qemu.errors import QemuError, QemuUnsupportedError
 from harness.errors import DeadlineError
@@ -21,7 +20,7 @@ from harness.errors import DeadlineError
 KILLED = -signal.SIGKILL  # what Popen reports for a process killed with the VM
 
 
-class GuestProgram:
+class QemuProgram:
     """One program started in a QEMU guest. Thread-safe."""
 
     def __init__(
@@ -37,15 +36,13 @@ class GuestProgram:
         self.argv = tuple(argv)
         self.stdout_path = stdout_path
         self.stderr_path = stderr_path
-        self.cgroup = None
-        self.launcher = False
         self._final: int | None = None
         self._ended = False
         self._lock = threading.Lock()
         self._after_stop: list[Callable[[], None]] = []
 
     def __repr__(self) -> str:
-        return f"GuestProgram(pid={self.pid}, argv={self.argv!r})"
+        return f"QemuProgram(pid={self.pid}, argv={self.argv!r})"
 
     @property
     def name(self) -> str:
@@ -107,18 +104,14 @@ class GuestProgram:
     def close_stdin(self) -> None:
         """Started without stdin: nothing to close."""
 
-    def tree(self) -> list[object]:
-        """Host processes of the program: none (it runs in the guest kernel)."""
-        return []
-
-    def stats(self) -> LocalProcessStats:
+    def stats(self) -> ProgramStats:
         try:
             found = self._agent.request("stats", 10.0, pid=self.pid)
         except QemuError:
             self.vm_stopped()
-            return LocalProcessStats(self.pid, False, KILLED, 0, 0, 0)
+            return ProgramStats(self.pid, False, KILLED, 0, 0, 0)
         code = found["rc"]
-        return LocalProcessStats(
+        return ProgramStats(
             pid=self.pid,
             running=code is None,
             exit_code=None if code is None else int(code),
@@ -155,14 +148,3 @@ class GuestProgram:
     def after_stop(self, callback: Callable[[], None]) -> None:
         with self._lock:
             self._after_stop.append(callback)
-
-
-def not_found(program: str) -> GuestError:
-    """An unknown program fails like one (as the process backend's guests say it)."""
-    return GuestError(
-        f"The term '{program}' is not recognized as the name of a cmdlet, function, script"
-        " file, or operable program.",
-        target=program,
-        category="ObjectNotFound",
-        error_id="CommandNotFoundException",
-    )

@@ -5,9 +5,6 @@ memory cgroup, and the guest's memory view published where the programs it runs 
 
 from __future__ import annotations
 
-import codecs
-import contextlib
-import enum
 import json
 import logging
 import os
@@ -18,60 +15,47 @@ import subprocess
 import tempfile
 import threading
 from collections.abc import Mapping, Sequence
-from pathlib import Path, PurePosixPath, PureWindowsPath
+from pathlib import Path
 from typing import IO
 
 import psutil
 
-from harness.emulator.errors import GuestError
-from harness.emulator.guestmem import GuestMemory, GuestMemoryEvent
-from harness.emulator.guestproc import LocalProcess, LocalProcessStats
-from harness.emulator.guestview import (
-    AVAILABLE_BYTES,
-    AVAILABLE_MBYTES,
-    COMMIT_LIMIT,
-    COMMITTED_BYTES,
-    COMMITTED_IN_USE,
-    FREE_PHYSICAL_KB,
-    MAXIMUM_MEMORY,
-    TOTAL_PHYSICAL,
-    TOTAL_VISIBLE_KB,
-    GuestProfile,
-    GuestView,
-    LinuxProfile,
-    WindowsProfile,
-    profile_for,
+from harness.emulator.guestenv import ENV_NAME, ENV_OS, guest_environment
+from harness.emulator.guestface import (
+    GuestLaunch,
+    GuestMemoryEvent,
+    GuestState,
+    cannot_run,
+    copy_in,
+    no_program,
+    not_found,
+    not_running,
+    path_parts,
+    read_from,
 )
+from harness.emulator.guestview import GuestProfile, GuestView
 from harness.emulator.integration import KVP_DAEMON, LinuxIntegration
-from harness.emulator.sandbox.containment import GuestSandbox, support
-from harness.emulator.sandbox.environment import guest_environment
-from harness.emulator.sandbox.overlay import (
+from harness.emulator.process.guestmem import GuestMemory
+from harness.emulator.process.guestproc import LocalProcess
+from harness.emulator.process.sandbox.cgroup import Cgroup
+from harness.emulator.process.sandbox.containment import GuestSandbox, support
+from harness.emulator.process.sandbox.overlay import (
     ENV_COUNTERS,
     ENV_MEMINFO,
     Overlay,
     meminfo_overlay,
     overlay_command,
 )
-from harness.emulator.sandbox.preload import library
-from harness.emulator.ssh import GuestLaunch
+from harness.emulator.process.sandbox.preload import library
 from harness.errors import SettingError
 
 log = logging.getLogger(__name__)
 
-ENV_OS = "DMH_GUEST_OS"
 ENV_DIR = "DMH_GUEST_DIR"
-ENV_NAME = "DMH_GUEST_NAME"
 ENV_OVERLAY = "DMH_GUEST_OVERLAY"  # "1" when /proc/meminfo is the guest's own view
 
 
 # -- the guest ----------------------------------------------------------------------------
-class GuestState(enum.Enum):
-    OFF = "off"
-    BOOTING = "booting"
-    RUNNING = "running"
-    FROZEN = "frozen"  # the VM is paused or saved: its processes are stopped with SIGSTOP
-
-
 class EmulatedGuest:
     """One VM's guest OS. Thread-safe. Its directory is created on first use, and its sandbox
     (namespaces, memory cgroup) when its first process starts, so guests that never run a
@@ -270,53 +254,16 @@ class EmulatedGuest:
 
     def host_path(self, guest_path: str) -> Path:
         """Where a guest path ('C:\\app\\x.py', '/opt/x', 'rel/x') lives on the host."""
-        text = str(guest_path)
-        pure: PurePosixPath | PureWindowsPath
-        if "\\" in text or re.match(r"^[A-Za-z]:", text):
-            pure = PureWindowsPath(text)
-            parts = list(pure.parts[1:] if pure.anchor else pure.parts)
-            if pure.drive:
-                parts.insert(0, pure.drive.rstrip(":"))
-        else:
-            pure = PurePosixPath(text)
-            parts = list(pure.parts[1:] if pure.anchor else pure.parts)
-        if ".." in parts:
-            raise GuestError(
-                f"The path '{guest_path}' leaves the guest's file system.",
-                target=text,
-                category="InvalidArgument",
-                error_id="InvalidParameter",
-            )
-        return self.directory.joinpath(*parts)
+        return self.directory.joinpath(*path_parts(guest_path))
 
     def read_from(self, path: Path, offset: int) -> tuple[str, int]:
         """The text of one of this guest's files from byte `offset` on, and the offset to read
         from next; a file not there yet reads as nothing."""
-        with contextlib.suppress(OSError), open(path, "rb") as stream:
-            stream.seek(offset)
-            data = stream.read()
-            # A character cut by the end of what is written so far waits for the next read.
-            decoder = codecs.getincrementaldecoder("utf-8")("replace")
-            text = decoder.decode(data)
-            return text, offset + len(data) - len(decoder.getstate()[0])
-        return "", offset
+        return read_from(path, offset)
 
     def copy_in(self, source: str | os.PathLike[str], destination: str) -> Path:
         """Copy a host file into the guest (like Copy-VMFile -CreateFullPath, §1.7)."""
-        src = Path(source)
-        if not src.is_file():
-            raise GuestError(
-                f"The source file '{src}' does not exist.",
-                target=str(src),
-                category="ObjectNotFound",
-                error_id="ObjectNotFound",
-            )
-        dest = self.host_path(destination)
-        if destination.endswith(("/", "\\")) or dest.is_dir():
-            dest = dest / src.name
-        dest.parent.mkdir(parents=True, exist_ok=True)
-        shutil.copy2(src, dest)
-        return dest
+        return copy_in(self.host_path, source, destination)
 
     # -- processes --------------------------------------------------------------------
     def processes(self) -> tuple[LocalProcess, ...]:
@@ -338,27 +285,38 @@ class EmulatedGuest:
         in the guest's directory (its home)."""
         with self._lock:
             if self._state is not GuestState.RUNNING:
-                raise GuestError(
-                    f"The virtual machine '{self.name}' is not running.", target=self.name
-                )
+                raise not_running(self.name)
             home = self.directory
-            published = self.meminfo_path.exists()
-            sandbox = self.memory.sandbox(
-                self._overlays() if published else [], self._view, self._fixed_mb()
-            )
-            overlay = Overlay.NONE
-            if published:
-                overlay = Overlay.ROOT if sandbox.namespaced else meminfo_overlay()
-            env = self._environment(None, overlay)
+            sandbox, overlay, env = self._contained(None)
             env.update({"HOME": str(home), "SHELL": "/bin/sh", "USER": "guest", "LOGNAME": "guest"})
-            command = list(argv)
-            if overlay is not Overlay.NONE and not sandbox.namespaced:
-                command = [*overlay_command(overlay, self.meminfo_path), *command]
-            # Its own memory group, as start_process gives each program: what a session
-            # starts (the app, a load) may each grow to the guest's size, not share one limit.
-            command, _ = sandbox.command(command, home)
+            command, _ = self._command(argv, sandbox, overlay, home)
         self._ensure_daemons()
         return GuestLaunch(command, env, home)
+
+    def _contained(
+        self, env: Mapping[str, str] | None
+    ) -> tuple[GuestSandbox, Overlay, dict[str, str]]:
+        """The guest's sandbox (made for its first program), how its programs see its
+        meminfo, and the environment they start with. Called under the lock."""
+        published = self.meminfo_path.exists()
+        sandbox = self.memory.sandbox(
+            self._overlays() if published else [], self._view, self._fixed_mb()
+        )
+        overlay = Overlay.NONE
+        if published:
+            overlay = Overlay.ROOT if sandbox.namespaced else meminfo_overlay()
+        return sandbox, overlay, self._environment(env, overlay)
+
+    def _command(
+        self, argv: Sequence[str], sandbox: GuestSandbox, overlay: Overlay, workdir: Path
+    ) -> tuple[list[str], Cgroup | None]:
+        """The command line that runs `argv` in the guest, in a memory group of its own: what
+        each program or session starts (the app, a load) may grow to the guest's size, not
+        share one limit."""
+        command = list(argv)
+        if overlay is not Overlay.NONE and not sandbox.namespaced:
+            command = [*overlay_command(overlay, self.meminfo_path), *command]
+        return sandbox.command(command, workdir)
 
     def _ensure_daemons(self) -> None:
         """A Linux guest's KVP daemon runs when its integration says so (§1.8): a process
@@ -405,36 +363,18 @@ class EmulatedGuest:
         go to files in the guest's directory (one file if `merge_output`); `stdin=True`
         gives it a pipe to `LocalProcess.send` to."""
         if not argv:
-            raise GuestError(
-                "No program given.", category="InvalidArgument", error_id="InvalidParameter"
-            )
+            raise no_program()
         with self._lock:
             if self._state is not GuestState.RUNNING:
-                raise GuestError(
-                    f"The virtual machine '{self.name}' is not running"
-                    f" (guest is {self._state.value}); it cannot run programs.",
-                    target=self.name,
-                    category="InvalidOperation",
-                    error_id="InvalidState",
-                )
+                raise cannot_run(self.name, self._state)
             workdir = self.host_path(cwd) if cwd else self.directory
             workdir.mkdir(parents=True, exist_ok=True)
-            published = self.meminfo_path.exists()
-            sandbox = self.memory.sandbox(
-                self._overlays() if published else [], self._view, self._fixed_mb()
-            )
-            overlay = Overlay.NONE
-            if published:
-                overlay = Overlay.ROOT if sandbox.namespaced else meminfo_overlay()
-            full_env = self._environment(env, overlay)
+            sandbox, overlay, full_env = self._contained(env)
             program = _resolve(argv[0], full_env, workdir)
             self._seq += 1
             stem = self.directory / ".dmh" / f"proc-{self._seq:04d}"
             out_path, err_path = stem.with_suffix(".stdout"), stem.with_suffix(".stderr")
-            command = [program, *argv[1:]]
-            if overlay is not Overlay.NONE and not sandbox.namespaced:
-                command = [*overlay_command(overlay, self.meminfo_path), *command]
-            command, cgroup = sandbox.command(command, workdir)
+            command, cgroup = self._command([program, *argv[1:]], sandbox, overlay, workdir)
             if merge_output:
                 err_path = out_path
             with open(out_path, "wb") as out, open(err_path, "ab") as err:
@@ -466,13 +406,7 @@ def _resolve(program: str, env: Mapping[str, str], cwd: Path) -> str:
         found = shutil.which(program, path=env.get("PATH", os.defpath))
         if found:
             return found
-    raise GuestError(
-        f"The term '{program}' is not recognized as the name of a cmdlet, function, script"
-        " file, or operable program.",
-        target=program,
-        category="ObjectNotFound",
-        error_id="CommandNotFoundException",
-    )
+    raise not_found(program)
 
 
 def _rewrite(path: Path, data: bytes) -> None:
@@ -568,29 +502,4 @@ def _owner_alive(path: Path) -> bool:
         return False
 
 
-__all__ = [
-    "AVAILABLE_BYTES",
-    "AVAILABLE_MBYTES",
-    "COMMITTED_BYTES",
-    "COMMITTED_IN_USE",
-    "COMMIT_LIMIT",
-    "ENV_COUNTERS",
-    "ENV_MEMINFO",
-    "FREE_PHYSICAL_KB",
-    "MAXIMUM_MEMORY",
-    "TOTAL_PHYSICAL",
-    "TOTAL_VISIBLE_KB",
-    "EmulatedGuest",
-    "GuestMemoryEvent",
-    "GuestProfile",
-    "GuestState",
-    "GuestView",
-    "LinuxProfile",
-    "LocalProcess",
-    "LocalProcessStats",
-    "Overlay",
-    "WindowsProfile",
-    "meminfo_overlay",
-    "profile_for",
-    "reap_stale",
-]
+__all__ = ["ENV_DIR", "ENV_OVERLAY", "EmulatedGuest", "reap_stale"]

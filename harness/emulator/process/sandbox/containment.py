@@ -21,7 +21,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from harness.emulator.errors import GuestError
-from harness.emulator.sandbox.cgroup import Cgroup, CgroupRoot, CgroupUsage, find_root
+from harness.emulator.process.sandbox.cgroup import Cgroup, CgroupRoot, CgroupUsage, find_root
 
 log = logging.getLogger(__name__)
 
@@ -128,7 +128,7 @@ def _remove_at_exit(group: Cgroup) -> None:
 
 
 class _GuestInit:
-    """The guest's pid 1 (harness/emulator/sandbox/init.py) and the host pid to enter."""
+    """The guest's pid 1 (harness/emulator/process/sandbox/init.py) and the host pid to enter."""
 
     def __init__(self, popen: subprocess.Popen[bytes], inner_pid: int) -> None:
         self.popen = popen

@@ -1,6 +1,6 @@
 """An emulated guest's init: pid 1 of the guest's own PID, network and mount namespaces.
 
-Run as `python -m harness.emulator.sandbox.init WATCH_FD READY_FD [SOURCE TARGET]...` by the
+Run as `python -m harness.emulator.process.sandbox.init WATCH_FD READY_FD [SOURCE TARGET]...` by the
 emulator. It dies with the emulator whatever kills it: `PR_SET_PDEATHSIG` (the emulator
 starts it from one long-lived thread, since the signal fires when the *thread* that forked it
 exits) and end-of-file on WATCH_FD, a pipe whose write end only the emulator holds. When pid 1

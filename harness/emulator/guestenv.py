@@ -14,6 +14,10 @@ from collections.abc import Mapping
 
 from harness.emulator.errors import GuestError
 
+# What every guest program is told about its guest (the guest's OS, the VM's name).
+ENV_OS = "DMH_GUEST_OS"
+ENV_NAME = "DMH_GUEST_NAME"
+
 # Names a program needs to run at all (locale, paths, terminal, time zone).
 ALLOWED = ("PATH", "HOME", "USER", "LOGNAME", "SHELL", "LANG", "LANGUAGE", "TZ", "TERM", "TMPDIR")
 ALLOWED_PATTERNS = ("LC_*",)

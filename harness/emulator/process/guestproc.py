@@ -13,28 +13,14 @@ import threading
 import time
 import weakref
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
 from pathlib import Path
 
 import psutil
 
 from harness.emulator.errors import GuestError
-from harness.emulator.sandbox.cgroup import Cgroup
+from harness.emulator.guestface import ProgramStats
+from harness.emulator.process.sandbox.cgroup import Cgroup
 from harness.errors import DeadlineError
-
-
-# -- processes ----------------------------------------------------------------------------
-@dataclass(frozen=True)
-class LocalProcessStats:
-    """A guest process and its descendants, measured together."""
-
-    pid: int
-    running: bool
-    exit_code: int | None
-    working_set_bytes: int  # resident set
-    private_bytes: int  # committed private memory (Windows "Private Bytes")
-    processes: int  # how many processes were measured
-
 
 _live: weakref.WeakSet[LocalProcess] = weakref.WeakSet()
 
@@ -165,7 +151,7 @@ class LocalProcess:
             time.sleep(0.01)  # poll interval while processes exit
         return True
 
-    def stats(self) -> LocalProcessStats:
+    def stats(self) -> ProgramStats:
         rss = private = count = 0
         for proc in self._measured_tree():
             try:
@@ -175,7 +161,7 @@ class LocalProcess:
             count += 1
             rss += info.rss
             private += committed_bytes(proc.pid)
-        return LocalProcessStats(
+        return ProgramStats(
             pid=self.pid,
             running=self.running,
             exit_code=self.poll(),

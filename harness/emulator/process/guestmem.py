@@ -13,37 +13,19 @@ import signal
 import threading
 import time
 from collections.abc import Sequence
-from dataclasses import dataclass
 from pathlib import Path
 
 import psutil
 
-from harness.emulator.guestproc import LocalProcess, committed_bytes
+from harness.emulator.guestface import COMMIT_LIMIT_REACHED, OOM_KILL, GuestMemoryEvent
 from harness.emulator.guestview import GuestProfile, GuestView, Memory
-from harness.emulator.sandbox.containment import NOT_ENFORCED, GuestSandbox, support
+from harness.emulator.process.guestproc import LocalProcess, committed_bytes
+from harness.emulator.process.sandbox.containment import NOT_ENFORCED, GuestSandbox, support
 from harness.units import MB
 
 log = logging.getLogger(__name__)
 
 _PAGE = os.sysconf("SC_PAGE_SIZE") if hasattr(os, "sysconf") else 4096
-OOM_KILL = "oom-kill"
-COMMIT_LIMIT_REACHED = "commit-limit"
-
-
-@dataclass(frozen=True)
-class GuestMemoryEvent:
-    """The guest OS acted because memory ran out."""
-
-    kind: str  # OOM_KILL (Linux) or COMMIT_LIMIT_REACHED (Windows)
-    process: str  # program name of the process that paid for it
-    pid: int  # host pid of the app the process belonged to
-    at: float  # time.time()
-
-    @property
-    def message(self) -> str:
-        if self.kind == OOM_KILL:
-            return f"the guest OOM-killed {self.process}"
-        return f"commit limit reached: the guest refused {self.process} more memory"
 
 
 def _mb(value: int) -> int:

@@ -10,7 +10,7 @@
  * the same file), read at every call so they agree with /proc/meminfo at every instant.
  * Statically linked programs that make the system call themselves are not covered.
  *
- * Built by harness/emulator/sandbox/preload.py with the system C compiler; no libc calls
+ * Built by harness/emulator/process/sandbox/preload.py with the system C compiler; no libc calls
  * that allocate, so it is safe in any thread and after fork.
  */
 #define _GNU_SOURCE

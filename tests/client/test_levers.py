@@ -15,6 +15,7 @@ from harness.levers import LoadCommand, MemoryLevers
 from harness.schedule import Step, oscillate, random_walk, run_schedule
 from harness.settings import MemorySettings
 from harness.timeline import Timeline
+from harness.units import MB
 
 from .support import Emulator, memory, running_emulator, running_vm
 
@@ -35,13 +36,32 @@ def test_hot_add_by_load_then_balloon_by_dropping_it(http_emulator: Emulator, vm
         host = HyperVHost(session)
         with running_vm(host, vm_name, http_emulator, memory("1GB", "512MB", "4GB")):
             levers = levers_for(host, vm_name, http_emulator)
-            up = levers.force_hot_add("256MB")
+            up = levers.force_hot_add("256MB", keep_load=True)
             assert up.strategy == "load" and up.after_mb >= up.before_mb + 256
             down = levers.force_balloon("256MB")
             assert down.strategy == "drop-load" and down.after_mb <= down.before_mb - 256
             kinds = [e.kind for e in levers.timeline.events]
             assert kinds.count("hot-add") == 1 and kinds.count("balloon") == 1
             assert not levers.loads
+
+
+def test_a_forcing_load_gives_its_memory_back_after_the_hot_add(
+    http_emulator: Emulator, vm_name: str
+) -> None:
+    """Issue #21: the load that forced a hot-add would keep the added memory from the app;
+    it stops once the hot-add is verified, and Hyper-V keeps the memory for its hold-off."""
+    with http_emulator.session() as session:
+        host = HyperVHost(session)
+        with running_vm(host, vm_name, http_emulator, memory("1GB", "512MB", "4GB")):
+            levers = levers_for(host, vm_name, http_emulator)
+            up = levers.force_hot_add("256MB")
+            assert up.strategy == "load" and not levers.loads
+            last = levers.timeline.events[-1]
+            assert (last.kind, last.message) == (
+                "load",
+                "load dropped after the hot-add (1 processes)",
+            )
+            assert host.vm(vm_name).memory_assigned // MB >= up.after_mb - 128  # still offered
 
 
 def test_hot_add_at_the_ceiling_raises_the_maximum(http_emulator: Emulator, vm_name: str) -> None:
@@ -78,14 +98,15 @@ def test_a_balloon_the_guests_demand_blocks_says_so(http_emulator: Emulator, vm_
     with http_emulator.session() as session:
         host = HyperVHost(session)
         with running_vm(host, vm_name, http_emulator, memory("1GB", "512MB", "4GB")):
-            levers = levers_for(host, vm_name, http_emulator, deadline=3.0)
+            # the hold-off and the removal steps of `fast` fit in the deadline (§3.4)
+            levers = levers_for(host, vm_name, http_emulator, deadline=8.0)
             assert levers.guest is not None and levers.load is not None
             holder = levers.guest.start_process(
                 levers.load.command, [*levers.load.arguments, "768"]
             )
             levers.force_hot_add("256MB", strategy="raise-buffer")
             with pytest.raises(BalloonBlocked) as blocked:
-                levers.force_balloon("512MB", strategy="lower-buffer")
+                levers.force_balloon("768MB", strategy="lower-buffer")
             assert blocked.value.demand_mb * 1.05 > blocked.value.wanted_mb
             assert blocked.value.shortfall_mb > 0
             assert "the guest's demand stayed at" in str(blocked.value)

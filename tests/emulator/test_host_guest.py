@@ -710,15 +710,19 @@ def test_real_processes_are_hot_added_then_ballooned_away(tmp_path: Path) -> Non
             return ballooned("linux") and ballooned("windows")
 
         wait_until(watch_windows, 15, "balloon removal in both guests")
-        wait_until(
-            lambda: (
-                host.guest_view(vms["windows"]) is not None
-                and json.loads(win_guest.counters_path.read_text())[AVAILABLE_MBYTES]
-                == host.guest_view(vms["windows"]).available_mb
-            ),  # type: ignore[union-attr]
-            5,
-            "the Windows counters file to catch up",
-        )
+        seen: list[tuple[int, float]] = []
+
+        def caught_up() -> bool:
+            """The removal is over (nothing moved for 20 checks, 1 s: four balancer passes)
+            and the Windows counters file shows the guest's view of that state."""
+            view = host.guest_view(vms["windows"])
+            if view is None:
+                return False
+            available = json.loads(win_guest.counters_path.read_text())[AVAILABLE_MBYTES]
+            seen.append((host.memory(vms["windows"]).assigned_mb, available))
+            return len(seen) >= 20 and len(set(seen[-20:])) == 1 and available == view.available_mb
+
+        wait_until(caught_up, 15, "the Windows guest to settle and its counters file to catch up")
 
         # Linux: MemTotal follows assigned memory down (§5.4)
         lin_mem = host.memory(vms["linux"])

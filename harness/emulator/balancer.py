@@ -42,8 +42,8 @@ class Timings:
     removal_holdoff: float = 10.0
     removal_step_mb: int = 128  # balloon at most this much per tick: removal is slower (§3.4)
     add_step_mb: int = 1024  # hot-add at most this much per tick
-    # Demand is the mean of the guest's reports over this window, as Average Pressure smooths
-    # pressure (§4.1): a commit spike shorter than it moves the target by its share only.
+    # What a removal keeps is judged on the guest's reports averaged over this window, as
+    # Average Pressure smooths pressure (§4.1): one report caught mid-spike does not set it.
     demand_window: float = 3.0
     pressure_window: float = 10.0  # Average/Minimum/Maximum Pressure window (unknown, §8.4)
 
@@ -310,9 +310,12 @@ class _Partition:
         self.hold_from = None
 
     def smooth(self, now: float, timings: Timings) -> tuple[int, int]:
-        """Feed this pass's report; returns (demand now, highest demand the hold-off saw),
-        both as means over the demand window (§4.1 smoothing, §3.4 hysteresis)."""
-        self.demands.append((now, self.demand()))
+        """Feed this pass's report; returns (the demand to grow to, the highest demand the
+        hold-off saw). Growth answers the latest report at once, so a guest that needs memory
+        gets it at the next pass (§3.3); what a removal keeps is the peak of the demand's
+        means over the demand window during the hold-off (§4.1 smoothing, §3.4 hysteresis)."""
+        latest = self.demand()
+        self.demands.append((now, latest))
         while self.demands[0][0] <= now - timings.demand_window:
             self.demands.popleft()
         mean = -(-sum(d for _, d in self.demands) // len(self.demands))
@@ -321,7 +324,7 @@ class _Partition:
             self.smoothed.popleft()
         if self.hold_from is None:
             self.hold_from = now + timings.removal_holdoff  # a surplus must last the hold-off
-        return mean, max(d for _, d in self.smoothed)
+        return max(latest, mean), max(d for _, d in self.smoothed)
 
     def grow(self, mb: int, now: float | None = None, holdoff: float = 0.0) -> None:
         if now is not None:  # a balancer hot-add: no removal within the hold-off after it

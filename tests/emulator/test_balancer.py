@@ -237,8 +237,8 @@ def test_removal_waits_for_the_holdoff_and_is_slower_than_growth(
     while host.memory(vm).assigned_mb < expected_target(3700, 20, 512, 8192):
         run(host, clock, FAST.tick)
         growth_ticks += 1
-    # demand is a mean over the demand window: the target is reached once the window is full
-    assert growth_ticks <= round(FAST.demand_window / FAST.tick) + 1
+    # growth answers the latest report, in steps of add_step_mb per pass (§3.3)
+    assert growth_ticks == -(-(expected_target(3700, 20, 512, 8192) - idle) // FAST.add_step_mb)
     grown = host.memory(vm)
 
     load(host, vm, 0)

@@ -86,6 +86,7 @@ class Sampler:
     def tick(self) -> Sample:
         """Take one sample now: one host round trip with PowerShell Direct, and no wait on
         the host (the counters come from CIM performance classes, not Get-Counter)."""
+        asked = self.timeline.now()
         channel = self.guest.channel if self.guest is not None else None
         direct = isinstance(channel, DirectChannel)
         params: dict[str, Any] = {"VMName": self.vm_name}
@@ -132,7 +133,9 @@ class Sampler:
                 app = self._app_sample(
                     stats.running, stats.working_set, stats.private_bytes, result
                 )
-        sample = self.timeline.add_sample(host, guest, app)
+        # Stamped when the values were read: halfway through the round trip, not at its end
+        # (under load a round trip takes a good part of a second).
+        sample = self.timeline.add_sample(host, guest, app, t=(asked + self.timeline.now()) / 2)
         self._note_balancer_move(sample)
         return sample
 

@@ -12,17 +12,22 @@ from harness.fixtures.host import DMHost
 from harness.timeline import Sample, Timeline
 
 # "Steady" tolerates the balancer's normal motion: assigned memory within one balancer step
-# (128 MB, the hot-add block, reference §5.2) over the window, and the app's working set
-# within a few percent (a cache resizing holds old and new buffers for a moment).
+# (128 MB, the hot-add block, reference §5.2) over the window. The app's working set has
+# stopped trending: the medians of the window's two halves agree within a few percent (a cache
+# rebuilding itself swings around its level, holding old and new buffers for a moment).
 STEP_MB = 128
 APP_STILL_MB = 24.0
-APP_STILL_FRACTION = 0.05
+APP_STILL_FRACTION = 0.1
+MIN_SAMPLES = 4  # a slow guest samples seldom: the window stretches back to this many
 
 
 def _steady_since(timeline: Timeline, seconds: float, app: bool) -> bool:
     now = timeline.now()
-    window = timeline.samples_between(now - seconds, now)
-    if len(window) < 3 or window[0].t > now - seconds + 0.5:
+    samples = timeline.samples
+    window = [s for s in samples if s.t >= now - seconds] or samples[-1:]
+    if len(window) < MIN_SAMPLES:
+        window = samples[-MIN_SAMPLES:]
+    if len(window) < MIN_SAMPLES or window[0].t > now - seconds + 0.5:
         return False
     assigned = [s.host.assigned_mb for s in window if s.host]
     if len(assigned) < len(window) or 0 in assigned or max(assigned) - min(assigned) > STEP_MB:
@@ -33,7 +38,9 @@ def _steady_since(timeline: Timeline, seconds: float, app: bool) -> bool:
     held = [s.app.working_set_mb for s in window if s.app is not None]
     if len(held) < len(window):
         return False
-    return max(held) - min(held) <= max(APP_STILL_MB, APP_STILL_FRACTION * statistics.median(held))
+    half = len(held) // 2
+    before, after = statistics.median(held[:half]), statistics.median(held[-half:])
+    return abs(after - before) <= max(APP_STILL_MB, APP_STILL_FRACTION * max(before, after))
 
 
 def _still_moving(timeline: Timeline, since: float, app: bool) -> str:

@@ -71,22 +71,27 @@ def patience(dm_host: DMHost) -> float:
 
 @pytest.fixture
 def steady(  # type: ignore[no-untyped-def]
-    timeline: Timeline, patience: float, request: pytest.FixtureRequest
+    timeline: Timeline, dm_host: DMHost, request: pytest.FixtureRequest
 ):
-    """Wait (with a deadline) until memory has settled: assigned memory within one balancer
-    step and the app's working set within a few percent, both for `seconds` — never the app's
+    """Wait (with a deadline) until DM acts on the VM and memory has settled: assigned memory
+    within one balancer step and the app's working set no longer trending, for `seconds` — never the app's
     reports (metric lines are optional). An app that ends meanwhile fails the test at once
     (the app fixture guards every wait); memory that never settles breaks the test, saying
     how much it moved."""
 
     app = "guest_app" in request.fixturenames
+    patience = dm_host.patience
 
     def wait(seconds: float = 1.5, timeout: float = 45.0) -> Sample:
         since = timeline.now()
         what = f"memory steady for {seconds:g}s" + (" with the app sampled" if app else "")
         try:
+            # Not before DM acts on the VM (its quiet period after boot, §3.1; the timeline
+            # starts after the VM): a lever pulled earlier would move nothing.
             return timeline.wait_for(
-                lambda s: _steady_since(timeline, seconds, app), timeout * patience, what
+                lambda s: s.t >= dm_host.quiet_s and _steady_since(timeline, seconds, app),
+                dm_host.quiet_s + timeout * patience,
+                what,
             )
         except DeadlineError as exc:
             raise DeadlineError(f"{exc}: {_still_moving(timeline, since, app)}") from None

@@ -21,9 +21,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Protocol, TypeVar
 
-import asyncssh
-
 from harness.emulator.qemu.agent import AgentLaunch, AgentSession, to_bytes
+from harness.sshlib import asyncssh
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")

@@ -30,13 +30,13 @@ from types import FrameType
 from typing import Any
 
 from harness.report.run import (
-    RunFacts,
     load_facts,
     new_run_id,
     prune,
     publish,
     run_dir,
 )
+from harness.verdict import RunFacts
 
 EXIT_CERTIFIED = 0
 EXIT_NOT_CERTIFIED = 1
@@ -194,7 +194,7 @@ def _summary(run: Path, run_id: str, facts: RunFacts, options: CertifyOptions) -
             facts.interrupted,
         ):
             return existing
-    from harness.report.trend import build_reports
+    from harness.report.build import build_reports
 
     environment = dict(existing["run"]["environment"]) if existing else {}
     if not environment:

@@ -16,8 +16,6 @@ from pathlib import Path
 
 from harness.report.history import Trend
 from harness.report.model import (
-    OUTCOMES,
-    ExpectationResult,
     KeyFigures,
     TestRecord,
     TimelineView,
@@ -25,8 +23,9 @@ from harness.report.model import (
     where_it_ran,
 )
 from harness.report.page import CSS, PAGE
-from harness.report.summary import BROKEN_MEANING, Summary, iso
+from harness.report.summary import Summary, iso
 from harness.timeline import Event, Sample
+from harness.verdict import BROKEN_MEANING, OUTCOMES, ExpectationResult
 
 WINDOW_ROWS = 30  # a failure window longer than this shows its first and last rows
 WINDOW_MARGIN_S = 1.0  # context around a failure window: the samples just before and after

@@ -14,13 +14,11 @@ import tempfile
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Literal, Protocol, cast, get_args
+from typing import Any, Protocol, cast
 
 from harness.errors import HarnessError
 from harness.timeline import MEMORY_EVENT_KINDS, Event, HostSample, Sample
-
-Outcome = Literal["passed", "failed", "broken", "skipped"]
-OUTCOMES: tuple[Outcome, ...] = get_args(Outcome)
+from harness.verdict import OUTCOMES, ExpectationResult, Outcome
 
 EMULATOR_CAVEAT = "on the embedded emulator — not a certification on Hyper-V"
 EMBEDDED_HOST = "embedded emulator"  # the host label of a run on the embedded emulator
@@ -66,38 +64,6 @@ class TimelineView(Protocol):
 
     @property
     def events(self) -> Sequence[Event]: ...
-
-
-@dataclass(frozen=True)
-class ExpectationResult:
-    """One expectation checked over a timeline; the window is where it failed (timeline s)."""
-
-    name: str
-    passed: bool
-    detail: str = ""
-    window_start: float | None = None
-    window_end: float | None = None
-    # The behaviour it checks (survive, track, grow, release, bounded; "" for host checks).
-    behaviour: str = ""
-    # False: the check could not apply ("not applicable (the app reports no total_mb)");
-    # then `passed` is False too, and it is neither a pass nor a failure.
-    applicable: bool = True
-
-    @property
-    def status(self) -> str:
-        """passed / failed / not applicable: what a report shows."""
-        if not self.applicable:
-            return "not applicable"
-        return "passed" if self.passed else "failed"
-
-    @property
-    def window(self) -> tuple[float, float] | None:
-        if self.window_start is None and self.window_end is None:
-            return None
-        start = self.window_start if self.window_start is not None else self.window_end
-        end = self.window_end if self.window_end is not None else self.window_start
-        assert start is not None and end is not None
-        return (min(start, end), max(start, end))
 
 
 @dataclass(frozen=True)

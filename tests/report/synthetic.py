@@ -6,8 +6,6 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from harness.report.model import (
-    ExpectationResult,
-    Outcome,
     TestRecord,
     key_figures,
     load_records,
@@ -22,6 +20,7 @@ from harness.report.run import (
     write_start,
 )
 from harness.timeline import AppSample, GuestSample, HostSample, Timeline
+from harness.verdict import ExpectationResult, Outcome
 
 STARTUP_MB = 1024
 MINIMUM_MB = 512

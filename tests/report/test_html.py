@@ -13,8 +13,8 @@ from pathlib import Path
 import pytest
 
 import harness
+from harness.report.build import ReportPaths, build_reports
 from harness.report.model import save_record
-from harness.report.trend import ReportPaths, build_reports
 
 from .synthetic import HOSTILE, dm_timeline, finish_run, make_record, passing_expectations
 

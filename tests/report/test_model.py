@@ -8,7 +8,6 @@ from pathlib import Path
 import pytest
 
 from harness.report.model import (
-    ExpectationResult,
     KeyFigures,
     RecordError,
     TestRecord,
@@ -19,6 +18,7 @@ from harness.report.model import (
     save_record,
 )
 from harness.timeline import AppSample, HostSample, Timeline
+from harness.verdict import ExpectationResult
 
 from .synthetic import dm_timeline
 

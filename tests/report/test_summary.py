@@ -11,15 +11,14 @@ from typing import Any
 import pytest
 
 import harness
-from harness.report.model import Outcome, TestRecord, load_records
-from harness.report.run import RunFacts
+from harness.report.model import TestRecord, load_records
 from harness.report.summary import (
     build_summary,
-    decide,
     run_info,
     summary_to_json,
     write_summary,
 )
+from harness.verdict import Outcome, RunFacts, decide
 
 from . import schema_check
 

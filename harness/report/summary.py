@@ -20,9 +20,9 @@ from harness.report.model import (
     TestRecord,
     figures_to_json,
     tools_of,
-    where_it_ran,
 )
 from harness.report.run import write_json
+from harness.target import RunTarget, where
 from harness.verdict import OUTCOMES, RunFacts, Verdict, decide
 
 SCHEMA_VERSION = 2  # bump on any change a consumer of summary.json could notice
@@ -56,6 +56,7 @@ class RunInfo:
     harness_version: str
     python: str
     hosts: tuple[str, ...]
+    targets: tuple[RunTarget, ...]  # where the tests ran, each once
     guest_profiles: tuple[str, ...]
     apps: tuple[str, ...]
     environment: Mapping[str, str] = field(default_factory=lambda: MappingProxyType({}))
@@ -106,6 +107,7 @@ def run_info(
         harness_version=harness.__version__,
         python=platform.python_version(),
         hosts=_distinct(r.host_label for r in records),
+        targets=tuple(dict.fromkeys(r.target for r in records if r.target is not None)),
         guest_profiles=_distinct(r.guest_os for r in records),
         apps=_distinct(r.app for r in records),
         environment=MappingProxyType(dict(environment or {})),
@@ -160,7 +162,7 @@ def summary_to_json(summary: Summary) -> dict[str, Any]:
         "verdict": {
             "status": summary.verdict.status,
             "reasons": list(summary.verdict.reasons),
-            "where": where_it_ran(run.hosts),
+            "where": where(run.targets),
             "scope": summary.verdict.scope,
         },
         "tests": [

@@ -60,6 +60,7 @@ STALE_UNFINISHED_S = 24 * 3600  # a run dir with no summary this old is a dead r
 
 _RUN_ID = re.compile(r"^[0-9a-f]{8,32}$")
 
+
 class EvidenceError(HarnessError, ValueError):
     """A run evidence file is unreadable or not in the shape this version writes."""
 

@@ -212,5 +212,3 @@ def _utc(epoch: float) -> datetime:
 
 def _distinct(values: Iterable[str]) -> tuple[str, ...]:
     return tuple(sorted({v for v in values if v}))
-
-

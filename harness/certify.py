@@ -30,13 +30,15 @@ from types import FrameType
 from typing import Any
 
 from harness.report.run import (
-    RunFacts,
     load_facts,
     new_run_id,
     prune,
     publish,
     run_dir,
 )
+from harness.target import EMBEDDED_EMULATOR
+from harness.units import parse_seconds
+from harness.verdict import RunFacts
 
 EXIT_CERTIFIED = 0
 EXIT_NOT_CERTIFIED = 1
@@ -89,12 +91,9 @@ class PytestEnd:
 def check_grace(text: str) -> float:
     """argparse type for --grace: seconds, finite and > 0."""
     try:
-        value = float(text)
-    except ValueError:
-        raise ValueError(f"{text!r} is not a number of seconds") from None
-    if not math.isfinite(value) or value <= 0:
-        raise ValueError(f"{text!r} must be a finite number of seconds > 0")
-    return value
+        return parse_seconds(text)
+    except ValueError as exc:
+        raise ValueError(f"{text!r} {exc}") from None
 
 
 def check_workers(text: str) -> str:
@@ -194,12 +193,12 @@ def _summary(run: Path, run_id: str, facts: RunFacts, options: CertifyOptions) -
             facts.interrupted,
         ):
             return existing
-    from harness.report.trend import build_reports
+    from harness.report.build import build_reports
 
     environment = dict(existing["run"]["environment"]) if existing else {}
     if not environment:
         environment = {
-            "host": "lab host" if options.host_url else "embedded emulator",
+            "host": "lab host" if options.host_url else EMBEDDED_EMULATOR,
             "app": f"tool: {options.tool}" if options.tool else options.app or "cache_good.py",
         }
     (run / "records").mkdir(parents=True, exist_ok=True)

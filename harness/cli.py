@@ -309,7 +309,7 @@ def _screenshot(run: Path) -> None:
 def _report(args: argparse.Namespace) -> int:
     import json
 
-    from harness.report.trend import build_reports
+    from harness.report.build import build_reports
 
     if args.records is not None:
         records, target = args.records, args.out

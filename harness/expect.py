@@ -19,7 +19,6 @@ from typing import Any
 
 from harness.deadline import Deadline, wait_until
 from harness.errors import DeadlineError, ExpectationFailed, SettingError
-from harness.report.model import ExpectationResult as Outcome
 from harness.timeline import (
     MEMORY_EVENT_KINDS,
     AppSample,
@@ -28,6 +27,7 @@ from harness.timeline import (
     Sample,
     Timeline,
 )
+from harness.verdict import ExpectationResult
 
 DEFAULT_ERROR_PATTERNS = (r"\bFATAL\b", r"Traceback \(most recent call last\)", r"\bpanic\b")
 
@@ -134,7 +134,7 @@ class Expectations:
         self.stderr = stderr
         self.behaviours = tuple(behaviours)
         self.track_within = track_within
-        self.outcomes: list[Outcome] = []
+        self.outcomes: list[ExpectationResult] = []
         self._collecting: list[str] | None = None
 
     @property
@@ -165,7 +165,9 @@ class Expectations:
             also = f" (also: {'; '.join(others)})" if others else ""
             raise ExpectationFailed(f"{first}{also}\n\n" + "\n\n".join(failures))
 
-    def record(self, outcome: Outcome, samples: Sequence[Sample] = (), metric: str = "") -> None:
+    def record(
+        self, outcome: ExpectationResult, samples: Sequence[Sample] = (), metric: str = ""
+    ) -> None:
         """Keep an outcome; a failure raises (or, in `together`, is collected)."""
         self.outcomes.append(outcome)
         if outcome.passed or not outcome.applicable:
@@ -191,11 +193,11 @@ class Expectations:
         metric: str = "",
     ) -> None:
         start, end = window if window else (None, None)
-        outcome = Outcome(name, False, f"{headline}: {numbers}", start, end, behaviour)
+        outcome = ExpectationResult(name, False, f"{headline}: {numbers}", start, end, behaviour)
         self.record(outcome, samples, metric)
 
     def _pass(self, behaviour: str, name: str, detail: str) -> None:
-        self.record(Outcome(name, True, detail, behaviour=behaviour))
+        self.record(ExpectationResult(name, True, detail, behaviour=behaviour))
 
     def _dead(self) -> Sample | None:
         """The first sample showing the app ended, if it has."""
@@ -280,7 +282,7 @@ class Expectations:
         samples = [s for s in self.timeline.samples if truth(s) is not None]
         if not any(s.app and metric in s.app.reported for s in self.timeline.samples):
             detail = f"not applicable (the app reports no {metric})"
-            self.record(Outcome(name, False, detail, behaviour="track", applicable=False))
+            self.record(ExpectationResult(name, False, detail, behaviour="track", applicable=False))
             return
         reports = [s for s in samples if _alive(s) and s.app and metric in s.app.reported]
         if not reports:
@@ -491,7 +493,11 @@ class Expectations:
                 )
                 if aim.too_little():
                     detail = f"not applicable ({aim.too_little()})"
-                    self.record(Outcome(name, False, detail, behaviour=behaviour, applicable=False))
+                    self.record(
+                        ExpectationResult(
+                            name, False, detail, behaviour=behaviour, applicable=False
+                        )
+                    )
                     return
                 start, end, _ = best
                 if size(best) > 0:

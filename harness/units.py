@@ -6,6 +6,7 @@ the MB (reference §2.1), so both spellings ("GB" and "GiB") mean powers of 1024
 
 from __future__ import annotations
 
+import math
 import re
 from decimal import Decimal, InvalidOperation
 
@@ -63,3 +64,16 @@ def format_size(size: int) -> str:
     if size % MB == 0:
         return f"{size // MB}MB"
     return f"{size}B"
+
+
+def parse_seconds(text: str) -> float:
+    """A duration as users write it ("0.25", "60"): a finite number of seconds > 0. The one
+    check of every seconds option (`--dm-sample-interval`, `--dm-track-within`, `--grace`);
+    ValueError names the rule, the caller names the option and the value."""
+    try:
+        value = float(text)
+    except ValueError:
+        raise ValueError("must be a finite number of seconds > 0") from None
+    if not math.isfinite(value) or value <= 0:
+        raise ValueError("must be a finite number of seconds > 0")
+    return value

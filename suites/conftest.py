@@ -108,7 +108,7 @@ def pytest_ignore_collect(collection_path: Path, config: pytest.Config) -> bool 
     certifies the app."""
     from harness.fixtures import options
 
-    if collection_path.name != TOOL_SUITE or options.get(config, "dm_tool"):
+    if collection_path.name != TOOL_SUITE or options.of(config).tool:
         return None
     named = any(Path(arg.split("::")[0]).name == TOOL_SUITE for arg in config.args)
     return None if named else True

@@ -51,7 +51,7 @@ def tool_command(config: pytest.Config) -> str:
     """The tool under test: `--dm-tool` (or DMH_TOOL, or ini dm_tool), else the reference."""
     from harness.fixtures import options
 
-    return options.get(config, "dm_tool") or DEFAULT_TOOL
+    return options.of(config).tool or DEFAULT_TOOL
 
 
 def tool_argv(command: str) -> list[str]:
@@ -72,8 +72,7 @@ def guest_os(pytestconfig: pytest.Config) -> str:
     """One guest profile is enough: the tool reads the host, not the guest."""
     from harness.fixtures import options
 
-    chosen = options.get(pytestconfig, "dm_guest_os")
-    return "windows" if chosen == "both" else chosen
+    return options.of(pytestconfig).guest_profiles[0]
 
 
 @pytest.fixture

@@ -20,10 +20,9 @@ from collections.abc import Callable, Coroutine, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol, TypeVar
 
-import asyncssh
-
 from harness.emulator.guestface import GuestLaunch
 from harness.emulator.qemu.agent import AgentLaunch, AgentSession, to_bytes
+from harness.sshlib import asyncssh
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")

@@ -26,8 +26,6 @@ from dataclasses import dataclass, field
 from importlib import resources
 from typing import Any, TypeVar
 
-import asyncssh
-
 from harness.config import Secret
 from harness.deadline import Deadline, wait_until
 from harness.errors import (
@@ -40,6 +38,7 @@ from harness.errors import (
 )
 from harness.hyperv.host import HyperVHost, literal, prop
 from harness.hyperv.linux_ops import OPERATIONS, LinuxSample
+from harness.sshlib import asyncssh
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")

@@ -22,8 +22,8 @@ from urllib.parse import urlsplit, urlunsplit
 
 import harness
 from harness.report.model import TestRecord
+from harness.target import EMBEDDED_EMULATOR, RunTarget
 
-EMBEDDED_EMULATOR = "embedded emulator"
 REPORT_URL_VARIABLE = "DMH_REPORT_URL"  # where the published report will live, if known
 
 
@@ -227,11 +227,12 @@ def write_allure_files(
 ) -> AllureFiles:
     """Write all three files for a run, taking host, guest profiles and app from the records."""
     records = list(records)
+    targets = {r.target for r in records if r.target is not None}
     return AllureFiles(
         environment=write_environment(
             results_dir,
-            host_label=", ".join(sorted({r.host_label for r in records if r.host_label})),
-            hyperv_version=hyperv_version,
+            host_label=", ".join(sorted({t.label for t in targets})),
+            hyperv_version=hyperv_version or _hyperv(targets),
             guest_profiles=sorted({r.guest_os for r in records if r.guest_os}),
             app=", ".join(sorted({r.app for r in records if r.app})),
         ),
@@ -240,21 +241,30 @@ def write_allure_files(
     )
 
 
+def _hyperv(targets: Iterable[RunTarget]) -> str:
+    """The Hyper-V version the run's records name: the emulator's (or just the emulator, when
+    nothing says where the tests ran); "unknown" for lab hosts (each test has its own tag)."""
+    chosen = set(targets)
+    if not chosen:
+        return EMBEDDED_EMULATOR
+    shown = sorted({t.hyperv or EMBEDDED_EMULATOR for t in chosen if t.embedded})
+    return ", ".join(shown) or "unknown"
+
+
 def write_environment(
     results_dir: Path,
     *,
     host_label: str,
-    hyperv_version: str | None = None,
+    hyperv_version: str = "unknown",
     guest_profiles: Iterable[str] = (),
     app: str = "",
     extra: Mapping[str, str] | None = None,
 ) -> Path:
     """`environment.properties`: harness, host and its Hyper-V version, guest OS, app, Python."""
-    emulated = host_label in ("", EMBEDDED_EMULATOR)
     values = {
         "DM.Harness": harness.__version__,
         "Host": host_label or EMBEDDED_EMULATOR,
-        "Hyper-V": hyperv_version or (EMBEDDED_EMULATOR if emulated else "unknown"),
+        "Hyper-V": hyperv_version,
         "Guest.OS": ", ".join(guest_profiles) or "none",
         "App": app or "none",
         "Python": platform.python_version(),

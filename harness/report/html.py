@@ -16,17 +16,16 @@ from pathlib import Path
 
 from harness.report.history import Trend
 from harness.report.model import (
-    OUTCOMES,
-    ExpectationResult,
     KeyFigures,
     TestRecord,
     TimelineView,
     tools_of,
-    where_it_ran,
 )
 from harness.report.page import CSS, PAGE
-from harness.report.summary import BROKEN_MEANING, Summary, iso
+from harness.report.summary import Summary, iso
+from harness.target import where
 from harness.timeline import Event, Sample
+from harness.verdict import BROKEN_MEANING, OUTCOMES, ExpectationResult
 
 WINDOW_ROWS = 30  # a failure window longer than this shows its first and last rows
 WINDOW_MARGIN_S = 1.0  # context around a failure window: the samples just before and after
@@ -125,7 +124,7 @@ def _verdict(summary: Summary) -> str:
         f'<section id="verdict" class="verdict {css}">'
         f'<div class="verdict-label">Verdict</div>'
         f'<div class="verdict-status">{_e(verdict.headline)}</div>'
-        f'<div class="verdict-where">{_e(where_it_ran(summary.run.hosts))}</div>'
+        f'<div class="verdict-where">{_e(where(summary.run.targets))}</div>'
         f'<ul class="reasons">{reasons}</ul>'
         f'<div class="chips"><span class="chip total">{totals.tests} tests</span>{chips}'
         f'<span class="muted small">{_e(rate_text)}</span></div>'

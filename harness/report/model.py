@@ -14,26 +14,19 @@ import tempfile
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Literal, Protocol, cast, get_args
+from typing import Any, Protocol, cast
 
 from harness.errors import HarnessError
+from harness.target import (
+    EMBEDDED_EMULATOR,
+    RunTarget,
+    target_from_json,
+    target_to_json,
+)
 from harness.timeline import MEMORY_EVENT_KINDS, Event, HostSample, Sample
+from harness.verdict import OUTCOMES, ExpectationResult, Outcome
 
-Outcome = Literal["passed", "failed", "broken", "skipped"]
-OUTCOMES: tuple[Outcome, ...] = get_args(Outcome)
-
-EMULATOR_CAVEAT = "on the embedded emulator — not a certification on Hyper-V"
-EMBEDDED_HOST = "embedded emulator"  # the host label of a run on the embedded emulator
 TOOL_PREFIX = "tool: "  # a record's `app` when the subject is a management tool
-
-
-def where_it_ran(host_labels: Sequence[str]) -> str:
-    """Where a verdict comes from, in words for its verdict box: a lab host by its label, or
-    the emulator and what a verdict there is not."""
-    labels = sorted(set(host_labels))
-    if not labels or any(label == EMBEDDED_HOST for label in labels):
-        return EMULATOR_CAVEAT
-    return "on Hyper-V host " + ", ".join(labels)
 
 
 def tools_of(apps: Sequence[str]) -> list[str]:
@@ -66,38 +59,6 @@ class TimelineView(Protocol):
 
     @property
     def events(self) -> Sequence[Event]: ...
-
-
-@dataclass(frozen=True)
-class ExpectationResult:
-    """One expectation checked over a timeline; the window is where it failed (timeline s)."""
-
-    name: str
-    passed: bool
-    detail: str = ""
-    window_start: float | None = None
-    window_end: float | None = None
-    # The behaviour it checks (survive, track, grow, release, bounded; "" for host checks).
-    behaviour: str = ""
-    # False: the check could not apply ("not applicable (the app reports no total_mb)");
-    # then `passed` is False too, and it is neither a pass nor a failure.
-    applicable: bool = True
-
-    @property
-    def status(self) -> str:
-        """passed / failed / not applicable: what a report shows."""
-        if not self.applicable:
-            return "not applicable"
-        return "passed" if self.passed else "failed"
-
-    @property
-    def window(self) -> tuple[float, float] | None:
-        if self.window_start is None and self.window_end is None:
-            return None
-        start = self.window_start if self.window_start is not None else self.window_end
-        end = self.window_end if self.window_end is not None else self.window_start
-        assert start is not None and end is not None
-        return (min(start, end), max(start, end))
 
 
 @dataclass(frozen=True)
@@ -136,7 +97,7 @@ class TestRecord:
     outcome: Outcome
     duration_s: float
     message: str = ""
-    host_label: str = ""
+    target: RunTarget | None = None  # where it ran; None: the record does not say
     app: str = ""
     expectations: tuple[ExpectationResult, ...] = ()
     timeline_path: str | None = None
@@ -151,6 +112,11 @@ class TestRecord:
     def __post_init__(self) -> None:
         if self.outcome not in OUTCOMES:
             raise ValueError(f"outcome: {self.outcome!r} is not one of {', '.join(OUTCOMES)}")
+
+    @property
+    def host_label(self) -> str:
+        """The host's secret-free label ("" when the record does not say)."""
+        return self.target.label if self.target is not None else ""
 
     @property
     def failed_expectations(self) -> tuple[ExpectationResult, ...]:
@@ -297,6 +263,7 @@ def record_to_json(record: TestRecord) -> dict[str, Any]:
         "duration_s": record.duration_s,
         "message": record.message,
         "host_label": record.host_label,
+        "target": None if record.target is None else target_to_json(record.target),
         "app": record.app,
         "expectations": [
             {
@@ -330,7 +297,7 @@ def record_from_json(data: Mapping[str, Any]) -> TestRecord:
         outcome=cast(Outcome, data["outcome"]),
         duration_s=float(data["duration_s"]),
         message=str(data.get("message", "")),
-        host_label=str(data.get("host_label", "")),
+        target=_target(data),
         app=str(data.get("app", "")),
         expectations=tuple(
             ExpectationResult(
@@ -396,6 +363,17 @@ def resolve_timeline(record: TestRecord, records_dir: Path) -> Path | None:
         return None
     path = Path(record.timeline_path)
     return path if path.is_absolute() else records_dir / path
+
+
+def _target(data: Mapping[str, Any]) -> RunTarget | None:
+    """Where the record's test ran. A record written before targets were recorded names the
+    host only by its label, the emulator's being `EMBEDDED_EMULATOR`."""
+    if data.get("target") is not None:
+        return target_from_json(data["target"])
+    label = str(data.get("host_label") or "")
+    if not label:
+        return None
+    return RunTarget("emulator", label) if label == EMBEDDED_EMULATOR else RunTarget.lab(label)
 
 
 def _opt_float(value: Any) -> float | None:

@@ -8,7 +8,7 @@ The pytest plugin writes the evidence into the run's records directory, next to 
     finished.json          the controller, at session finish: pytest's exit status, interrupted
     record-*.json          one per test that finished (`harness.report.model`)
 
-`load_facts` reads them back; `harness.report.summary.decide` weighs them with the records.
+`load_facts` reads them back; `harness.verdict.decide` weighs them with the records.
 Every file is written atomically (a temporary file renamed into place), so a reader never
 sees half of one.
 
@@ -34,6 +34,7 @@ from pathlib import Path
 from typing import Any
 
 from harness.errors import ConfigError, HarnessError
+from harness.verdict import RunFacts
 
 RUN_FILE = "run.json"
 FINISHED_FILE = "finished.json"
@@ -58,16 +59,6 @@ KEEP_RUNS = 10  # finished runs kept under runs/ besides the latest
 STALE_UNFINISHED_S = 24 * 3600  # a run dir with no summary this old is a dead run's
 
 _RUN_ID = re.compile(r"^[0-9a-f]{8,32}$")
-# pytest's exit codes (pytest.ExitCode), and ours for SIGTERM (128 + 15).
-PYTEST_EXITS = {
-    0: "all tests passed",
-    1: "some tests failed",
-    2: "interrupted",
-    3: "internal error",
-    4: "usage error",
-    5: "no tests collected",
-    143: "stopped by SIGTERM",
-}
 
 
 class EvidenceError(HarnessError, ValueError):
@@ -103,38 +94,6 @@ class RunEnd:
     reason: str = ""  # e.g. "KeyboardInterrupt", "stopped by SIGTERM"
 
 
-@dataclass(frozen=True)
-class RunFacts:
-    """Everything known about how a run went, besides its records."""
-
-    run_id: str | None = None
-    started: float | None = None
-    guest_profiles: tuple[str, ...] = ()
-    selected: tuple[str, ...] | None = None  # None: no process finished collecting
-    deselected: int = 0
-    pytest_exit: int | None = None  # None: nobody saw pytest end
-    interrupted: bool = False
-    finished: float | None = None
-    problem: str = ""  # why the run could not start (a usage error), as `dmh` saw it
-    interruption: str = ""  # what interrupted it (Ctrl-C, SIGTERM, -x), when known
-
-    @property
-    def available(self) -> int | None:
-        """Tests the suite offered before any `-k`/`-m` selection."""
-        return None if self.selected is None else len(self.selected) + self.deselected
-
-    @property
-    def partial(self) -> bool:
-        return self.deselected > 0
-
-    @property
-    def scope(self) -> str:
-        """'partial: N of M scenarios' for a selection, '' otherwise."""
-        if not self.partial or self.selected is None:
-            return ""
-        return f"partial: {len(self.selected)} of {self.available} scenarios"
-
-
 def new_run_id() -> str:
     return uuid.uuid4().hex[:12]
 
@@ -143,16 +102,6 @@ def check_run_id(run_id: str) -> str:
     if not _RUN_ID.match(run_id):
         raise ConfigError(f"run id {run_id!r} must be 8 to 32 lower-case hex digits")
     return run_id
-
-
-def describe_exit(code: int | None) -> str:
-    """'pytest exit 5: no tests collected'; a negative code is the signal that killed it."""
-    if code is None:
-        return "pytest's exit status is unknown"
-    if code < 0:
-        return f"pytest was killed by signal {-code}"
-    meaning = PYTEST_EXITS.get(code)
-    return f"pytest exit {code}" + (f": {meaning}" if meaning else "")
 
 
 # -- writing ----------------------------------------------------------------------------

@@ -6,8 +6,6 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from harness.report.model import (
-    ExpectationResult,
-    Outcome,
     TestRecord,
     key_figures,
     load_records,
@@ -21,7 +19,9 @@ from harness.report.run import (
     write_end,
     write_start,
 )
+from harness.target import RunTarget
 from harness.timeline import AppSample, GuestSample, HostSample, Timeline
+from harness.verdict import ExpectationResult, Outcome
 
 STARTUP_MB = 1024
 MINIMUM_MB = 512
@@ -128,7 +128,7 @@ def make_record(
         outcome=outcome,
         duration_s=duration_s,
         message=message,
-        host_label="embedded emulator",
+        target=RunTarget.emulator("2022"),
         app="python -m suites.apps.cache_sizer --fraction 0.25",
         expectations=tuple(expectations),
         timeline_path=timeline_path,

@@ -65,6 +65,7 @@ def test_environment_for_the_embedded_emulator(tmp_path: Path) -> None:
     path = write_environment(
         tmp_path,
         host_label="embedded emulator",
+        hyperv_version="2022 (embedded emulator)",
         guest_profiles=["ubuntu-22.04", "windows-2022"],
         app="python -m cache_sizer --ratio=0.25",
         extra={"Schedule: mode": "fast\nnext", "Gast": "Größe ✓"},
@@ -72,7 +73,7 @@ def test_environment_for_the_embedded_emulator(tmp_path: Path) -> None:
     assert read_properties(path) == {
         "DM.Harness": harness.__version__,
         "Host": "embedded emulator",
-        "Hyper-V": "embedded emulator",
+        "Hyper-V": "2022 (embedded emulator)",
         "Guest.OS": "ubuntu-22.04, windows-2022",
         "App": "python -m cache_sizer --ratio=0.25",
         "Python": platform.python_version(),
@@ -230,7 +231,7 @@ def test_records_give_the_environment(mixed_run: Path, tmp_path: Path) -> None:
     files = write_allure_files(tmp_path, load_records(mixed_run), env={})
     props = read_properties(files.environment)
     assert props["Guest.OS"] == "ubuntu-22.04, windows-2022"
-    assert props["Hyper-V"] == "embedded emulator"
+    assert props["Hyper-V"] == "2022 (embedded emulator)"  # the records say what it played
     assert json.loads(files.categories.read_text())
     assert files.executor is None and not (tmp_path / "executor.json").exists()
 

@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from harness.report.browser import DEFAULT_CHROMIUM, PageCheck, check_page, screenshot
-from harness.report.trend import ReportPaths, build_reports
+from harness.report.build import ReportPaths, build_reports
 
 pytestmark = pytest.mark.skipif(
     not Path(DEFAULT_CHROMIUM).exists(),

@@ -13,8 +13,9 @@ from pathlib import Path
 import pytest
 
 import harness
+from harness.report.build import ReportPaths, build_reports
 from harness.report.model import save_record
-from harness.report.trend import ReportPaths, build_reports
+from harness.target import RunTarget
 
 from .synthetic import HOSTILE, dm_timeline, finish_run, make_record, passing_expectations
 
@@ -207,7 +208,9 @@ def test_a_lab_run_names_its_host_and_a_tool_run_has_a_management_tool_section(
         record = make_record(records, scenario, "linux", outcome, message=message)  # type: ignore[arg-type]
         save_record(
             dataclasses.replace(
-                record, host_label="psrp://hyperv01.lab:5986", app="tool: python my_agent.py"
+                record,
+                target=RunTarget.lab("psrp://hyperv01.lab:5986"),
+                app="tool: python my_agent.py",
             ),
             records,
         )

@@ -8,17 +8,19 @@ from pathlib import Path
 import pytest
 
 from harness.report.model import (
-    ExpectationResult,
     KeyFigures,
     RecordError,
     TestRecord,
     key_figures,
+    load_record,
     load_records,
     record_filename,
     resolve_timeline,
     save_record,
 )
+from harness.target import RunTarget
 from harness.timeline import AppSample, HostSample, Timeline
+from harness.verdict import ExpectationResult
 
 from .synthetic import dm_timeline
 
@@ -122,7 +124,7 @@ def record(nodeid: str, **changes: object) -> TestRecord:
         "outcome": "failed",
         "duration_s": 12.5,
         "message": "ExpectationFailed: späte Reaktion",
-        "host_label": "psrp://hyperv01.lab:5986",
+        "target": RunTarget.lab("psrp://hyperv01.lab:5986"),
         "app": "cache-sizer",
         "expectations": (ExpectationResult("reacts", False, "too late", 3.0, 9.0),),
         "timeline_path": "timelines/a.jsonl",
@@ -170,3 +172,36 @@ def test_expectation_window_is_ordered() -> None:
     assert ExpectationResult("x", False, "", 9.0, 3.0).window == (3.0, 9.0)
     assert ExpectationResult("x", False, "", None, 4.0).window == (4.0, 4.0)
     assert ExpectationResult("x", True).window is None
+
+
+def test_a_record_says_where_its_test_ran(tmp_path: Path) -> None:
+    emulated = RunTarget.emulator("2012R2", "qemu")
+    path = save_record(record("t::emulated", target=emulated), tmp_path)
+    data = json.loads(path.read_text(encoding="utf-8"))
+    assert data["host_label"] == "embedded emulator"
+    assert data["target"] == {
+        "kind": "emulator",
+        "label": "embedded emulator",
+        "hyperv_version": "2012R2",
+        "guest_backend": "qemu",
+    }
+    assert load_record(path).target == emulated
+
+
+@pytest.mark.parametrize(
+    ("label", "target"),
+    [
+        ("embedded emulator", RunTarget("emulator", "embedded emulator")),
+        ("psrp://hyperv01.lab:5986", RunTarget("lab", "psrp://hyperv01.lab:5986")),
+        ("", None),
+    ],
+)
+def test_a_record_written_before_targets_names_its_host_by_label(
+    tmp_path: Path, label: str, target: RunTarget | None
+) -> None:
+    path = save_record(record("t::old"), tmp_path)
+    data = json.loads(path.read_text(encoding="utf-8"))
+    del data["target"]
+    data["host_label"] = label
+    path.write_text(json.dumps(data), encoding="utf-8")
+    assert load_record(path).target == target

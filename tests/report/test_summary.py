@@ -11,15 +11,15 @@ from typing import Any
 import pytest
 
 import harness
-from harness.report.model import Outcome, TestRecord, load_records
-from harness.report.run import RunFacts
+from harness.report.model import TestRecord, load_records
 from harness.report.summary import (
     build_summary,
-    decide,
     run_info,
     summary_to_json,
     write_summary,
 )
+from harness.target import RunTarget
+from harness.verdict import Outcome, RunFacts, decide
 
 from . import schema_check
 
@@ -119,7 +119,7 @@ def test_run_info_from_the_records_and_a_stable_id() -> None:
         "g",
         "passed",
         1.0,
-        host_label="embedded emulator",
+        target=RunTarget.emulator("2022"),
         app="app",
         started_at=1_750_000_000.0,
         finished_at=1_750_000_010.0,
@@ -130,7 +130,7 @@ def test_run_info_from_the_records_and_a_stable_id() -> None:
         "h",
         "passed",
         1.0,
-        host_label="embedded emulator",
+        target=RunTarget.emulator("2022"),
         app="app",
         started_at=1_750_000_005.0,
         finished_at=1_750_000_030.0,

@@ -6,9 +6,9 @@ import json
 import re
 from pathlib import Path
 
+from harness.report.build import build_reports
 from harness.report.history import carry_allure_history
-from harness.report.model import Outcome
-from harness.report.trend import build_reports
+from harness.verdict import Outcome
 
 from .synthetic import dm_timeline, make_record
 

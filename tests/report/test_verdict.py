@@ -11,12 +11,11 @@ from pathlib import Path
 
 import pytest
 
-from harness.report.model import Outcome, TestRecord
+from harness.report.model import TestRecord
 from harness.report.run import (
     Collection,
     EvidenceError,
     RunEnd,
-    RunFacts,
     RunStart,
     load_facts,
     prune,
@@ -26,7 +25,7 @@ from harness.report.run import (
     write_end,
     write_start,
 )
-from harness.report.summary import decide
+from harness.verdict import Outcome, RunFacts, decide
 
 NODE = "suites/test_certification.py::test_{}[{}]"
 

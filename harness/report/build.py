@@ -30,9 +30,10 @@ from harness.report.model import (
     resolve_timeline,
 )
 from harness.report.plot import plot_pass_rate, plot_timeline, scale_for, timeline_span
-from harness.report.run import RunFacts, load_facts
+from harness.report.run import load_facts
 from harness.report.summary import build_summary, run_info, write_summary
 from harness.timeline import Timeline
+from harness.verdict import RunFacts
 
 log = logging.getLogger(__name__)
 

@@ -29,6 +29,7 @@ from harness.settings import (
     MemorySettings,
     check_runtime_change,
 )
+from harness.wildcards import literal
 
 log = logging.getLogger(__name__)
 
@@ -46,43 +47,6 @@ def prop(obj: Any, name: str, default: Any = None) -> Any:
         if name in values:
             return values[name]
     return default
-
-
-def has_wildcards(text: str) -> bool:
-    """Whether Hyper-V takes `text` as a wildcard pattern: it holds `*`, `?` or `[` not escaped
-    by a backtick (WildcardPattern.ContainsWildcardCharacters)."""
-    escaped = False
-    for char in text:
-        if escaped:
-            escaped = False
-        elif char == "`":
-            escaped = True
-        elif char in "*?[":
-            return True
-    return False
-
-
-def literal(name: str) -> str:
-    """A VM or checkpoint name as a -Name/-VMName value that matches only that name.
-
-    The Hyper-V module compares the value exactly unless it holds an unescaped wildcard
-    (real-host facts, "VM name matching"), so a name without one goes as it is (a backtick
-    too: ``vm`1`` matches the VM ``vm`1``), and escaping would break it: ``vm`[1`]`` holds no
-    unescaped wildcard, so it is compared exactly and never matches ``vm[1]``. A name that
-    Hyper-V would take as a pattern becomes a pattern that matches only that name: each
-    wildcard character in a one-character set (``[[]``, ``[*]``, ``[?]``), ``]`` and the
-    backtick escaped."""
-    if not has_wildcards(name):
-        return name
-    out = []
-    for char in name:
-        if char in "*?[":
-            out.append(f"[{char}]")
-        elif char in "]`":
-            out.append(f"`{char}")
-        else:
-            out.append(char)
-    return "".join(out)
 
 
 def text(value: Any) -> str:

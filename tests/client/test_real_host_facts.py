@@ -22,11 +22,12 @@ from harness.hyperv.guest import (
     WinRMChannel,
     guest_path,
 )
-from harness.hyperv.host import HyperVHost, literal
+from harness.hyperv.host import HyperVHost
 from harness.levers import LoadCommand, MemoryLevers
 from harness.sampler import Sampler
 from harness.settings import MemoryChange
 from harness.timeline import Timeline
+from harness.wildcards import literal
 
 from .support import (
     PYTHON,

@@ -24,7 +24,7 @@ import harness
 from harness.deadline import wait_until
 from harness.emulator.cmdlets import script_handlers
 from harness.emulator.service import EmbeddedEmulator
-from harness.hyperv.host import has_wildcards, literal
+from harness.wildcards import has_wildcards, literal
 from tests.embedded import emulator_pool
 
 MB = 1024**2

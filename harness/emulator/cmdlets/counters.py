@@ -15,7 +15,7 @@ from harness.emulator.errors import CounterError, MissingParameterError
 from harness.emulator.host import VMState
 from harness.emulator.psobjects import int64, make_object
 from harness.emulator.psrp import Command
-from harness.emulator.wildcards import has_wildcards, like
+from harness.wildcards import has_wildcards, like
 
 if TYPE_CHECKING:
     from harness.emulator.cmdlets.handler import HyperVHandler

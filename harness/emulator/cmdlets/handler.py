@@ -28,8 +28,8 @@ from harness.emulator.errors import (
 from harness.emulator.guest import EmulatedGuest, GuestState, LocalProcess
 from harness.emulator.host import CheckpointInfo, EmulatedHost, VmRecord, VMState
 from harness.emulator.psrp import Command, PipelineOutput, TerminatingError
-from harness.emulator.wildcards import has_wildcards, name_matches
 from harness.errors import SettingError
+from harness.wildcards import has_wildcards, name_matches
 
 SCRIPT_LINE = re.compile(r"^#\s*dmh-script:\s*([a-z0-9-]+)\s*$", re.MULTILINE)
 _EVALUATORS = frozenset({"invoke-expression", "iex"})

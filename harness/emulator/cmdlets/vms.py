@@ -29,9 +29,9 @@ from harness.emulator.host import (
     VMState,
 )
 from harness.emulator.psrp import Command
-from harness.emulator.wildcards import like
 from harness.settings import SET_VMMEMORY_PARAMETERS, MemoryChange
 from harness.units import MB
+from harness.wildcards import like
 
 if TYPE_CHECKING:
     from harness.emulator.cmdlets.handler import HyperVHandler

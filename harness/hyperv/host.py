@@ -65,10 +65,16 @@ class HostFacts:
     balancer_average_pressure: int
     hyperv_module: bool = True
     checkpoint_cmdlets: bool = True
+    powershell: int = 5  # the host's PowerShell major version
 
 
-# The harness drives the Hyper-V PowerShell module with the *-VMCheckpoint cmdlets: 2012 R2 on.
-SUPPORTED = (HostVersion.V2012R2, HostVersion.V2016, HostVersion.V2019, HostVersion.V2022)
+# The harness drives the Hyper-V PowerShell module with the *-VMCheckpoint cmdlets and reaches
+# Windows guests over PowerShell Direct: 2016 on. 2012 R2 is not supported: it has no
+# PowerShell Direct (no New-PSSession -VMId), the default Windows guest channel, and its
+# Set-VMFirmware has no -SecureBootTemplate, which a Generation 2 Linux guest needs
+# (real-host facts, "PowerShell Direct needs a 2016+ host too"; windows-powershell-docs,
+# docset winserver2012r2-ps, Set-VMFirmware.md).
+SUPPORTED = (HostVersion.V2016, HostVersion.V2019, HostVersion.V2022)
 
 
 class UnsupportedHostError(HostError):
@@ -77,17 +83,21 @@ class UnsupportedHostError(HostError):
     def __init__(self, facts: HostFacts, *, host: str) -> None:
         self.facts = facts
         missing = (
-            "it has no Hyper-V PowerShell module (WMI only)"
+            f"it runs PowerShell {facts.powershell}.0 (the harness's scripts need 5.1)"
+            if facts.powershell < 3
+            else "it has no Hyper-V PowerShell module (WMI only)"
             if not facts.hyperv_module
             else "its Hyper-V module lacks the *-VMCheckpoint cmdlets"
             if not facts.checkpoint_cmdlets
-            else "its Hyper-V generation is older"
+            else "it has no PowerShell Direct (New-PSSession -VMId) and no Secure Boot"
+            " templates (Set-VMFirmware -SecureBootTemplate)"
         )
         super().__init__(
             f"{facts.os_caption or 'this host'} ({facts.os_version},"
             f" Hyper-V {facts.hyperv_version.value}) cannot be driven: {missing}. DM Harness drives"
-            " Hyper-V hosts from Windows Server 2012 R2 on (the Hyper-V PowerShell module with"
-            " the *-VMCheckpoint cmdlets); use a 2012 R2 or later host, or the embedded emulator",
+            " Hyper-V hosts from Windows Server 2016 on (the Hyper-V PowerShell module with"
+            " the *-VMCheckpoint cmdlets, PowerShell Direct to Windows guests); use a 2016 or"
+            " later host, or the embedded emulator",
             host=host,
             command="script host-facts",
         )
@@ -142,7 +152,7 @@ class HyperVHost:
 
     def facts(self, refresh: bool = False) -> HostFacts:
         """What the host is; the first call is the connect-time check: UnsupportedHostError
-        names a host the harness cannot drive (before 2012 R2) and what it lacks."""
+        names a host the harness cannot drive (before 2016) and what it lacks."""
         if self._facts is None or refresh:
             raw = self.session.script("host-facts")[0]
             os_version = text(prop(raw, "OSVersion"))
@@ -156,6 +166,7 @@ class HyperVHost:
                 balancer_average_pressure=int(prop(raw, "AveragePressure") or 0),
                 hyperv_module=bool(prop(raw, "HyperVModule", True)),
                 checkpoint_cmdlets=bool(prop(raw, "CheckpointCmdlets", True)),
+                powershell=int(prop(raw, "PSVersion") or 5),
             )
             if (
                 facts.hyperv_version not in SUPPORTED

@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from harness.emulator.cmdlets.params import Params, object_id
+from harness.emulator.cmdlets.realhost import check_received
 from harness.emulator.cmdlets.registry import Cmdlet, cmdlet, script
 from harness.emulator.cmdlets.shapes import checkpoint_object, vm_object
 from harness.emulator.errors import (
@@ -94,6 +95,11 @@ class HyperVHandler:
     def _run_one(self, command: Command, items: list[Any]) -> list[Any]:
         label = command.name
         try:
+            # The pipeline as one received object (its text and parameters): a PSRP endpoint
+            # refuses one over 10 MB (real-host facts, "10 MB per received object").
+            where = "the host's endpoint" if self.bound_vm is None else "the guest's endpoint"
+            text = command.name if command.is_script else ""
+            check_received([[text, *(value for _, value in command.parameters)]], where)
             func, label = self._resolve(command)
             return func(self, command, items)
         except EmulatorError as exc:

@@ -105,9 +105,11 @@ def run_smoke(smoke: Smoke) -> bool:
     finally:
         if created:
             with smoke.check("remove the VM and its disk"):
-                host.remove_vm(name)
+                left = host.remove_vm(name)
                 if name in [vm.name for vm in host.vms()]:
                     raise CheckFailed(f"{name} is still listed after remove-vm")
+                if left:
+                    raise CheckFailed(f"remove-vm left disks behind: {'; '.join(left)}")
     return smoke.passed
 
 

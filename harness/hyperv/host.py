@@ -285,15 +285,22 @@ class HyperVHost:
             params["TurnOff"] = True
         self.session.cmdlet("Stop-VM", **params)
 
-    def remove_vm(self, name: str) -> None:
-        """Turn off, remove, and delete the differencing disk the harness created."""
+    def remove_vm(self, name: str) -> list[str]:
+        """Turn off, remove, and delete the differencing disks the harness created; the disks
+        that could not be deleted (each with Windows' reason), logged as a warning: the VM is
+        gone, its disks are a leak to clean up by hand."""
         try:
-            self.session.script("remove-vm", Name=name)
+            raw = _single(self.session.script("remove-vm", Name=name))
         except (ObjectNotFoundError, InvalidArgumentError):
             # Hyper-V reports a missing VM as InvalidArgument, like a bad argument: look.
             if any(text(prop(raw, "Name")) == name for raw in self.session.cmdlet("Get-VM")):
                 raise
             log.info("%s: VM %r was already gone", self.label, name)
+            return []
+        left = [text(d) for d in prop(raw, "LeftDisks") or []]
+        if left:
+            log.warning("%s: VM %r removed, disks left behind: %s", self.label, name, left)
+        return left
 
     def checkpoint(self, name: str, checkpoint: str) -> None:
         self.session.cmdlet("Checkpoint-VM", Name=literal(name), SnapshotName=checkpoint)
@@ -320,6 +327,10 @@ class HyperVHost:
             max_interval=1.0,
             detail=lambda: f"state {seen[-1].state}, heartbeat {seen[-1].heartbeat or 'none'}",
         )
+
+
+def _single(results: Iterable[Any]) -> Any:
+    return next(iter(results), None)
 
 
 def _one(results: Iterable[Any], name: str, host: str) -> Any:

@@ -176,7 +176,10 @@ class HostSession:
         pool = self._open()
         ps = PowerShell(pool)
         if invocation.is_script:
-            ps.add_script(load_script(invocation.name))
+            # In a scope of its own: run in the runspace's global scope, a script's variables
+            # (a guest password among them) and preferences would stay for later commands
+            # (real-host facts, "Scripts run through PSRP without UseLocalScope").
+            ps.add_script(load_script(invocation.name), use_local_scope=True)
         else:
             ps.add_cmdlet(invocation.name)
         for key, value in invocation.parameters.items():

@@ -32,6 +32,18 @@ _TYPES = "Microsoft.PowerShell.Commands.GetCounter"
 _NO_OBJECT = "The specified object was not found on the computer."
 
 
+# Characters a perf-counter instance name cannot hold, and what Windows writes instead
+# (learn.microsoft.com, PerformanceCounter.InstanceName remarks; real-host facts,
+# "Perf-counter instance names are escaped").
+_INSTANCE_ESCAPES = str.maketrans({"(": "[", ")": "]", "#": "_", "/": "_", "\\": "_"})
+
+
+def perf_instance_name(vm_name: str) -> str:
+    """A VM's instance name in the "Hyper-V Dynamic Memory VM" set (and its CIM perf class's
+    Name): its name with ( ) # / and the backslash replaced."""
+    return vm_name.translate(_INSTANCE_ESCAPES)
+
+
 @cmdlet("Get-Counter")
 def _get_counter(h: HyperVHandler, c: Command, items: list[Any]) -> list[Any]:
     p = bind(c, ["Counter", "SampleInterval", "MaxSamples", "ComputerName", "ErrorAction"])
@@ -109,8 +121,9 @@ def _sources(
     sources: list[tuple[str, Mapping[str, float]]] = []
     if counter_set == _VM_SET and h.bound_vm is None:
         for vm in h.host.find_vms("*"):
-            if vm.state in _HAS_COUNTERS and like(vm.name, instance or "*"):
-                sources.append((vm.name, h.host.vm_counters(vm.id)))
+            name = perf_instance_name(vm.name)
+            if vm.state in _HAS_COUNTERS and like(name, instance or "*"):
+                sources.append((name, h.host.vm_counters(vm.id)))
     elif counter_set == _BALANCER_SET and h.bound_vm is None:
         if like("system balancer", instance or "*"):
             sources.append(("system balancer", h.host.balancer_counters()))

@@ -13,7 +13,11 @@ from typing import TYPE_CHECKING, Any
 from harness.emulator.cmdlets.params import bind
 from harness.emulator.cmdlets.registry import cmdlet, script
 from harness.emulator.cmdlets.shapes import custom
-from harness.emulator.errors import ArgumentValidationError, InvalidStateError
+from harness.emulator.errors import (
+    ArgumentValidationError,
+    InvalidStateError,
+    NamedParameterError,
+)
 from harness.emulator.host import EmulatedHost, VmRecord
 from harness.emulator.psrp import Command
 
@@ -64,6 +68,10 @@ def _set_firmware(h: HyperVHandler, c: Command, items: list[Any]) -> list[Any]:
     if state is not None and state.casefold() not in ("on", "off"):
         raise ArgumentValidationError("EnableSecureBoot", state, "Valid values are On, Off.")
     template = p.text("SecureBootTemplate")
+    if template is not None and not h.host.version.is_2016_or_later:
+        # 2012 R2's Set-VMFirmware has no -SecureBootTemplate (windows-powershell-docs,
+        # docset winserver2012r2-ps, hyper-v/Set-VMFirmware.md; real-host facts).
+        raise NamedParameterError("SecureBootTemplate")
     if template is not None and template.casefold() not in (t.casefold() for t in TEMPLATES):
         raise ArgumentValidationError(
             "SecureBootTemplate", template, f"Valid values are {', '.join(TEMPLATES)}."
@@ -87,13 +95,17 @@ def _set(host: EmulatedHost, vm: VmRecord, state: str | None, template: str | No
 @script("vm-secure-boot")
 def _vm_secure_boot(h: HyperVHandler, c: Command, items: list[Any]) -> list[Any]:
     p = bind(c, ["VMName", "SecureBoot"])
-    vm = h.host.get_vm(p.required("VMName"))
-    choice = p.required("SecureBoot")
+    given = p.required("SecureBoot")
+    # ValidateSet ignores case and binds the value as given.
     allowed = ("MicrosoftWindows", "MicrosoftUEFICertificateAuthority", "Off")
-    if choice not in allowed:
+    if given.casefold() not in (a.casefold() for a in allowed):
         raise ArgumentValidationError(
-            "SecureBoot", choice, f"Valid values are {', '.join(allowed)}."
+            "SecureBoot", given, f"Valid values are {', '.join(allowed)}."
         )
+    vm = h.vm_named(p.required("VMName"))  # Get-DmhVM: the exact name, never a pattern
+    off = given.casefold() == "off"  # the script's -eq 'Off' ignores case too
     if vm.generation == 2:
-        _set(h.host, vm, "Off" if choice == "Off" else "On", None if choice == "Off" else choice)
-    return [custom(Name=vm.name, Generation=vm.generation, SecureBoot=choice)]
+        if not off and not h.host.version.is_2016_or_later:
+            raise NamedParameterError("SecureBootTemplate")
+        _set(h.host, vm, "Off" if off else "On", None if off else given)
+    return [custom(Name=vm.name, Generation=vm.generation, SecureBoot=given)]

@@ -8,10 +8,17 @@ import uuid
 from pathlib import PureWindowsPath
 from typing import TYPE_CHECKING, Any
 
+from harness.emulator.cmdlets.counters import perf_instance_name
 from harness.emulator.cmdlets.guest_ops import run_guest_operation
 from harness.emulator.cmdlets.handler import SCRIPT_LINE
 from harness.emulator.cmdlets.params import Params, bind
-from harness.emulator.cmdlets.realhost import POWERSHELL, check_powershell, check_received
+from harness.emulator.cmdlets.realhost import (
+    POWERSHELL,
+    check_powershell,
+    check_received,
+    code,
+    perf_by_plain_name,
+)
 from harness.emulator.cmdlets.registry import script
 from harness.emulator.cmdlets.shapes import custom
 from harness.emulator.errors import (
@@ -43,19 +50,7 @@ _GUEST_OPS = "guest-ops"
 
 
 def _vm_named(h: HyperVHandler, name: str) -> VmRecord:
-    """The scripts' Get-DmhVM (include/vm-lookup.ps1): the one VM with exactly this name."""
-    found = [vm for vm in h.host.find_vms("*") if vm.name.casefold() == name.casefold()]
-    if not found:
-        raise ObjectNotFoundError(
-            f'Hyper-V was unable to find a virtual machine with name "{name}".', target=name
-        )
-    if len(found) > 1:
-        raise InvalidParameterError(
-            f'{len(found)} virtual machines are named "{name}"; the harness needs one VM per'
-            " name (rename or remove the others).",
-            target=name,
-        )
-    return found[0]
+    return h.vm_named(name)
 
 
 @script("host-facts")
@@ -148,9 +143,36 @@ def _remove_vm(h: HyperVHandler, c: Command, items: list[Any]) -> list[Any]:
                 disks.append(path)
             path = h.host.disk_parent(path)
     h.host.remove(vm.id)
+    left = [d for d in disks if _in_use(h, d)]
     for disk in disks:
-        h.host.remove_disk(disk)
-    return [custom(Name=vm.name, RemovedDisks=len(disks))]
+        if disk not in left:
+            h.host.remove_disk(disk)
+    if "LeftDisks" not in code(c.name):
+        # The script before its deletions were checked: Remove-Item -ErrorAction
+        # SilentlyContinue, and the disks it tried counted as removed.
+        return [custom(Name=vm.name, RemovedDisks=len(disks))]
+    reason = "The process cannot access the file because it is being used by another process."
+    return [
+        custom(
+            Name=vm.name,
+            RemovedDisks=len(disks) - len(left),
+            LeftDisks=[f"{d} ({reason})" for d in left],
+        )
+    ]
+
+
+def _in_use(h: HyperVHandler, disk: str) -> bool:
+    """Whether a VM that is not off holds `disk` open: its disk or one of that disk's parents
+    (a differencing chain keeps every parent open)."""
+    for other in h.host.find_vms("*"):
+        if other.state is VMState.Off:
+            continue
+        path: str | None = other.vhd_path
+        while path:
+            if path.casefold() == disk.casefold():
+                return True
+            path = h.host.disk_parent(path)
+    return False
 
 
 @script("vm-address")
@@ -232,6 +254,8 @@ def _sample_vm(h: HyperVHandler, c: Command, items: list[Any]) -> list[Any]:
             for name, value in h.host.vm_counters(vm.id).items()
             if name.replace(" ", "") in _VM_PERF_PROPERTIES
         }
+        if perf_by_plain_name(c.name) and perf_instance_name(vm.name) != vm.name:
+            counters = {}  # `$_.Name -eq $vm.Name` meets the escaped instance name: no match
         guest_script = p.text("GuestScript") or ""
         if guest_script:
             _check_guest_script(guest_script)

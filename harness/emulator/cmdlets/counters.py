@@ -44,6 +44,12 @@ def perf_instance_name(vm_name: str) -> str:
     return vm_name.translate(_INSTANCE_ESCAPES)
 
 
+def _pdh_like(name: str, pattern: str) -> bool:
+    """PDH's instance matching: `*` is its only wildcard (an escaped name holds `[` `]`)."""
+    parts = (re.escape(part) for part in pattern.split("*"))
+    return re.fullmatch(".*".join(parts), name, re.IGNORECASE | re.DOTALL) is not None
+
+
 @cmdlet("Get-Counter")
 def _get_counter(h: HyperVHandler, c: Command, items: list[Any]) -> list[Any]:
     p = bind(c, ["Counter", "SampleInterval", "MaxSamples", "ComputerName", "ErrorAction"])
@@ -96,7 +102,7 @@ def _counter_samples(h: HyperVHandler, path: str) -> list[tuple[str, str, float]
         match["counter"],
     )
     sources = _sources(h, counter_set, instance)
-    if not sources and instance is not None and not has_wildcards(instance):
+    if not sources and instance is not None and "*" not in instance:  # PDH: * only
         raise CounterError("The specified instance is not present.")
     result: list[tuple[str, str, float]] = []
     for inst, values in sources:
@@ -122,7 +128,7 @@ def _sources(
     if counter_set == _VM_SET and h.bound_vm is None:
         for vm in h.host.find_vms("*"):
             name = perf_instance_name(vm.name)
-            if vm.state in _HAS_COUNTERS and like(name, instance or "*"):
+            if vm.state in _HAS_COUNTERS and _pdh_like(name, instance or "*"):
                 sources.append((name, h.host.vm_counters(vm.id)))
     elif counter_set == _BALANCER_SET and h.bound_vm is None:
         if like("system balancer", instance or "*"):

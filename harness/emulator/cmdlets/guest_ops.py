@@ -46,9 +46,10 @@ _ABSOLUTE = re.compile(r"^(?:[A-Za-z]:[\\/]|\\\\)")
 # The emulated Windows guest's ANSI code page: UTF-8 (Windows 10 1903+ "Use Unicode UTF-8 for
 # worldwide language support"), since its programs are Linux programs that write UTF-8.
 ANSI_CODE_PAGE = 65001
-# How long Start-Process takes from creating a process to looking it up by PID (a program that
-# exits within it is gone when its Handle is first read).
-_START_LOOKUP = 0.05
+# The window between creating a process and Start-Process's lookup by PID and the script's
+# first Handle read: a program that exits within it is gone by then. On Windows it is short;
+# here it also covers starting the emulated guest's sandbox, so an instant exit lands in it.
+_START_LOOKUP = 0.5
 # The code page each started process's output is decoded in, by (VM id, key).
 _code_pages: dict[tuple[uuid.UUID, str], str] = {}
 SHELL_QUOTA_MB = 1024  # WinRM's default MaxMemoryPerShellMB (real-host facts, "WinRM quota")

@@ -11,6 +11,7 @@ from psrpcore.types import PSInt64
 
 from harness.config import Secret
 from harness.emulator.cmdlets.guest_ops import run_guest_operation
+from harness.emulator.cmdlets.realhost import GuestOpsFacts
 from harness.emulator.cmdlets.registry import guest_operation
 from harness.errors import CommandError, InvalidArgumentError, ObjectNotFoundError, SettingError
 from harness.hyperv.guest import (
@@ -370,6 +371,7 @@ def test_item9_process_ids_are_int64(http_emulator: Emulator, vm_name: str) -> N
                     "argumentlist": ["-c", "pass"],
                     "workingdirectory": GUEST_ROOT,
                 },
+                GuestOpsFacts.designed(),
             )
             assert isinstance(started["ProcessId"], PSInt64)
             result = run_guest_operation(handler, vm, "ProcessResult", {"Key": started["Key"]})

@@ -226,6 +226,13 @@ CORE: dict[str, frozenset[str]] = {
             "Verb",
         }
     ),
+    # learn.microsoft.com/powershell/module/microsoft.powershell.management/get-wmiobject
+    # (view=powershell-5.1): the only WMI cmdlet of PowerShell 2.0 (host-facts' 2.0 branch).
+    "Get-WmiObject": frozenset(
+        {"Class", "Property", "Filter", "Query", "Namespace", "List", "Recurse", "Amended",
+         "DirectRead", "EnableAllPrivileges", "Impersonation", "Authentication", "Locale",
+         "Credential", "Authority", "ThrottleLimit", "ComputerName", "AsJob"}
+    ),  # fmt: skip
     "Get-CimInstance": frozenset(
         {
             "ClassName",

@@ -338,9 +338,9 @@ def test_item9_disks_checkpoints_and_restore(http_emulator: Emulator, vm_name: s
             host.checkpoint(vm_name, "cp[2]")
             avhdx = emulated.get_vm(vm_name).vhd_path
             assert avhdx.lower().endswith(".avhdx") and avhdx != base
-            assert session.cmdlet("Get-VM", Name=vm_name)[0].adapted_properties["HardDrives"] == [
-                avhdx
-            ]
+            # Remote output is depth-1: the drives arrive as their strings, not their paths.
+            [drive] = session.cmdlet("Get-VM", Name=vm_name)[0].adapted_properties["HardDrives"]
+            assert drive.startswith("HardDiskDrive (Name = 'Hard Drive on SCSI controller")
             with pytest.raises(InvalidArgumentError, match="2 checkpoints match"):
                 session.cmdlet("Restore-VMCheckpoint", VMName=vm_name, Name="cp*", Confirm=False)
             host.restore(vm_name, "cp[1]")  # exact name, though it holds brackets

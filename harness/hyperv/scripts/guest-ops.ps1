@@ -52,7 +52,7 @@ switch ($Operation) {
         if (-not [IO.Path]::IsPathRooted($file)) {
             $local = Join-Path $cwd $file
             if (Test-Path -LiteralPath $local -PathType Leaf) { $file = $local }
-            else { $file = @(Get-Command -Name $file -CommandType Application)[0].Path }
+            else { $file = (Get-Command -Name $file -CommandType Application | Select-Object -First 1).Path }
         }
         $quoted = @(@($Arguments.ArgumentList) | ForEach-Object { '"' + (($_ -replace '(\\*)"', '$1$1\"') -replace '(\\+)$', '$1$1') + '"' })
         $info = New-Object System.Diagnostics.ProcessStartInfo

@@ -229,10 +229,27 @@ CORE: dict[str, frozenset[str]] = {
     # learn.microsoft.com/powershell/module/microsoft.powershell.management/get-wmiobject
     # (view=powershell-5.1): the only WMI cmdlet of PowerShell 2.0 (host-facts' 2.0 branch).
     "Get-WmiObject": frozenset(
-        {"Class", "Property", "Filter", "Query", "Namespace", "List", "Recurse", "Amended",
-         "DirectRead", "EnableAllPrivileges", "Impersonation", "Authentication", "Locale",
-         "Credential", "Authority", "ThrottleLimit", "ComputerName", "AsJob"}
-    ),  # fmt: skip
+        {
+            "Class",
+            "Property",
+            "Filter",
+            "Query",
+            "Namespace",
+            "List",
+            "Recurse",
+            "Amended",
+            "DirectRead",
+            "EnableAllPrivileges",
+            "Impersonation",
+            "Authentication",
+            "Locale",
+            "Credential",
+            "Authority",
+            "ThrottleLimit",
+            "ComputerName",
+            "AsJob",
+        }
+    ),
     "Get-CimInstance": frozenset(
         {
             "ClassName",

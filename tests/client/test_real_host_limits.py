@@ -43,7 +43,9 @@ def test_defect2_a_file_over_10mb_reaches_the_guest_whole(
         guest_over(channel, http_emulator, host, vm_name) as guest,
     ):
         guest.write_file("dmh-big/app.bin", content)
-        digest = "import hashlib, sys; print(hashlib.sha256(open(sys.argv[1], 'rb').read()).hexdigest())"
+        digest = (
+            "import hashlib, sys; print(hashlib.sha256(open(sys.argv[1], 'rb').read()).hexdigest())"
+        )
         process = guest.start_process(PYTHON, ["-c", digest, "dmh-big/app.bin"])
         assert finish(process) == 0
         assert process.output.strip() == hashlib.sha256(content).hexdigest()

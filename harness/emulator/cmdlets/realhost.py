@@ -147,7 +147,7 @@ def check_received(values: Iterable[Any], where: str) -> None:
 def process_exited_error(pid: int) -> GuestError:
     """.NET's answer to reading the Handle of a process that has exited (Process.GetProcessHandle)."""
     return GuestError(
-        "Exception getting \"Handle\": \"Process has exited, so the requested information is"
+        'Exception getting "Handle": "Process has exited, so the requested information is'
         f' not available." (process {pid})',
         target=str(pid),
         category="NotSpecified",

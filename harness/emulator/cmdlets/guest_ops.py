@@ -50,8 +50,6 @@ ANSI_CODE_PAGE = 65001
 # first Handle read: a program that exits within it is gone by then. On Windows it is short;
 # here it also covers starting the emulated guest's sandbox, so an instant exit lands in it.
 _START_LOOKUP = 0.5
-# The code page each started process's output is decoded in, by (VM id, key).
-_code_pages: dict[tuple[uuid.UUID, str], str] = {}
 SHELL_QUOTA_MB = 1024  # WinRM's default MaxMemoryPerShellMB (real-host facts, "WinRM quota")
 
 
@@ -125,7 +123,7 @@ def _start_process(
     if facts.utf8_only:  # the script before code pages: no CodePage in its answer
         return custom(Key=key, ProcessId=int64(process.pid), OutputPath=str(process.stdout_path))
     code_page = int(args.get("codepage") or 0) or ANSI_CODE_PAGE
-    _code_pages[(vm.id, key)] = _codec(code_page)
+    h.code_pages[(vm.id, key)] = _codec(code_page)
     return custom(
         Key=key,
         ProcessId=int64(process.pid),
@@ -199,7 +197,7 @@ def _process_result(
     found = _entry(h, vm, args)
     offset = int(args.get("offset") or 0)
     key = str(args.get("key"))
-    codec = "utf-8" if facts.utf8_only else _code_pages.get((vm.id, key), "utf-8")
+    codec = "utf-8" if facts.utf8_only else h.code_pages.get((vm.id, key), "utf-8")
     # Exit state first: output read after it is complete when the process has exited.
     code = found.exit_code
     text, next_offset = _read_from(found.stdout_path, offset, codec)

@@ -68,6 +68,8 @@ class HyperVHandler:
         self.guest_endpoint = guest_endpoint
         self.bound_vm = bound_vm  # set: this handler is one guest's own WinRM endpoint
         self._processes: dict[tuple[uuid.UUID, str], tuple[int, LocalProcess]] = {}
+        # The Python codec each started process's output is decoded in, by (VM id, key).
+        self.code_pages: dict[tuple[uuid.UUID, str], str] = {}
         # Per runspace: the variables scripts run without UseLocalScope left behind.
         self._global_scope: dict[str, dict[str, tuple[str, Any]]] = {}
         self._lock = threading.Lock()

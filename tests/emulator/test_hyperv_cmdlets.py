@@ -818,3 +818,29 @@ def test_a_named_script_runs_by_its_text(host: HostClient, emu: EmbeddedEmulator
     assert not ps.had_errors
     assert facts.extended_properties["ComputerName"] == emu.host.name
     assert facts.extended_properties["MemoryCapacity"] == 64 * GB
+
+
+def test_vm_secure_boot_takes_the_exact_name_and_any_case(
+    host: HostClient, emu: EmbeddedEmulator
+) -> None:
+    """Issue 23: vm-secure-boot finds its VM by the exact name (as a pattern `vm[1]` would match
+    vm1) and its ValidateSet ignores case; Get-VMMemory's MaximumPerNumaNode is what the host's
+    NUMA node holds, not the VM's Maximum."""
+    host.ok("New-VM", Name="vm[1]", NoVHD=SWITCH, Generation=2)
+    host.ok("New-VM", Name="vm1", NoVHD=SWITCH, Generation=2)
+    try:
+        ps = PowerShell(host.pool).add_script((SCRIPTS / "vm-secure-boot.ps1").read_text("utf-8"))
+        ps.add_parameter("VMName", "vm[1]")
+        ps.add_parameter("SecureBoot", "microsoftUEFIcertificateAuthority")
+        ps.invoke()
+        assert not ps.had_errors, ps.streams.error
+        [exact] = host.ok("Get-VMFirmware", VMName=literal("vm[1]"))
+        [other] = host.ok("Get-VMFirmware", VMName="vm1")
+        assert (
+            exact.extended_properties["SecureBootTemplate"] == "MicrosoftUEFICertificateAuthority"
+        )
+        assert other.extended_properties["SecureBootTemplate"] == "MicrosoftWindows"
+        assert host.memory("vm1")["MaximumPerNumaNode"] == emu.host.total_memory >> 20
+    finally:
+        host.ok("Remove-VM", Name=literal("vm[1]"), Force=SWITCH)
+        host.ok("Remove-VM", Name="vm1", Force=SWITCH)

@@ -16,6 +16,9 @@ Every cmdlet also takes the common parameters (about_CommonParameters).
 
 from __future__ import annotations
 
+from harness.hostcmdlets import parameters_missing
+from harness.settings import HostVersion
+
 COMMON = frozenset(
     {
         "Verbose", "Debug", "ErrorAction", "WarningAction", "InformationAction", "ErrorVariable",
@@ -284,22 +287,6 @@ def parameters(command: str) -> frozenset[str] | None:
     return None
 
 
-# Per host version: what a 2012 R2 host's cmdlets lack of the sets above (its Hyper-V module is
-# documented in MicrosoftDocs/windows-powershell-docs, docset winserver2012r2-ps, whose
-# Set-VMFirmware has no -SecureBootTemplate; its PowerShell 4.0 has no PowerShell Direct, the
-# -VMId/-VMName sets of New-PSSession and Invoke-Command came with 5.0 on 2016). 2016, 2019
-# and 2022 take every parameter above. Real-host facts, "PowerShell Direct needs a 2016+ host
-# too".
-SINCE_2016: dict[str, frozenset[str]] = {
-    "New-PSSession": frozenset({"VMId", "VMName"}),
-    "Invoke-Command": frozenset({"VMId", "VMName"}),
-    "Set-VMFirmware": frozenset({"SecureBootTemplate", "SecureBootTemplateId"}),
-}
-
-
 def missing_before_2016(command: str, used: frozenset[str] | set[str]) -> set[str]:
-    """The parameters of `used` that `command` lacks on a 2012 R2 host."""
-    for name, added in SINCE_2016.items():
-        if name.casefold() == command.casefold():
-            return {p for p in used if p.casefold() in {a.casefold() for a in added}}
-    return set()
+    """The parameters of `used` that `command` lacks on a 2012 R2 host (harness.hostcmdlets)."""
+    return parameters_missing(command, used, HostVersion.V2012R2)

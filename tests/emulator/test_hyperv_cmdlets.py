@@ -844,3 +844,33 @@ def test_vm_secure_boot_takes_the_exact_name_and_any_case(
     finally:
         host.ok("Remove-VM", Name=literal("vm[1]"), Force=SWITCH)
         host.ok("Remove-VM", Name="vm1", Force=SWITCH)
+
+
+@pytest.mark.parametrize("version", ["2012", "2012R2", "2016"])
+def test_cmdlets_and_parameters_per_host_version(
+    emulator_factory: Callable[..., EmbeddedEmulator], version: str
+) -> None:
+    """Issue 23: 2012 has the *-VMSnapshot names only and no *-VMFirmware; 2012 R2's
+    Set-VMFirmware has no -SecureBootTemplate (harness.hostcmdlets, per-version docsets)."""
+    emu = emulator_factory(version=version)
+    with open_client(emu) as host:
+        host.ok("New-VM", Name="fw", NoVHD=SWITCH, Generation=2)
+        try:
+            assert host.ok("Get-VMSnapshot", VMName="fw") == []
+            if version == "2012":
+                error = host.fail("Get-VMCheckpoint", VMName="fw")
+                assert "CommandNotFoundException" in error.fq_error
+            else:
+                assert host.ok("Get-VMCheckpoint", VMName="fw") == []
+            template = {"SecureBootTemplate": "MicrosoftUEFICertificateAuthority"}
+            if version == "2012":
+                error = host.fail("Set-VMFirmware", VMName="fw", EnableSecureBoot="Off")
+                assert "CommandNotFoundException" in error.fq_error
+            elif version == "2012R2":
+                error = host.fail("Set-VMFirmware", VMName="fw", **template)
+                assert "SecureBootTemplate" in str(error)
+                host.ok("Set-VMFirmware", VMName="fw", EnableSecureBoot="Off")
+            else:
+                host.ok("Set-VMFirmware", VMName="fw", **template)
+        finally:
+            host.ok("Remove-VM", Name="fw", Force=SWITCH)

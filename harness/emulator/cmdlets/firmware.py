@@ -20,6 +20,7 @@ from harness.emulator.errors import (
 )
 from harness.emulator.host import EmulatedHost, VmRecord
 from harness.emulator.psrp import Command
+from harness.hostcmdlets import parameters_missing
 
 if TYPE_CHECKING:
     from harness.emulator.cmdlets.handler import HyperVHandler
@@ -68,10 +69,6 @@ def _set_firmware(h: HyperVHandler, c: Command, items: list[Any]) -> list[Any]:
     if state is not None and state.casefold() not in ("on", "off"):
         raise ArgumentValidationError("EnableSecureBoot", state, "Valid values are On, Off.")
     template = p.text("SecureBootTemplate")
-    if template is not None and not h.host.version.is_2016_or_later:
-        # 2012 R2's Set-VMFirmware has no -SecureBootTemplate (windows-powershell-docs,
-        # docset winserver2012r2-ps, hyper-v/Set-VMFirmware.md; real-host facts).
-        raise NamedParameterError("SecureBootTemplate")
     if template is not None and template.casefold() not in (t.casefold() for t in TEMPLATES):
         raise ArgumentValidationError(
             "SecureBootTemplate", template, f"Valid values are {', '.join(TEMPLATES)}."
@@ -105,7 +102,7 @@ def _vm_secure_boot(h: HyperVHandler, c: Command, items: list[Any]) -> list[Any]
     vm = h.vm_named(p.required("VMName"))  # Get-DmhVM: the exact name, never a pattern
     off = given.casefold() == "off"  # the script's -eq 'Off' ignores case too
     if vm.generation == 2:
-        if not off and not h.host.version.is_2016_or_later:
-            raise NamedParameterError("SecureBootTemplate")
+        if not off and parameters_missing("Set-VMFirmware", {"SecureBootTemplate"}, h.host.version):
+            raise NamedParameterError("SecureBootTemplate")  # the script's Set-VMFirmware call
         _set(h.host, vm, "Off" if off else "On", None if off else given)
     return [custom(Name=vm.name, Generation=vm.generation, SecureBoot=given)]

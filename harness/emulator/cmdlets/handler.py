@@ -21,6 +21,7 @@ from harness.emulator.errors import (
     EmulatorError,
     InvalidCredentialError,
     InvalidParameterError,
+    NamedParameterError,
     ObjectNotFoundError,
     ScriptNotSupportedError,
     SessionOpenError,
@@ -31,6 +32,7 @@ from harness.emulator.guest import EmulatedGuest, GuestState, LocalProcess
 from harness.emulator.host import CheckpointInfo, EmulatedHost, VmRecord, VMState
 from harness.emulator.psrp import Command, PipelineOutput, TerminatingError
 from harness.errors import SettingError
+from harness.hostcmdlets import command_missing, parameters_missing
 from harness.wildcards import has_wildcards, name_matches
 
 SCRIPT_LINE = re.compile(r"^#\s*dmh-script:\s*([a-z0-9-]+)\s*$", re.MULTILINE)
@@ -106,6 +108,8 @@ class HyperVHandler:
             text = command.name if command.is_script else ""
             check_received([[text, *(value for _, value in command.parameters)]], where)
             func, label = self._resolve(command)
+            if not command.is_script:
+                self._check_version(command)
             if command.is_script and not command.use_local_scope:
                 self._leave_in_global_scope(command)
             return func(self, command, items)
@@ -134,6 +138,14 @@ class HyperVHandler:
         if func is None or (self.bound_vm is not None and command.name.lower() != _GUEST_CMDLET):
             raise CommandNotFoundError(command.name)
         return func, command.name
+
+    def _check_version(self, command: Command) -> None:
+        """A cmdlet or parameter this host's version does not have (harness.hostcmdlets)."""
+        if command_missing(command.name, self.host.version):
+            raise CommandNotFoundError(command.name)
+        used = {name for name, _ in command.parameters if name is not None}
+        for missing in sorted(parameters_missing(command.name, used, self.host.version)):
+            raise NamedParameterError(missing)
 
     def _leave_in_global_scope(self, command: Command) -> None:
         """A script run without UseLocalScope runs in the runspace's global scope: its

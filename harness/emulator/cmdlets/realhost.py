@@ -70,7 +70,8 @@ def guest_ops_facts(script: str) -> GuestOpsFacts:
         unguarded_handle=_HANDLE_READ.search(body) is not None,
         share_read_only=_READ_SHARE_ONLY.search(body) is not None,
         utf8_only=_UTF8_DECODE.search(body) is not None,
-        chunked_write="$Arguments.Offset" in body and "WriteFile" in body,
+        # WriteAllBytes writes the whole file from one parameter: no chunks.
+        chunked_write="WriteAllBytes" not in body,
     )
 
 

@@ -41,6 +41,7 @@ from harness.errors import ConfigError, HarnessError
 
 if TYPE_CHECKING:
     from harness.hyperv.host import HyperVHost
+    from harness.hyperv.record import Recorder
 
 log = logging.getLogger("dmh")
 
@@ -215,6 +216,12 @@ def _parser() -> argparse.ArgumentParser:
         "--guest-python", default="python", help="--smoke: Python in the template (default python)"
     )
     doctor.add_argument("--boot-timeout", type=float, default=300.0, help="--smoke: seconds")
+    doctor.add_argument(
+        "--record",
+        default=None,
+        metavar="DIR",
+        help="save the session's WS-Man and PSRP exchanges, scrubbed, to DIR/transcript.json",
+    )
     doctor.set_defaults(func=_doctor)
 
     sweep = sub.add_parser("sweep", help="remove VMs the harness left behind on a host")
@@ -391,18 +398,21 @@ def _serve(args: argparse.Namespace) -> int:
 # -- doctor and sweep ----------------------------------------------------------------------
 
 
-def _host(url: str) -> HyperVHost:
+def _host(url: str, recorder: Recorder | None = None) -> HyperVHost:
     from harness.config import HostTarget
     from harness.hyperv.host import HyperVHost
     from harness.hyperv.session import HostSession
 
-    return HyperVHost(HostSession(HostTarget.parse(url)))
+    return HyperVHost(HostSession(HostTarget.parse(url), recorder=recorder))
 
 
 def _doctor(args: argparse.Namespace) -> int:
     if args.smoke and not args.template:
         raise ConfigError("--smoke needs --template: a Windows template disk on the host")
-    host = _host(args.dm_host)
+    from harness.hyperv.record import Recorder
+
+    recorder = Recorder() if args.record else None
+    host = _host(args.dm_host, recorder)
     facts = host.facts()
     print(f"host:            {host.label}")
     print(f"computer:        {facts.computer_name}")
@@ -440,7 +450,35 @@ def _doctor(args: argparse.Namespace) -> int:
         print(f"smoke: {ok} of {len(smoke.results)} checks passed")
         status = status or (0 if passed else 1)
     host.session.close()
+    if recorder is not None:
+        _save_transcript(recorder, host, args.record)
     return status
+
+
+def _save_transcript(recorder: Recorder, host: HyperVHost, directory: str) -> None:
+    """The doctor's exchanges, scrubbed of the host's and guest's names and passwords."""
+    import os
+
+    from harness.hyperv.record import Scrubber
+
+    target = host.session.target
+    facts = host.facts()
+    scrubber = Scrubber(
+        secrets=(target.password.reveal(), os.environ.get("DMH_GUEST_PASSWORD", "")),
+        names={
+            target.hostname: "hyperv-host.example",
+            facts.computer_name: "HYPERV-HOST",
+            target.username: "lab-user",
+            os.environ.get("DMH_GUEST_USERNAME", ""): "guest-user",
+        },
+    )
+    host_info = {
+        "os_caption": facts.os_caption,
+        "os_version": facts.os_version,
+        "hyperv": facts.hyperv_version.value,
+    }
+    path = recorder.save(directory, scrubber, host_info)
+    print(f"transcript:      {path} ({len(recorder.exchanges)} exchanges, scrubbed)")
 
 
 def _sweep(args: argparse.Namespace) -> int:

@@ -2,7 +2,7 @@
 
 A tiny VM from the user's Windows template runs every harness script once through the host's
 real PowerShell: host facts, new-vm-from-template, start, one sampling tick, guest-ops (a file
-written, an app's exit code and error output, a stop), a forced hot-add and a balloon removal,
+written, an app's exit code and error output, a 12 MB file in chunks, a stop), a forced hot-add and a balloon removal,
 a checkpoint and its restore, remove-vm. Each check prints one line (ok / FAILED / skipped,
 with its time), so the report can be pasted into a bug report: it holds host and VM names,
 never a password (the errors it quotes carry none). The VM is removed whatever happens.
@@ -10,6 +10,8 @@ never a password (the errors it quotes carry none). The VM is removed whatever h
 
 from __future__ import annotations
 
+import hashlib
+import os
 import time
 import uuid
 from collections.abc import Callable, Iterator
@@ -31,7 +33,8 @@ LOAD = (
     "for i in range(0, len(block), 4096): block[i] = 1\nprint('holding', flush=True)\n"
     "time.sleep(600)\n"
 )
-CRASH = "import sys\nsys.stderr.write('boom\\n')\nsys.exit(3)\n"
+CRASH = "import sys\nsys.stderr.write('boom\\n')\nsys.exit(3)\n"  # exits at once
+DIGEST = "import hashlib, sys; print(hashlib.sha256(open(sys.argv[1], 'rb').read()).hexdigest())"
 
 
 class CheckFailed(Exception):
@@ -99,15 +102,17 @@ def run_smoke(smoke: Smoke) -> bool:
         if smoke.passed:
             _guest_checks(smoke, name)
         else:
-            for check in ("sample", "app exit code", "stop an app", "hot-add", "balloon removal",
-                          "checkpoint and restore"):  # fmt: skip
+            for check in ("sample", "app exit code", "a 12 MB file", "stop an app", "hot-add",
+                          "balloon removal", "checkpoint and restore"):  # fmt: skip
                 smoke.skip(check, "needs the running VM")
     finally:
         if created:
             with smoke.check("remove the VM and its disk"):
-                host.remove_vm(name)
+                left = host.remove_vm(name)
                 if name in [vm.name for vm in host.vms()]:
                     raise CheckFailed(f"{name} is still listed after remove-vm")
+                if left:
+                    raise CheckFailed(f"remove-vm left disks behind: {'; '.join(left)}")
     return smoke.passed
 
 
@@ -139,6 +144,13 @@ def _guest_checks(smoke: Smoke, name: str) -> None:
         [code] = wait_until(exited, 60, what="the app to exit")
         if code != 3 or "boom" not in crashed.output:
             raise CheckFailed(f"exit code {code}, output {crashed.output[-200:]!r}")
+    with smoke.check("a 12 MB file (in chunks: 10 MB per received object)"):
+        content = os.urandom(12 << 20)
+        guest.write_file("dmh-smoke/big.bin", content)
+        digest = guest.start_process(smoke.guest_python, ["-c", DIGEST, "dmh-smoke/big.bin"])
+        wait_until(lambda: digest.poll().exit_code is not None or None, 120, what="the digest")
+        if digest.output.strip() != hashlib.sha256(content).hexdigest():
+            raise CheckFailed(f"the guest's copy differs: {digest.output[-200:]!r}")
     with smoke.check("stop an app"):
         sleeper = guest.start_process(smoke.guest_python, ["-c", "import time; time.sleep(600)"])
         if not sleeper.stats().running:

@@ -57,6 +57,10 @@ class Command:
     is_script: bool = False
     parameters: tuple[tuple[str | None, Any], ...] = ()
     end_of_statement: bool = False
+    # Run in a scope of its own (UseLocalScope), or in the runspace's global scope, where its
+    # variables outlive it; and which runspace (shell) it runs in.
+    use_local_scope: bool = False
+    runspace: str = ""
 
     @property
     def positional(self) -> tuple[Any, ...]:
@@ -267,7 +271,7 @@ def _set_state(
     pipeline._change_state(state, error, emit=emit)
 
 
-def _command(raw: psrpcore.Command) -> Command:
+def _command(raw: psrpcore.Command, runspace: str = "") -> Command:
     params: list[tuple[str | None, Any]] = []
     for name, value in raw.parameters:
         if name is None:
@@ -279,6 +283,8 @@ def _command(raw: psrpcore.Command) -> Command:
         is_script=bool(raw.is_script),
         parameters=tuple(params),
         end_of_statement=bool(raw.end_of_statement),
+        use_local_scope=bool(raw.use_local_scope),
+        runspace=runspace,
     )
 
 
@@ -840,7 +846,7 @@ class PSRPEndpoint:
             if pipeline is not None:
                 metadata = pipeline.ps.metadata  # parsed once by psrpcore; the event re-parses
                 if isinstance(metadata, psrpcore.PowerShell):
-                    pipeline.commands = tuple(_command(c) for c in metadata.commands)
+                    pipeline.commands = tuple(_command(c, shell.id) for c in metadata.commands)
                     pipeline.no_input = bool(metadata.no_input)
         elif isinstance(event, psrpcore.GetCommandMetadataEvent):
             if pipeline is not None:

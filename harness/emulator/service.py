@@ -163,13 +163,13 @@ class EmbeddedEmulator:
                     handler,
                     username=self.guest_username,
                     password=self.guest_password,
-                    tls=self.tls,
+                    tls=False,  # a stock guest's listener is HTTP 5985 (real-host facts)
                     max_workers=4,
                 )
                 server.start()
                 self._guest_servers[vm.id] = server
                 log.info("guest %s listens on %s", vm.name, server.url)
-        return GuestEndpoint("127.0.0.1", server.port, "wsman", self.tls)
+        return GuestEndpoint("127.0.0.1", server.port, "wsman", False)
 
     def ssh_endpoint(self, vm_name: str) -> SSHEndpoint:
         """A Linux guest's sshd on loopback (its port stands in for the guest's address),

@@ -1,60 +1,8 @@
-"""PowerShell wildcard patterns (the `-like` operator and -Name parameters): `*`, `?`, `[set]`,
-`[a-z]`, with a backtick escaping the next character; case-insensitive, as PowerShell's.
-"""
+"""The emulator's name for the shared wildcard rules (harness.wildcards), kept so existing
+imports keep working; new code imports harness.wildcards."""
 
 from __future__ import annotations
 
-import re
+from harness.wildcards import has_wildcards, like, name_matches, wildcard_regex
 
 __all__ = ["has_wildcards", "like", "name_matches", "wildcard_regex"]
-
-
-def has_wildcards(pattern: str) -> bool:
-    """True if PowerShell would treat `pattern` as a wildcard pattern (*, ?, [..])."""
-    escaped = False
-    for char in pattern:
-        if escaped:
-            escaped = False
-        elif char == "`":
-            escaped = True
-        elif char in "*?[":
-            return True
-    return False
-
-
-def wildcard_regex(pattern: str) -> re.Pattern[str]:
-    """PowerShell -like semantics, case-insensitive: * ? [set] [a-z], ` escapes."""
-    out: list[str] = []
-    i = 0
-    while i < len(pattern):
-        char = pattern[i]
-        if char == "`" and i + 1 < len(pattern):
-            out.append(re.escape(pattern[i + 1]))
-            i += 2
-            continue
-        if char == "*":
-            out.append(".*")
-        elif char == "?":
-            out.append(".")
-        elif char == "[" and (end := pattern.find("]", i + 2)) != -1:
-            body = "".join("\\" + c if c in "\\^[]" else c for c in pattern[i + 1 : end])
-            out.append(f"[{body}]")
-            i = end + 1
-            continue
-        else:
-            out.append(re.escape(char))
-        i += 1
-    return re.compile("".join(out) + r"\Z", re.IGNORECASE | re.DOTALL)
-
-
-def like(name: str, pattern: str) -> bool:
-    return wildcard_regex(pattern).match(name) is not None
-
-
-def name_matches(name: str, text: str) -> bool:
-    """How the Hyper-V module matches a -Name/-VMName value (real-host facts, "VM name
-    matching"): as a wildcard pattern only when it holds an unescaped wildcard, else compared
-    exactly, case-insensitively, backticks included (``vm`[1`]`` is not the VM ``vm[1]``)."""
-    if has_wildcards(text):
-        return like(name, text)
-    return name.casefold() == text.casefold()

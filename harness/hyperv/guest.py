@@ -35,6 +35,15 @@ from harness.units import MB
 GUEST_ROOT = "C:\\ProgramData\\dm-harness"
 # WinRM's default per-shell memory quota (real-host facts, "WinRM quota").
 DEFAULT_SHELL_QUOTA_MB = 1024
+# What a stock guest's WinRM listener is (Enable-PSRemoting): HTTP on 5985 with negotiate,
+# whose message encryption still protects what goes over HTTP (real-host facts, "WinRM in a
+# stock guest").
+WINRM_PORT = 5985
+WINRM_AUTH = "negotiate"
+# File chunks sent to the guest: a PSRP endpoint refuses any received object over 10 MB
+# (MaximumReceivedObjectSizeMB), at the host and again at a PowerShell Direct guest; 4 MiB
+# become about 5.6 MB of base64 beside the guest-ops text (real-host facts).
+WRITE_CHUNK = 4 * 1024 * 1024
 
 
 def guest_path(path: str) -> str:
@@ -148,19 +157,20 @@ def guest_target(
 ) -> HostTarget:
     """The WinRM endpoint of a guest: its address from the host's view of its network adapter
     (the `vm-address` script; the VM must be on a virtual switch), and the listener's port,
-    TLS and authentication given here, by default a WinRM HTTPS listener with negotiate
-    (5986). The host cannot know those: an endpoint that serves them (the emulator's guest
-    listeners) answers them too, and those answers win over the defaults, not over what is
-    given here. TLS is checked against the host's CA unless `cert_validation` says otherwise
-    (a guest's certificate may come from another CA)."""
+    TLS and authentication given here, by default what a stock guest has (Enable-PSRemoting:
+    HTTP 5985 with negotiate). The host cannot know those; an endpoint that must differ (the
+    emulator's guest listeners share one loopback address, so each has its own port, and
+    take basic auth) answers Port and Auth too, which win over the defaults, not over what is
+    given here. With `ssl`, TLS is checked against the host's CA unless `cert_validation`
+    says otherwise (a guest's certificate may come from another CA)."""
     raw = host.session.script("vm-address", VMName=vm_name)[0]
     return HostTarget(
         hostname=str(prop(raw, "Address")),
-        port=port if port is not None else int(prop(raw, "Port", 5986)),
+        port=port if port is not None else int(prop(raw, "Port", WINRM_PORT)),
         username=credentials.username,
         password=credentials.password,
-        auth=auth if auth is not None else str(prop(raw, "Auth", "negotiate")),
-        ssl=ssl if ssl is not None else bool(prop(raw, "Ssl", True)),
+        auth=auth if auth is not None else str(prop(raw, "Auth", WINRM_AUTH)),
+        ssl=bool(ssl),
         path=str(prop(raw, "Path", "wsman")),
         cert_validation=(
             host.session.target.cert_validation if cert_validation is None else cert_validation
@@ -186,6 +196,9 @@ class ProcessResult:
     output: str
     next_offset: int
     offset: int = 0  # the byte offset `output` starts at
+    # The Python codec of the code page the guest decoded `output` with (offsets are bytes
+    # of it): a Windows guest's ANSI code page unless the start said otherwise.
+    codec: str = "utf-8"
     # Once the process has exited: where its error output starts in the one stream (stdout,
     # then stderr), and what the guest OS logged about memory running out for it (a Linux
     # OOM kill, a Windows resource-exhaustion event), "" when nothing.
@@ -197,8 +210,11 @@ class GuestProcess:
     """A process started in the guest: stats, output, exit code, stop. `key` names it in the
     guest session's state; `pid` is for people (Windows reuses it once the process exits)."""
 
-    def __init__(self, guest: Guest, key: str, pid: int, output_path: str) -> None:
+    def __init__(
+        self, guest: Guest, key: str, pid: int, output_path: str, codec: str = "utf-8"
+    ) -> None:
         self.guest = guest
+        self.codec = codec
         self.key = key
         self.pid = pid
         self.output_path = output_path
@@ -237,7 +253,7 @@ class GuestProcess:
             new = result.output
             if result.offset < self._offset:
                 seen = self._offset - result.offset
-                new = result.output.encode("utf-8")[seen:].decode("utf-8", "replace")
+                new = result.output.encode(self.codec)[seen:].decode(self.codec, "replace")
             self._output.append(new)
             self._offset = result.next_offset
             return new
@@ -259,8 +275,8 @@ class GuestProcess:
         with self._lock:
             if self._errors_from is None:
                 return ""
-            data = "".join(self._output).encode("utf-8")
-            return data[self._errors_from :].decode("utf-8", "replace")
+            data = "".join(self._output).encode(self.codec, "replace")
+            return data[self._errors_from :].decode(self.codec, "replace")
 
     def stop(self) -> int | None:
         """Stop the process and every process it started; its exit code. A process that has
@@ -287,10 +303,13 @@ class Guest:
         working_directory: str | None = None,
         *,
         memory_mb: int | None = None,
+        code_page: int | None = None,
     ) -> GuestProcess:
         """Start `command` in `working_directory` (default GUEST_ROOT; relative to it when
         relative). `memory_mb`, when the caller knows what the process will hold, is checked
-        against the WinRM shell quota on that channel, which would kill the process."""
+        against the WinRM shell quota on that channel, which would kill the process.
+        `code_page`: the Windows code page its output is written in (default the guest's
+        ANSI code page, which most programs write redirected output in)."""
         if memory_mb is not None and not self.fits(memory_mb):
             assert isinstance(self.channel, WinRMChannel)
             raise SettingError(
@@ -308,9 +327,15 @@ class Guest:
             "Environment": dict(environment or {}),
             "WorkingDirectory": self.path(working_directory or self.root),
         }
+        if code_page is not None:
+            args["CodePage"] = code_page
         raw = self.channel.run("StartProcess", args)
         return GuestProcess(
-            self, text(prop(raw, "Key")), int(prop(raw, "ProcessId")), text(prop(raw, "OutputPath"))
+            self,
+            text(prop(raw, "Key")),
+            int(prop(raw, "ProcessId")),
+            text(prop(raw, "OutputPath")),
+            codec_of(prop(raw, "CodePage")),
         )
 
     def fits(self, memory_mb: int) -> bool:
@@ -319,9 +344,14 @@ class Guest:
         return not isinstance(self.channel, WinRMChannel) or memory_mb < self.channel.quota_mb()
 
     def write_file(self, path: str, content: bytes) -> None:
-        """Write `content` to `path` in the guest (relative: under GUEST_ROOT)."""
-        encoded = base64.b64encode(content).decode("ascii")
-        self.channel.run("WriteFile", {"Path": self.path(path), "ContentBase64": encoded})
+        """Write `content` to `path` in the guest (relative: under GUEST_ROOT), in chunks that
+        stay under the 10 MB a PSRP endpoint takes per received object."""
+        target = self.path(path)
+        for offset in range(0, max(len(content), 1), WRITE_CHUNK):
+            chunk = base64.b64encode(content[offset : offset + WRITE_CHUNK]).decode("ascii")
+            self.channel.run(
+                "WriteFile", {"Path": target, "ContentBase64": chunk, "Offset": offset}
+            )
 
     def copy_in(self, local_path: str, guest_path: str) -> None:
         with open(local_path, "rb") as source:
@@ -354,6 +384,14 @@ def process_stats(raw: Any) -> ProcessStats:
     )
 
 
+def codec_of(code_page: Any) -> str:
+    """The Python codec of a Windows code page a guest reported (UTF-8 when none: a guest
+    that says nothing, or a Linux guest)."""
+    if code_page is None or int(code_page) == 65001:
+        return "utf-8"
+    return f"cp{int(code_page)}"
+
+
 def process_result(raw: Any, offset: int = 0) -> ProcessResult:
     code = prop(raw, "ExitCode")
     errors_from = prop(raw, "ErrorsFrom")
@@ -364,5 +402,6 @@ def process_result(raw: Any, offset: int = 0) -> ProcessResult:
         next_offset=int(prop(raw, "NextOffset", 0)),
         offset=offset,
         errors_from=None if errors_from is None else int(errors_from),
+        codec=codec_of(prop(raw, "CodePage")),
         memory_event=text(prop(raw, "MemoryEvent")) if prop(raw, "MemoryEvent") else "",
     )

@@ -29,6 +29,7 @@ from harness.settings import (
     MemorySettings,
     check_runtime_change,
 )
+from harness.wildcards import literal
 
 log = logging.getLogger(__name__)
 
@@ -48,43 +49,6 @@ def prop(obj: Any, name: str, default: Any = None) -> Any:
     return default
 
 
-def has_wildcards(text: str) -> bool:
-    """Whether Hyper-V takes `text` as a wildcard pattern: it holds `*`, `?` or `[` not escaped
-    by a backtick (WildcardPattern.ContainsWildcardCharacters)."""
-    escaped = False
-    for char in text:
-        if escaped:
-            escaped = False
-        elif char == "`":
-            escaped = True
-        elif char in "*?[":
-            return True
-    return False
-
-
-def literal(name: str) -> str:
-    """A VM or checkpoint name as a -Name/-VMName value that matches only that name.
-
-    The Hyper-V module compares the value exactly unless it holds an unescaped wildcard
-    (real-host facts, "VM name matching"), so a name without one goes as it is (a backtick
-    too: ``vm`1`` matches the VM ``vm`1``), and escaping would break it: ``vm`[1`]`` holds no
-    unescaped wildcard, so it is compared exactly and never matches ``vm[1]``. A name that
-    Hyper-V would take as a pattern becomes a pattern that matches only that name: each
-    wildcard character in a one-character set (``[[]``, ``[*]``, ``[?]``), ``]`` and the
-    backtick escaped."""
-    if not has_wildcards(name):
-        return name
-    out = []
-    for char in name:
-        if char in "*?[":
-            out.append(f"[{char}]")
-        elif char in "]`":
-            out.append(f"`{char}")
-        else:
-            out.append(char)
-    return "".join(out)
-
-
 def text(value: Any) -> str:
     """An enum or object as PowerShell prints it ('Running'), '' for null."""
     return "" if value is None else str(value)
@@ -101,10 +65,16 @@ class HostFacts:
     balancer_average_pressure: int
     hyperv_module: bool = True
     checkpoint_cmdlets: bool = True
+    powershell: int = 5  # the host's PowerShell major version
 
 
-# The harness drives the Hyper-V PowerShell module with the *-VMCheckpoint cmdlets: 2012 R2 on.
-SUPPORTED = (HostVersion.V2012R2, HostVersion.V2016, HostVersion.V2019, HostVersion.V2022)
+# The harness drives the Hyper-V PowerShell module with the *-VMCheckpoint cmdlets and reaches
+# Windows guests over PowerShell Direct: 2016 on. 2012 R2 is not supported: it has no
+# PowerShell Direct (no New-PSSession -VMId), the default Windows guest channel, and its
+# Set-VMFirmware has no -SecureBootTemplate, which a Generation 2 Linux guest needs
+# (real-host facts, "PowerShell Direct needs a 2016+ host too"; windows-powershell-docs,
+# docset winserver2012r2-ps, Set-VMFirmware.md).
+SUPPORTED = (HostVersion.V2016, HostVersion.V2019, HostVersion.V2022)
 
 
 class UnsupportedHostError(HostError):
@@ -113,17 +83,21 @@ class UnsupportedHostError(HostError):
     def __init__(self, facts: HostFacts, *, host: str) -> None:
         self.facts = facts
         missing = (
-            "it has no Hyper-V PowerShell module (WMI only)"
+            f"it runs PowerShell {facts.powershell}.0 (the harness's scripts need 5.1)"
+            if facts.powershell < 3
+            else "it has no Hyper-V PowerShell module (WMI only)"
             if not facts.hyperv_module
             else "its Hyper-V module lacks the *-VMCheckpoint cmdlets"
             if not facts.checkpoint_cmdlets
-            else "its Hyper-V generation is older"
+            else "it has no PowerShell Direct (New-PSSession -VMId) and no Secure Boot"
+            " templates (Set-VMFirmware -SecureBootTemplate)"
         )
         super().__init__(
             f"{facts.os_caption or 'this host'} ({facts.os_version},"
             f" Hyper-V {facts.hyperv_version.value}) cannot be driven: {missing}. DM Harness drives"
-            " Hyper-V hosts from Windows Server 2012 R2 on (the Hyper-V PowerShell module with"
-            " the *-VMCheckpoint cmdlets); use a 2012 R2 or later host, or the embedded emulator",
+            " Hyper-V hosts from Windows Server 2016 on (the Hyper-V PowerShell module with"
+            " the *-VMCheckpoint cmdlets, PowerShell Direct to Windows guests); use a 2016 or"
+            " later host, or the embedded emulator",
             host=host,
             command="script host-facts",
         )
@@ -178,7 +152,7 @@ class HyperVHost:
 
     def facts(self, refresh: bool = False) -> HostFacts:
         """What the host is; the first call is the connect-time check: UnsupportedHostError
-        names a host the harness cannot drive (before 2012 R2) and what it lacks."""
+        names a host the harness cannot drive (before 2016) and what it lacks."""
         if self._facts is None or refresh:
             raw = self.session.script("host-facts")[0]
             os_version = text(prop(raw, "OSVersion"))
@@ -192,6 +166,7 @@ class HyperVHost:
                 balancer_average_pressure=int(prop(raw, "AveragePressure") or 0),
                 hyperv_module=bool(prop(raw, "HyperVModule", True)),
                 checkpoint_cmdlets=bool(prop(raw, "CheckpointCmdlets", True)),
+                powershell=int(prop(raw, "PSVersion") or 5),
             )
             if (
                 facts.hyperv_version not in SUPPORTED
@@ -310,15 +285,22 @@ class HyperVHost:
             params["TurnOff"] = True
         self.session.cmdlet("Stop-VM", **params)
 
-    def remove_vm(self, name: str) -> None:
-        """Turn off, remove, and delete the differencing disk the harness created."""
+    def remove_vm(self, name: str) -> list[str]:
+        """Turn off, remove, and delete the differencing disks the harness created; the disks
+        that could not be deleted (each with Windows' reason), logged as a warning: the VM is
+        gone, its disks are a leak to clean up by hand."""
         try:
-            self.session.script("remove-vm", Name=name)
+            raw = _single(self.session.script("remove-vm", Name=name))
         except (ObjectNotFoundError, InvalidArgumentError):
             # Hyper-V reports a missing VM as InvalidArgument, like a bad argument: look.
             if any(text(prop(raw, "Name")) == name for raw in self.session.cmdlet("Get-VM")):
                 raise
             log.info("%s: VM %r was already gone", self.label, name)
+            return []
+        left = [text(d) for d in prop(raw, "LeftDisks") or []]
+        if left:
+            log.warning("%s: VM %r removed, disks left behind: %s", self.label, name, left)
+        return left
 
     def checkpoint(self, name: str, checkpoint: str) -> None:
         self.session.cmdlet("Checkpoint-VM", Name=literal(name), SnapshotName=checkpoint)
@@ -345,6 +327,10 @@ class HyperVHost:
             max_interval=1.0,
             detail=lambda: f"state {seen[-1].state}, heartbeat {seen[-1].heartbeat or 'none'}",
         )
+
+
+def _single(results: Iterable[Any]) -> Any:
+    return next(iter(results), None)
 
 
 def _one(results: Iterable[Any], name: str, host: str) -> Any:

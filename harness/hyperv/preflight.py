@@ -14,8 +14,9 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 
 from harness.hyperv.guest import GuestCredentials
-from harness.hyperv.host import HyperVHost, literal, prop, text
+from harness.hyperv.host import HyperVHost, prop, text
 from harness.hyperv.ssh import SSHChannel, SSHTarget, guest_address
+from harness.wildcards import literal
 
 SKIP_PREFIX = "the guest cannot do Dynamic Memory"
 _ONLINE = ("online", "online_kernel", "online_movable")

@@ -35,6 +35,7 @@ from harness.errors import (
     InvalidStateError,
     ObjectNotFoundError,
 )
+from harness.hyperv.record import Recorder
 
 log = logging.getLogger(__name__)
 
@@ -119,8 +120,16 @@ def load_script(name: str) -> str:
 class HostSession:
     """A reusable PSRP connection to one host; thread-safe (one pipeline at a time)."""
 
-    def __init__(self, target: HostTarget, *, retries: int = 3, backoff: float = 0.5) -> None:
+    def __init__(
+        self,
+        target: HostTarget,
+        *,
+        retries: int = 3,
+        backoff: float = 0.5,
+        recorder: Recorder | None = None,
+    ) -> None:
         self.target = target
+        self.recorder = recorder  # keeps every exchange (harness.hyperv.record)
         self.retries = retries
         self.backoff = backoff
         self._lock = threading.RLock()
@@ -176,7 +185,10 @@ class HostSession:
         pool = self._open()
         ps = PowerShell(pool)
         if invocation.is_script:
-            ps.add_script(load_script(invocation.name))
+            # In a scope of its own: run in the runspace's global scope, a script's variables
+            # (a guest password among them) and preferences would stay for later commands
+            # (real-host facts, "Scripts run through PSRP without UseLocalScope").
+            ps.add_script(load_script(invocation.name), use_local_scope=True)
         else:
             ps.add_cmdlet(invocation.name)
         for key, value in invocation.parameters.items():
@@ -228,6 +240,8 @@ class HostSession:
                 certificate_pem=t.certificate_pem,
                 certificate_key_pem=t.certificate_key_pem,
             )
+            if self.recorder is not None:
+                self.recorder.attach(wsman)
             pool = RunspacePool(wsman, configuration_name=t.configuration_name)
             pool.open()
         except Exception as exc:

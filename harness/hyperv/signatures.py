@@ -16,6 +16,9 @@ Every cmdlet also takes the common parameters (about_CommonParameters).
 
 from __future__ import annotations
 
+from harness.hostcmdlets import parameters_missing
+from harness.settings import HostVersion
+
 COMMON = frozenset(
     {
         "Verbose", "Debug", "ErrorAction", "WarningAction", "InformationAction", "ErrorVariable",
@@ -226,6 +229,30 @@ CORE: dict[str, frozenset[str]] = {
             "Verb",
         }
     ),
+    # learn.microsoft.com/powershell/module/microsoft.powershell.management/get-wmiobject
+    # (view=powershell-5.1): the only WMI cmdlet of PowerShell 2.0 (host-facts' 2.0 branch).
+    "Get-WmiObject": frozenset(
+        {
+            "Class",
+            "Property",
+            "Filter",
+            "Query",
+            "Namespace",
+            "List",
+            "Recurse",
+            "Amended",
+            "DirectRead",
+            "EnableAllPrivileges",
+            "Impersonation",
+            "Authentication",
+            "Locale",
+            "Credential",
+            "Authority",
+            "ThrottleLimit",
+            "ComputerName",
+            "AsJob",
+        }
+    ),
     "Get-CimInstance": frozenset(
         {
             "ClassName",
@@ -258,3 +285,8 @@ def parameters(command: str) -> frozenset[str] | None:
             if name.casefold() == command.casefold():
                 return params | COMMON
     return None
+
+
+def missing_before_2016(command: str, used: frozenset[str] | set[str]) -> set[str]:
+    """The parameters of `used` that `command` lacks on a 2012 R2 host (harness.hostcmdlets)."""
+    return parameters_missing(command, used, HostVersion.V2012R2)

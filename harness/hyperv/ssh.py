@@ -36,9 +36,10 @@ from harness.errors import (
     ObjectNotFoundError,
     SettingError,
 )
-from harness.hyperv.host import HyperVHost, literal, prop
+from harness.hyperv.host import HyperVHost, prop
 from harness.hyperv.linux_ops import OPERATIONS, LinuxSample
 from harness.sshlib import asyncssh
+from harness.wildcards import literal
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")

@@ -129,11 +129,11 @@ def test_set_bounds_refuses_what_the_version_forbids_before_sending(
 
 
 def test_random_walk_is_reproducible_and_within_the_runtime_rules() -> None:
-    # 2012 R2: the oldest host the harness drives (older ones are refused at connect time).
-    with running_emulator(version="2012R2") as old, old.session() as session:
+    # 2016: the oldest host the harness drives (older ones are refused at connect time).
+    with running_emulator(version="2016") as old, old.session() as session:
         host = HyperVHost(session)
-        with running_vm(host, "walk-2012r2", old, memory("1GB", "512MB", "2GB")):
-            levers = levers_for(host, "walk-2012r2", old)
+        with running_vm(host, "walk-2016", old, memory("1GB", "512MB", "2GB")):
+            levers = levers_for(host, "walk-2016", old)
             first = [
                 s.label
                 for s in random_walk(levers, seed=7, count=30, interval=0.1, max_load_mb=256)

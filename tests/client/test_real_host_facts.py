@@ -11,6 +11,7 @@ from psrpcore.types import PSInt64
 
 from harness.config import Secret
 from harness.emulator.cmdlets.guest_ops import run_guest_operation
+from harness.emulator.cmdlets.realhost import GuestOpsFacts
 from harness.emulator.cmdlets.registry import guest_operation
 from harness.errors import CommandError, InvalidArgumentError, ObjectNotFoundError, SettingError
 from harness.hyperv.guest import (
@@ -22,11 +23,12 @@ from harness.hyperv.guest import (
     WinRMChannel,
     guest_path,
 )
-from harness.hyperv.host import HyperVHost, literal
+from harness.hyperv.host import HyperVHost
 from harness.levers import LoadCommand, MemoryLevers
 from harness.sampler import Sampler
 from harness.settings import MemoryChange
 from harness.timeline import Timeline
+from harness.wildcards import literal
 
 from .support import (
     PYTHON,
@@ -336,9 +338,9 @@ def test_item9_disks_checkpoints_and_restore(http_emulator: Emulator, vm_name: s
             host.checkpoint(vm_name, "cp[2]")
             avhdx = emulated.get_vm(vm_name).vhd_path
             assert avhdx.lower().endswith(".avhdx") and avhdx != base
-            assert session.cmdlet("Get-VM", Name=vm_name)[0].adapted_properties["HardDrives"] == [
-                avhdx
-            ]
+            # Remote output is depth-1: the drives arrive as their strings, not their paths.
+            [drive] = session.cmdlet("Get-VM", Name=vm_name)[0].adapted_properties["HardDrives"]
+            assert drive.startswith("HardDiskDrive (Name = 'Hard Drive on SCSI controller")
             with pytest.raises(InvalidArgumentError, match="2 checkpoints match"):
                 session.cmdlet("Restore-VMCheckpoint", VMName=vm_name, Name="cp*", Confirm=False)
             host.restore(vm_name, "cp[1]")  # exact name, though it holds brackets
@@ -369,6 +371,7 @@ def test_item9_process_ids_are_int64(http_emulator: Emulator, vm_name: str) -> N
                     "argumentlist": ["-c", "pass"],
                     "workingdirectory": GUEST_ROOT,
                 },
+                GuestOpsFacts.designed(),
             )
             assert isinstance(started["ProcessId"], PSInt64)
             result = run_guest_operation(handler, vm, "ProcessResult", {"Key": started["Key"]})

@@ -63,6 +63,7 @@ def test_no_secret_in_logs_errors_targets_or_ids(
             finish(process)
             Sampler(host, vm_name, Timeline(), guest=guest, process=process).tick()
             winrm = guest_target(host, vm_name, creds)
+            winrm = dataclasses.replace(winrm, password=Secret(emu.password))  # the host's
             failing(lambda: HostSession(winrm, retries=0).script("guest-ops", Operation="Counters"))
             wrong_guest = GuestCredentials(creds.username, Secret(emu.password))
             failing(lambda: Guest(DirectChannel(session, vm_name, wrong_guest)).counters())

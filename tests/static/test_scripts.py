@@ -240,7 +240,10 @@ def names(name: str) -> list[str]:
 def test_item1_and_8_processes_are_kept_in_session_state_not_looked_up_by_pid() -> None:
     script = load_script("guest-ops")
     assert "Get-Process" not in names("guest-ops")
-    assert "$null = $p.Handle" in script  # the cached Handle keeps ExitCode readable
+    # Process.Start's object owns its handle, so ExitCode stays readable even for a program
+    # that exits at once (issue 23, defect 3); Start-Process looked the process up by PID.
+    assert "[Diagnostics.Process]::Start($info)" in script
+    assert "Start-Process" not in names("guest-ops")
     assert "$global:DmhProcesses[$key] = " in script
 
 

@@ -11,7 +11,7 @@ from harness.emulator.cmdlets.registry import cmdlet
 from harness.emulator.errors import CheckpointNotFoundError, InvalidParameterError
 from harness.emulator.host import CheckpointInfo, VmRecord
 from harness.emulator.psrp import Command
-from harness.emulator.wildcards import has_wildcards, name_matches
+from harness.wildcards import has_wildcards, name_matches
 
 if TYPE_CHECKING:
     from harness.emulator.cmdlets.handler import HyperVHandler

@@ -15,7 +15,7 @@ from harness.emulator.errors import CounterError, MissingParameterError
 from harness.emulator.host import VMState
 from harness.emulator.psobjects import int64, make_object
 from harness.emulator.psrp import Command
-from harness.emulator.wildcards import has_wildcards, like
+from harness.wildcards import has_wildcards, like
 
 if TYPE_CHECKING:
     from harness.emulator.cmdlets.handler import HyperVHandler
@@ -30,6 +30,24 @@ _GUEST_SETS = ("memory", "hyper-v dynamic memory integration service")
 _HAS_COUNTERS = (VMState.Starting, VMState.Running, VMState.Paused)
 _TYPES = "Microsoft.PowerShell.Commands.GetCounter"
 _NO_OBJECT = "The specified object was not found on the computer."
+
+
+# Characters a perf-counter instance name cannot hold, and what Windows writes instead
+# (learn.microsoft.com, PerformanceCounter.InstanceName remarks; real-host facts,
+# "Perf-counter instance names are escaped").
+_INSTANCE_ESCAPES = str.maketrans({"(": "[", ")": "]", "#": "_", "/": "_", "\\": "_"})
+
+
+def perf_instance_name(vm_name: str) -> str:
+    """A VM's instance name in the "Hyper-V Dynamic Memory VM" set (and its CIM perf class's
+    Name): its name with ( ) # / and the backslash replaced."""
+    return vm_name.translate(_INSTANCE_ESCAPES)
+
+
+def _pdh_like(name: str, pattern: str) -> bool:
+    """PDH's instance matching: `*` is its only wildcard (an escaped name holds `[` `]`)."""
+    parts = (re.escape(part) for part in pattern.split("*"))
+    return re.fullmatch(".*".join(parts), name, re.IGNORECASE | re.DOTALL) is not None
 
 
 @cmdlet("Get-Counter")
@@ -84,7 +102,7 @@ def _counter_samples(h: HyperVHandler, path: str) -> list[tuple[str, str, float]
         match["counter"],
     )
     sources = _sources(h, counter_set, instance)
-    if not sources and instance is not None and not has_wildcards(instance):
+    if not sources and instance is not None and "*" not in instance:  # PDH: * only
         raise CounterError("The specified instance is not present.")
     result: list[tuple[str, str, float]] = []
     for inst, values in sources:
@@ -109,8 +127,9 @@ def _sources(
     sources: list[tuple[str, Mapping[str, float]]] = []
     if counter_set == _VM_SET and h.bound_vm is None:
         for vm in h.host.find_vms("*"):
-            if vm.state in _HAS_COUNTERS and like(vm.name, instance or "*"):
-                sources.append((vm.name, h.host.vm_counters(vm.id)))
+            name = perf_instance_name(vm.name)
+            if vm.state in _HAS_COUNTERS and _pdh_like(name, instance or "*"):
+                sources.append((name, h.host.vm_counters(vm.id)))
     elif counter_set == _BALANCER_SET and h.bound_vm is None:
         if like("system balancer", instance or "*"):
             sources.append(("system balancer", h.host.balancer_counters()))

@@ -13,9 +13,14 @@ from typing import TYPE_CHECKING, Any
 from harness.emulator.cmdlets.params import bind
 from harness.emulator.cmdlets.registry import cmdlet, script
 from harness.emulator.cmdlets.shapes import custom
-from harness.emulator.errors import ArgumentValidationError, InvalidStateError
+from harness.emulator.errors import (
+    ArgumentValidationError,
+    InvalidStateError,
+    NamedParameterError,
+)
 from harness.emulator.host import EmulatedHost, VmRecord
 from harness.emulator.psrp import Command
+from harness.hostcmdlets import parameters_missing
 
 if TYPE_CHECKING:
     from harness.emulator.cmdlets.handler import HyperVHandler
@@ -87,13 +92,17 @@ def _set(host: EmulatedHost, vm: VmRecord, state: str | None, template: str | No
 @script("vm-secure-boot")
 def _vm_secure_boot(h: HyperVHandler, c: Command, items: list[Any]) -> list[Any]:
     p = bind(c, ["VMName", "SecureBoot"])
-    vm = h.host.get_vm(p.required("VMName"))
-    choice = p.required("SecureBoot")
+    given = p.required("SecureBoot")
+    # ValidateSet ignores case and binds the value as given.
     allowed = ("MicrosoftWindows", "MicrosoftUEFICertificateAuthority", "Off")
-    if choice not in allowed:
+    if given.casefold() not in (a.casefold() for a in allowed):
         raise ArgumentValidationError(
-            "SecureBoot", choice, f"Valid values are {', '.join(allowed)}."
+            "SecureBoot", given, f"Valid values are {', '.join(allowed)}."
         )
+    vm = h.vm_named(p.required("VMName"))  # Get-DmhVM: the exact name, never a pattern
+    off = given.casefold() == "off"  # the script's -eq 'Off' ignores case too
     if vm.generation == 2:
-        _set(h.host, vm, "Off" if choice == "Off" else "On", None if choice == "Off" else choice)
-    return [custom(Name=vm.name, Generation=vm.generation, SecureBoot=choice)]
+        if not off and parameters_missing("Set-VMFirmware", {"SecureBootTemplate"}, h.host.version):
+            raise NamedParameterError("SecureBootTemplate")  # the script's Set-VMFirmware call
+        _set(h.host, vm, "Off" if off else "On", None if off else given)
+    return [custom(Name=vm.name, Generation=vm.generation, SecureBoot=given)]

@@ -12,14 +12,17 @@ from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from harness.emulator.cmdlets.params import Params, object_id
+from harness.emulator.cmdlets.params import Params, bind, object_id
+from harness.emulator.cmdlets.realhost import check_received
 from harness.emulator.cmdlets.registry import Cmdlet, cmdlet, script
-from harness.emulator.cmdlets.shapes import checkpoint_object, vm_object
+from harness.emulator.cmdlets.shapes import checkpoint_object, custom, vm_object
 from harness.emulator.errors import (
     CommandNotFoundError,
     EmulatorError,
     InvalidCredentialError,
     InvalidParameterError,
+    NamedParameterError,
+    ObjectNotFoundError,
     ScriptNotSupportedError,
     SessionOpenError,
     VmNotFoundError,
@@ -28,8 +31,9 @@ from harness.emulator.errors import (
 from harness.emulator.guestface import GuestBackend, GuestProgram, GuestState
 from harness.emulator.host import CheckpointInfo, EmulatedHost, VmRecord, VMState
 from harness.emulator.psrp import Command, PipelineOutput, TerminatingError
-from harness.emulator.wildcards import has_wildcards, name_matches
 from harness.errors import SettingError
+from harness.hostcmdlets import command_missing, parameters_missing
+from harness.wildcards import has_wildcards, name_matches
 
 SCRIPT_LINE = re.compile(r"^#\s*dmh-script:\s*([a-z0-9-]+)\s*$", re.MULTILINE)
 _EVALUATORS = frozenset({"invoke-expression", "iex"})
@@ -66,6 +70,10 @@ class HyperVHandler:
         self.guest_endpoint = guest_endpoint
         self.bound_vm = bound_vm  # set: this handler is one guest's own WinRM endpoint
         self._processes: dict[tuple[uuid.UUID, str], tuple[int, GuestProgram]] = {}
+        # The Python codec each started process's output is decoded in, by (VM id, key).
+        self.code_pages: dict[tuple[uuid.UUID, str], str] = {}
+        # Per runspace: the variables scripts run without UseLocalScope left behind.
+        self._global_scope: dict[str, dict[str, tuple[str, Any]]] = {}
         self._lock = threading.Lock()
 
     # PipelineHandler
@@ -94,7 +102,16 @@ class HyperVHandler:
     def _run_one(self, command: Command, items: list[Any]) -> list[Any]:
         label = command.name
         try:
+            # The pipeline as one received object (its text and parameters): a PSRP endpoint
+            # refuses one over 10 MB (real-host facts, "10 MB per received object").
+            where = "the host's endpoint" if self.bound_vm is None else "the guest's endpoint"
+            text = command.name if command.is_script else ""
+            check_received([[text, *(value for _, value in command.parameters)]], where)
             func, label = self._resolve(command)
+            if not command.is_script:
+                self._check_version(command)
+            if command.is_script and not command.use_local_scope:
+                self._leave_in_global_scope(command)
             return func(self, command, items)
         except EmulatorError as exc:
             raise TerminatingError(to_record(exc, label)) from None
@@ -122,6 +139,29 @@ class HyperVHandler:
             raise CommandNotFoundError(command.name)
         return func, command.name
 
+    def _check_version(self, command: Command) -> None:
+        """A cmdlet or parameter this host's version does not have (harness.hostcmdlets)."""
+        if command_missing(command.name, self.host.version):
+            raise CommandNotFoundError(command.name)
+        used = {name for name, _ in command.parameters if name is not None}
+        for missing in sorted(parameters_missing(command.name, used, self.host.version)):
+            raise NamedParameterError(missing)
+
+    def _leave_in_global_scope(self, command: Command) -> None:
+        """A script run without UseLocalScope runs in the runspace's global scope: its
+        parameters stay there as variables for later commands in that runspace (real-host
+        facts, "Scripts run through PSRP without UseLocalScope")."""
+        with self._lock:
+            scope = self._global_scope.setdefault(command.runspace, {})
+            for name, value in command.parameters:
+                if name is not None:
+                    scope[name.casefold()] = (name, value)
+
+    def global_variable(self, runspace: str, name: str) -> tuple[str, Any] | None:
+        """A variable a script left in `runspace`'s global scope: (name, value), or None."""
+        with self._lock:
+            return self._global_scope.get(runspace, {}).get(name.casefold())
+
     # -- shared by the cmdlets -------------------------------------------------------------
     def vms_for(self, params: Params, items: Sequence[Any], key: str = "Name") -> list[VmRecord]:
         """VMs named by parameter (wildcards allowed) or piped in as VM objects."""
@@ -146,6 +186,21 @@ class HyperVHandler:
                 raise VmNotFoundError(text)
             found.extend(matches)
         return found
+
+    def vm_named(self, name: str) -> VmRecord:
+        """The scripts' Get-DmhVM (include/vm-lookup.ps1): the one VM with exactly this name."""
+        found = [vm for vm in self.host.find_vms("*") if vm.name.casefold() == name.casefold()]
+        if not found:
+            raise ObjectNotFoundError(
+                f'Hyper-V was unable to find a virtual machine with name "{name}".', target=name
+            )
+        if len(found) > 1:
+            raise InvalidParameterError(
+                f'{len(found)} virtual machines are named "{name}"; the harness needs one VM per'
+                " name (rename or remove the others).",
+                target=name,
+            )
+        return found[0]
 
     def one_or_more_vms(
         self, params: Params, items: Sequence[Any], key: str = "Name"
@@ -188,3 +243,17 @@ class HyperVHandler:
         if known is None or known[0] != vm.power_cycles:
             return None
         return known[1]
+
+
+@cmdlet("Get-Variable")
+def _get_variable(h: HyperVHandler, c: Command, items: list[Any]) -> list[Any]:
+    """Get-Variable -Name N [-Scope Global] [-ValueOnly]: the variables scripts left in this
+    runspace's global scope (the only ones the emulator keeps)."""
+    p = bind(c, ["Name", "Scope", "ValueOnly"])
+    name = p.required("Name")
+    found = h.global_variable(c.runspace, name)
+    if found is None:
+        raise ObjectNotFoundError(f"Cannot find a variable with the name '{name}'.", target=name)
+    if p.get("ValueOnly"):
+        return [found[1]]
+    return [custom(Name=found[0], Value=found[1])]

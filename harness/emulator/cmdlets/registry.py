@@ -14,6 +14,7 @@ from harness.emulator.psrp import Command
 
 if TYPE_CHECKING:
     from harness.emulator.cmdlets.handler import HyperVHandler
+    from harness.emulator.cmdlets.realhost import GuestOpsFacts
     from harness.emulator.guestface import GuestBackend
     from harness.emulator.host import VmRecord
 
@@ -22,8 +23,10 @@ F = TypeVar("F", bound=Callable[..., Any])
 # A cmdlet or a named script: the handler, the command as received, the pipeline's input.
 Cmdlet = Callable[["HyperVHandler", Command, list[Any]], list[Any]]
 # A guest operation: the handler, the (running) VM and its guest, the operation's arguments
-# by lower-case name.
-GuestOperation = Callable[["HyperVHandler", "VmRecord", "GuestBackend", Mapping[str, Any]], Any]
+# by lower-case name, and what the received guest-ops text does on a real guest.
+GuestOperation = Callable[
+    ["HyperVHandler", "VmRecord", "GuestBackend", Mapping[str, Any], "GuestOpsFacts"], Any
+]
 
 
 class Registry(Generic[F]):

@@ -8,15 +8,24 @@ import uuid
 from pathlib import PureWindowsPath
 from typing import TYPE_CHECKING, Any
 
+from harness.emulator.cmdlets.counters import perf_instance_name
 from harness.emulator.cmdlets.guest_ops import run_guest_operation
 from harness.emulator.cmdlets.handler import SCRIPT_LINE
-from harness.emulator.cmdlets.params import bind
+from harness.emulator.cmdlets.params import Params, bind
+from harness.emulator.cmdlets.realhost import (
+    POWERSHELL,
+    check_powershell,
+    check_received,
+    code,
+    perf_by_plain_name,
+)
 from harness.emulator.cmdlets.registry import script
 from harness.emulator.cmdlets.shapes import custom
 from harness.emulator.errors import (
     CommandNotFoundError,
     EmulatorError,
     InvalidParameterError,
+    NamedParameterError,
     ObjectNotFoundError,
     ResourceExistsError,
 )
@@ -41,24 +50,20 @@ _GUEST_OPS = "guest-ops"
 
 
 def _vm_named(h: HyperVHandler, name: str) -> VmRecord:
-    """The scripts' Get-DmhVM (include/vm-lookup.ps1): the one VM with exactly this name."""
-    found = [vm for vm in h.host.find_vms("*") if vm.name.casefold() == name.casefold()]
-    if not found:
-        raise ObjectNotFoundError(
-            f'Hyper-V was unable to find a virtual machine with name "{name}".', target=name
-        )
-    if len(found) > 1:
-        raise InvalidParameterError(
-            f'{len(found)} virtual machines are named "{name}"; the harness needs one VM per'
-            " name (rename or remove the others).",
-            target=name,
-        )
-    return found[0]
+    return h.vm_named(name)
 
 
 @script("host-facts")
 def _host_facts(h: HyperVHandler, c: Command, items: list[Any]) -> list[Any]:
     caption, version = _OS[h.host.version]
+    # A PowerShell 2.0 host fails at the first 3.0 command the script runs unguarded.
+    check_powershell(c.name, h.host.version)
+    powershell = POWERSHELL[h.host.version]
+    if powershell < 3:  # the script's 2.0 branch: what Get-WmiObject and 2.0 can say
+        return [
+            custom(ComputerName=h.host.name, OSCaption=caption, OSVersion=version,
+                   PSVersion=int64(powershell), HyperVModule=False, CheckpointCmdlets=False)
+        ]  # fmt: skip
     # 2008 R2 SP1 has no Hyper-V module, 2012 no *-VMCheckpoint cmdlets (real-host facts).
     module = h.host.version is not HostVersion.V2008R2SP1
     checkpoints = module and h.host.version is not HostVersion.V2012
@@ -67,6 +72,7 @@ def _host_facts(h: HyperVHandler, c: Command, items: list[Any]) -> list[Any]:
     return [
         custom(
             ComputerName=h.host.name,
+            PSVersion=int64(powershell),
             OSCaption=caption,
             OSVersion=version,
             HyperVModule=module,
@@ -137,9 +143,36 @@ def _remove_vm(h: HyperVHandler, c: Command, items: list[Any]) -> list[Any]:
                 disks.append(path)
             path = h.host.disk_parent(path)
     h.host.remove(vm.id)
+    left = [d for d in disks if _in_use(h, d)]
     for disk in disks:
-        h.host.remove_disk(disk)
-    return [custom(Name=vm.name, RemovedDisks=len(disks))]
+        if disk not in left:
+            h.host.remove_disk(disk)
+    if "LeftDisks" not in code(c.name):
+        # The script before its deletions were checked: Remove-Item -ErrorAction
+        # SilentlyContinue, and the disks it tried counted as removed.
+        return [custom(Name=vm.name, RemovedDisks=len(disks))]
+    reason = "The process cannot access the file because it is being used by another process."
+    return [
+        custom(
+            Name=vm.name,
+            RemovedDisks=len(disks) - len(left),
+            LeftDisks=[f"{d} ({reason})" for d in left],
+        )
+    ]
+
+
+def _in_use(h: HyperVHandler, disk: str) -> bool:
+    """Whether a VM that is not off holds `disk` open: its disk or one of that disk's parents
+    (a differencing chain keeps every parent open)."""
+    for other in h.host.find_vms("*"):
+        if other.state is VMState.Off:
+            continue
+        path: str | None = other.vhd_path
+        while path:
+            if path.casefold() == disk.casefold():
+                return True
+            path = h.host.disk_parent(path)
+    return False
 
 
 @script("vm-address")
@@ -157,19 +190,12 @@ def _vm_address(h: HyperVHandler, c: Command, items: list[Any]) -> list[Any]:
             f"The virtual machine '{vm.name}' has no IPv4 address: {why}.", target=vm.name
         )
     endpoint = h.guest_endpoint(vm)
-    # The script answers the address only. The emulator's guest listeners are not a WinRM
-    # HTTPS listener with negotiate on 5986, so it says where they are and how they
-    # authenticate (basic: no SPNEGO here, psrp-emulator-notes "Auth"); the client takes these
-    # over its defaults.
-    return [
-        custom(
-            Address=endpoint.address,
-            Port=endpoint.port,
-            Path=endpoint.path,
-            Ssl=endpoint.ssl,
-            Auth="basic",
-        )
-    ]
+    # The script answers the address only. The emulator's guest listeners are, like a stock
+    # guest's (Enable-PSRemoting), HTTP only, so TLS is never said here: the client's default
+    # must be right. What must differ is said: each listener's own loopback port (it stands in
+    # for the guest's address on 5985) and basic auth (no SPNEGO here, psrp-emulator-notes
+    # "Auth"); the client takes these over its defaults.
+    return [custom(Address=endpoint.address, Port=endpoint.port, Path=endpoint.path, Auth="basic")]
 
 
 @script(_GUEST_OPS)
@@ -178,18 +204,31 @@ def _guest_ops(h: HyperVHandler, c: Command, items: list[Any]) -> list[Any]:
         raise CommandNotFoundError(_GUEST_OPS)
     p = bind(c, ["Operation", "Arguments"])
     vm = h.host.get_vm(h.bound_vm)
-    return [run_guest_operation(h, vm, p.required("Operation"), p.get("Arguments") or {})]
+    return [run_guest_operation(h, vm, p.required("Operation"), p.get("Arguments") or {}, c.name)]
 
 
 @script("vm-invoke")
 def _vm_invoke(h: HyperVHandler, c: Command, items: list[Any]) -> list[Any]:
     p = bind(c, ["VMName", "GuestScript", "Operation", "Arguments", "GuestUser", "GuestPassword"])
     vm = _vm_named(h, p.required("VMName"))
-    _check_guest_script(p.required("GuestScript"))
+    guest_script = p.required("GuestScript")
+    _check_guest_script(guest_script)
+    arguments = p.get("Arguments") or {}
     # New-PSSession -VMId: the guest must be up (and Windows) before credentials count
+    _direct_session(h, vm, p)
+    # Invoke-Command sends the script block and its arguments to the guest's endpoint, which
+    # has its own 10 MB limit per received object (real-host facts).
+    check_received([[guest_script, p.required("Operation"), arguments]], "the guest's endpoint")
+    return [run_guest_operation(h, vm, p.required("Operation"), arguments, guest_script)]
+
+
+def _direct_session(h: HyperVHandler, vm: VmRecord, p: Params) -> None:
+    """New-PSSession -VMId: a 2016+ host (PowerShell Direct), the guest up and Windows, and the
+    guest's credentials (real-host facts, "PowerShell Direct needs a 2016+ host too")."""
+    if not h.host.version.is_2016_or_later:
+        raise NamedParameterError("VMId")
     h.guest_of(vm, direct=True)
     h.check_guest_credentials(vm.name, p.get("GuestUser"), p.get("GuestPassword"))
-    return [run_guest_operation(h, vm, p.required("Operation"), p.get("Arguments") or {})]
 
 
 def _check_guest_script(text: str) -> None:
@@ -215,17 +254,20 @@ def _sample_vm(h: HyperVHandler, c: Command, items: list[Any]) -> list[Any]:
             for name, value in h.host.vm_counters(vm.id).items()
             if name.replace(" ", "") in _VM_PERF_PROPERTIES
         }
-        if p.text("GuestScript"):
-            _check_guest_script(p.text("GuestScript") or "")
+        if perf_by_plain_name(c.name) and perf_instance_name(vm.name) != vm.name:
+            counters = {}  # `$_.Name -eq $vm.Name` meets the escaped instance name: no match
+        guest_script = p.text("GuestScript") or ""
+        if guest_script:
+            _check_guest_script(guest_script)
             key = p.text("Key") or ""
             try:  # a guest part that fails is reported beside the host part
-                h.guest_of(vm, direct=True)
-                h.check_guest_credentials(vm.name, p.get("GuestUser"), p.get("GuestPassword"))
-                guest = run_guest_operation(h, vm, "Counters", {})
+                _direct_session(h, vm, p)
+                guest = run_guest_operation(h, vm, "Counters", {}, guest_script)
                 if key:
-                    app = run_guest_operation(h, vm, "ProcessStats", {"Key": key})
+                    app = run_guest_operation(h, vm, "ProcessStats", {"Key": key}, guest_script)
+                    offset = p.int64("OutputOffset") or 0
                     output = run_guest_operation(
-                        h, vm, "ProcessResult", {"Key": key, "Offset": p.int64("OutputOffset") or 0}
+                        h, vm, "ProcessResult", {"Key": key, "Offset": offset}, guest_script
                     )
             except EmulatorError as exc:
                 guest, app, output, guest_error = None, None, None, exc.message

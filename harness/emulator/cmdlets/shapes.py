@@ -34,21 +34,20 @@ def vm_object(vm: VmRecord) -> Serialized:
 
 
 def vm_properties(vm: VmRecord) -> dict[str, Any]:
-    """What Get-VM shows of a VM (§1.2, §1.3)."""
-    heartbeat = (
-        None
-        if vm.heartbeat is None
-        else make_enum(f"{NS}.VMHeartbeatStatus", vm.heartbeat.name, int(vm.heartbeat))
-    )
+    """What Get-VM shows of a VM (§1.2, §1.3), as remote output carries it: serialized one
+    level deep, so a property whose value is not a primitive type (an enum such as State, a
+    collection of objects such as HardDrives) arrives as its ToString() (real-host facts,
+    "Depth-1 serialisation"; decompiled InternalSerializer.WriteOneObject, unconfirmed by a
+    capture)."""
     return {
         "Name": vm.name,
         "Id": vm.id,
         "VMName": vm.name,
         "VMId": vm.id,
         "ComputerName": vm.computer_name,
-        "State": make_enum(f"{NS}.VMState", vm.state.name, int(vm.state)),
+        "State": vm.state.name,
         "Status": "Operating normally" if vm.state is VMState.Running else "",
-        "Heartbeat": heartbeat,
+        "Heartbeat": None if vm.heartbeat is None else vm.heartbeat.name,
         "Uptime": vm.uptime,
         "Generation": vm.generation,
         "Version": vm.version,
@@ -63,20 +62,39 @@ def vm_properties(vm: VmRecord) -> dict[str, Any]:
         "MemoryMaximum": int64(vm.memory.maximum),
         "SmartPagingFileInUse": vm.smart_paging_file_in_use,
         "SmartPagingFilePath": vm.smart_paging_file_path,
-        "CheckpointType": make_enum(
-            f"{NS}.CheckpointType", vm.checkpoint_type.name, int(vm.checkpoint_type)
-        ),
+        "CheckpointType": vm.checkpoint_type.name,
         "ParentCheckpointId": vm.parent_checkpoint_id,
         "CreationTime": vm.creation_time,
-        # After a checkpoint the drive's Path is the newest .avhdx (real-host facts). Remote
-        # output is serialized one level deep, so the drives arrive as strings.
-        "HardDrives": [vm.vhd_path] if vm.vhd_path else [],
+        # The drives' ToString(), not their paths (a script reads .Path on the host, where the
+        # objects are live; after a checkpoint it is the newest .avhdx, real-host facts).
+        "HardDrives": [_drive_string(vm)] if vm.vhd_path else [],
     }
 
 
+def _drive_string(vm: VmRecord) -> str:
+    """A HardDiskDrive's ToString(): VirtualizationObject's "Type (Name = ..., VMName = ...)
+    [Id = ..., VMId = ...]" form, the first drive of SCSI controller 0 (Generation 2) or IDE
+    controller 0 (Generation 1)."""
+    bus = "SCSI" if vm.generation == 2 else "IDE"
+    vm_id = str(vm.id).upper()
+    return (
+        f"HardDiskDrive (Name = 'Hard Drive on {bus} controller number 0 at location 0',"
+        f" VMName = '{vm.name}') [Id = 'Microsoft:{vm_id}\\83F8638B-8DCA-4152-9EDA-2CA8B33039B4"
+        f"\\0\\0\\D', VMId = '{vm_id}']"
+    )
+
+
 def memory_object(
-    vm_name: str, vm_id: uuid.UUID, computer: str, settings: MemorySettings, snapshot: str = ""
+    vm_name: str,
+    vm_id: uuid.UUID,
+    computer: str,
+    settings: MemorySettings,
+    snapshot: str = "",
+    *,
+    numa_node_mb: int,
 ) -> Any:
+    """Get-VMMemory's object. MaximumPerNumaNode is what one of the host's NUMA nodes holds,
+    in MB (the emulated host has one node: all its memory), not the VM's Maximum."""
     return make_object(
         (f"{NS}.VMMemory", f"{NS}.VMDevice", f"{NS}.VirtualizationObject"),
         {
@@ -93,7 +111,7 @@ def memory_object(
             "Maximum": int64(settings.maximum),
             "Buffer": settings.buffer,
             "Priority": settings.priority,
-            "MaximumPerNumaNode": int64(settings.maximum >> 20),
+            "MaximumPerNumaNode": int64(numa_node_mb),
             "ResourcePoolName": "Primordial",
         },
         to_string="VMMemory",
@@ -110,11 +128,10 @@ def checkpoint_object(cp: CheckpointInfo, computer: str) -> Any:
             "VMId": cp.vm_id,
             "ComputerName": computer,
             "CreationTime": cp.creation_time,
-            "SnapshotType": make_enum(f"{NS}.SnapshotType", "Standard", 0),
-            "CheckpointType": make_enum(
-                f"{NS}.CheckpointType", cp.checkpoint_type.name, int(cp.checkpoint_type)
-            ),
-            "State": make_enum(f"{NS}.VMState", cp.vm_state.name, int(cp.vm_state)),
+            # Enums at depth 1: their names (see vm_properties).
+            "SnapshotType": "Standard",
+            "CheckpointType": cp.checkpoint_type.name,
+            "State": cp.vm_state.name,
             "ParentSnapshotId": cp.parent_checkpoint_id,
             "MemoryStartup": int64(cp.memory.startup),
             "DynamicMemoryEnabled": cp.memory.dynamic,

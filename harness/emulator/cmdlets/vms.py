@@ -29,9 +29,9 @@ from harness.emulator.host import (
     VMState,
 )
 from harness.emulator.psrp import Command
-from harness.emulator.wildcards import like
 from harness.settings import SET_VMMEMORY_PARAMETERS, MemoryChange
 from harness.units import MB
+from harness.wildcards import like
 
 if TYPE_CHECKING:
     from harness.emulator.cmdlets.handler import HyperVHandler
@@ -167,10 +167,21 @@ def _get_vmmemory(h: HyperVHandler, c: Command, items: list[Any]) -> list[Any]:
         for vm in h.host.find_vms("*"):
             for cp in h.host.checkpoints(vm.id):
                 if cp.id == cp_id:
-                    return [memory_object(cp.vm_name, cp.vm_id, h.host.name, cp.memory, cp.name)]
+                    return [
+                        memory_object(
+                            cp.vm_name,
+                            cp.vm_id,
+                            h.host.name,
+                            cp.memory,
+                            cp.name,
+                            numa_node_mb=h.host.total_memory >> 20,
+                        )
+                    ]
         raise CheckpointNotFoundError()
     return [
-        memory_object(vm.name, vm.id, vm.computer_name, vm.memory)
+        memory_object(
+            vm.name, vm.id, vm.computer_name, vm.memory, numa_node_mb=h.host.total_memory >> 20
+        )
         for vm in h.one_or_more_vms(p, items, "VMName")
     ]
 
@@ -196,7 +207,13 @@ def _set_vmmemory(h: HyperVHandler, c: Command, items: list[Any]) -> list[Any]:
         updated = h.host.set_memory(vm.id, change)
         if p.switch("Passthru"):
             results.append(
-                memory_object(updated.name, updated.id, updated.computer_name, updated.memory)
+                memory_object(
+                    updated.name,
+                    updated.id,
+                    updated.computer_name,
+                    updated.memory,
+                    numa_node_mb=h.host.total_memory >> 20,
+                )
             )
     return results
 

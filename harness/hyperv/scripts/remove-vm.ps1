@@ -1,5 +1,6 @@
 # dmh-script: remove-vm
-# Turn a VM off, remove it, and delete the differencing disks the harness created for it.
+# Turn a VM off, remove it, and delete the differencing disks the harness created for it;
+# what could not be deleted is reported (LeftDisks).
 param([Parameter(Mandatory)][string]$Name)
 $ErrorActionPreference = 'Stop'
 # dmh-include: vm-lookup
@@ -21,5 +22,13 @@ foreach ($drive in $drives) {
     }
 }
 Remove-VM -VM $vm -Force
-foreach ($disk in $disks) { Remove-Item -LiteralPath $disk -Force -ErrorAction SilentlyContinue }
-[pscustomobject]@{ Name = $Name; RemovedDisks = $disks.Count }
+# Each deletion is checked: a disk still in use (another VM's chain through it) stays, and is
+# reported by path with Windows' reason, never counted as removed.
+$removed = 0
+$left = @()
+foreach ($disk in $disks) {
+    $why = ''
+    try { Remove-Item -LiteralPath $disk -Force -ErrorAction Stop } catch { $why = $_.Exception.Message }
+    if (Test-Path -LiteralPath $disk) { $left += "$disk ($why)" } else { $removed++ }
+}
+[pscustomobject]@{ Name = $Name; RemovedDisks = $removed; LeftDisks = $left }

@@ -24,7 +24,11 @@ $app = $null
 $output = $null
 $guestError = $null
 if ($vm.State -eq 'Running') {
-    $perf = Get-DmhPerf 'Win32_PerfRawData_BalancerStats_HyperVDynamicMemoryVM' $vm.Name
+    # The VM's instance is named after it with ( ) # / \ replaced: a name compared as it is
+    # would find no instance for such a VM (real-host facts, "Perf-counter instance names are
+    # escaped"; learn.microsoft.com, PerformanceCounter.InstanceName).
+    $instance = $vm.Name.Replace('(', '[').Replace(')', ']').Replace('#', '_').Replace('/', '_').Replace('\', '_')
+    $perf = Get-DmhPerf 'Win32_PerfRawData_BalancerStats_HyperVDynamicMemoryVM' $instance
     if ($perf) {
         foreach ($name in 'AddedMemory', 'RemovedMemory', 'MemoryAddOperations', 'MemoryRemoveOperations', 'GuestVisiblePhysicalMemory', 'PhysicalMemory', 'CurrentPressure', 'AveragePressure') {
             $counters[$name] = [int64]$perf.$name

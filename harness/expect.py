@@ -247,19 +247,21 @@ class Expectations:
         return max([last, *events])
 
     def _hold(self, truth: Callable[[Sample], float | None], metric: str, within: float) -> None:
-        """Let the test run until `within` seconds after the last change of the truth (and
-        after the app's first report), so the window after every change is observed."""
+        """Let the test run until a sample lands `within` seconds after the last change of
+        the truth (and after the app's first report), so the window after every change is
+        observed — on a busy machine samples come late and seldom, so the clock alone is not
+        enough."""
         cap = Deadline(_HOLD_CAP_S + within, clock=self.timeline.now)
         while not cap.expired:
             end = self._last_change(truth) + within + _HOLD_MARGIN_S
-            first = next(
-                (s.t for s in self.timeline.samples if s.app and metric in s.app.reported), None
-            )
+            samples = self.timeline.samples
+            first = next((s.t for s in samples if s.app and metric in s.app.reported), None)
             if first is not None:
                 end = max(end, first + within + _HOLD_MARGIN_S)
-            if self.timeline.now() >= end:
+            if samples and samples[-1].t >= end:
                 return
-            Deadline.at(min(end, cap.end), clock=self.timeline.now).run_out()
+            wake = max(end, self.timeline.now() + 0.1)
+            Deadline.at(min(wake, cap.end), clock=self.timeline.now).run_out()
 
     def view_tracks_truth(
         self,
@@ -524,10 +526,13 @@ BASE_WINDOW_S = 2.0  # the app's level before an event: the median over this lon
 
 
 class _Aim:
-    """How far the app's working set must move after an event, from what it could see: for
-    growth, the memory that became available to it since the event began; for a release,
-    a share of the memory moved, but no more than half of what the app held above its start-up
-    size."""
+    """How far the app's working set must move after an event, judged on what it could see.
+    Growth: a share of the memory that became available to it since the event began (the
+    rise of the guest's available memory, its own growth counted back, or of its total).
+    Release: a share of the memory the guest was pressed for (the fall of its available
+    memory, the app's own release counted back, or of its total; never more than moved), but
+    no more than half of what the app held above its start-up size. Without guest samples,
+    the memory moved stands for both."""
 
     def __init__(
         self,
@@ -542,43 +547,62 @@ class _Aim:
         self.moved = moved_mb(event)
         self.base, self.fraction, self.floor, self.rising = base, fraction, floor_mb, rising
         self.held = max(0.0, held)
+        self.guest_seen = any(s.guest is not None for s in before)
         self.available = _median_of(before, lambda g: g.available_mb)
         self.total = _median_of(before, lambda g: g.total_mb)
-        self.offered = 0.0
+        self.shown = 0.0  # the most memory offered (growth) or pressed for (release) so far
 
     def see(self, s: Sample) -> None:
-        if not self.rising or s.guest is None or s.app is None:
+        if s.guest is None or s.app is None:
             return
-        grown = s.app.working_set_mb - self.base  # the app's own growth took from available
-        rises = [s.guest.available_mb + grown - self.available, s.guest.total_mb - self.total]
-        self.offered = max(self.offered, *rises)
-        if self.moved:
-            self.offered = min(self.offered, self.moved)
+        own = s.app.working_set_mb - self.base  # what the app itself took (+) or gave (−)
+        if self.rising:
+            moves = [s.guest.available_mb + own - self.available, s.guest.total_mb - self.total]
+        else:
+            moves = [self.available - s.guest.available_mb - own, self.total - s.guest.total_mb]
+        self.shown = max(self.shown, *moves)
+
+    @property
+    def asked(self) -> float:
+        """The memory the app is judged against."""
+        if not self.guest_seen:
+            return self.moved
+        return min(self.shown, self.moved) if self.moved else self.shown
 
     @property
     def need(self) -> float:
         if self.rising:
-            return max(self.floor, self.fraction * self.offered)
-        return max(self.floor, min(self.fraction * self.moved, self.held / 2))
+            return max(self.floor, self.fraction * self.asked)
+        return max(self.floor, min(self.fraction * self.asked, self.held / 2))
 
     def too_little(self) -> str:
         """Why the app could not be asked to move at all, or ''."""
-        if self.rising and self.fraction * self.offered < self.floor:
+        judged_from = f"{self.floor / self.fraction:.0f} MB"
+        if self.rising and self.fraction * self.asked < self.floor:
             return (
-                f"only {self.offered:.0f} MB became available to the app after the hot-add; "
-                f"growth is judged from {self.floor / self.fraction:.0f} MB"
+                f"only {self.asked:.0f} MB became available to the app after the hot-add; "
+                f"growth is judged from {judged_from}"
             )
-        if not self.rising and self.held < self.floor:
+        if self.rising:
+            return ""
+        if self.held < self.floor:
             return (
                 f"the app held only {self.held:.0f} MB above its start-up size: nothing to release"
+            )
+        if self.fraction * self.asked < self.floor:
+            return (
+                f"the guest was pressed for only {self.asked:.0f} MB (the fall of its available "
+                f"memory or of its total); a release is judged from {judged_from}"
             )
         return ""
 
     def rule(self) -> str:
         if self.rising:
-            of = f"{self.fraction:.0%} of the {self.offered:.0f} MB that became available to it"
-        elif self.held / 2 < self.fraction * self.moved:
+            of = f"{self.fraction:.0%} of the {self.asked:.0f} MB that became available to it"
+        elif self.held / 2 < self.fraction * self.asked:
             of = f"half the {self.held:.0f} MB it held above its start-up size"
+        elif self.guest_seen and self.asked < self.moved:
+            of = f"{self.fraction:.0%} of the {self.asked:.0f} MB the guest was pressed for"
         else:
             of = f"{self.fraction:.0%} of the {self.moved:.0f} MB moved"
         return f"needed {self.need:.0f} MB: {of}, at least {self.floor:.0f} MB"

@@ -107,8 +107,9 @@ def test_release_counts_from_the_peak_after_the_event(trough_mb: float, passed: 
 def test_release_has_a_floor_above_noise() -> None:
     """A 20 % drop of a small working set (10 MB of noise) is no release: the floor is 32 MB."""
     timeline = _past_timeline({5.0: 60.0, 12.0: 50.0}, start_up={0.5: 5.0})
-    event = _move(timeline, "balloon", 1100, 1024)
-    with pytest.raises(ExpectationFailed, match="needed 32 MB: 10% of the 76 MB moved"):
+    event = _move(timeline, "balloon", 2048, 1024)
+    floor = "needed 32 MB: half the 55 MB it held above its start-up size, at least 32 MB"
+    with pytest.raises(ExpectationFailed, match=floor):
         Expectations(timeline).releases_after(event)  # type: ignore[arg-type]
 
 
@@ -122,6 +123,23 @@ def test_an_app_holding_nothing_above_its_start_up_size_has_nothing_to_release()
     assert outcome.detail == (
         "not applicable (the app held only 5 MB above its start-up size: nothing to release)"
     )
+
+
+def test_a_release_is_asked_only_when_the_guest_was_pressed() -> None:
+    """Issue #21: a Windows balloon after the load was dropped leaves the guest more available
+    memory than before and its total unchanged: nothing asked the app to give memory back."""
+    available = {0.0: 600, 9.0: 600, 11.0: 1200}
+    timeline = _past_timeline({8.0: 269.0, 9.0: 270.0, 14.0: 270.0}, available)
+    event = _move(timeline, "balloon", 1920, 1536)
+    expect = Expectations(timeline)
+    expect.releases_after(event, within=10.0)  # type: ignore[arg-type]
+    [outcome] = expect.outcomes
+    assert (outcome.passed, outcome.applicable) == (False, False)
+    assert "the guest was pressed for only 0 MB" in outcome.detail
+    # the same balloon with the guest's available memory falling 600 MB asks for a release
+    pressed = _past_timeline({8.0: 269.0, 9.0: 270.0, 14.0: 270.0}, {0.0: 600, 11.0: 0})
+    with pytest.raises(ExpectationFailed, match="needed 38 MB: 10% of the 384 MB moved"):
+        Expectations(pressed).releases_after(_move(pressed, "balloon", 1920, 1536))  # type: ignore[arg-type]
 
 
 def test_a_release_is_asked_of_what_the_app_holds() -> None:

@@ -13,7 +13,7 @@ import logging
 import re
 import threading
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from importlib import resources
 from typing import Any
@@ -119,10 +119,18 @@ def load_script(name: str) -> str:
 class HostSession:
     """A reusable PSRP connection to one host; thread-safe (one pipeline at a time)."""
 
-    def __init__(self, target: HostTarget, *, retries: int = 3, backoff: float = 0.5) -> None:
+    def __init__(
+        self,
+        target: HostTarget,
+        *,
+        retries: int = 3,
+        backoff: float = 0.5,
+        sleep: Callable[[float], None] = time.sleep,
+    ) -> None:
         self.target = target
         self.retries = retries
         self.backoff = backoff
+        self._sleep = sleep  # how a retry waits out its backoff (a test records it)
         self._lock = threading.RLock()
         self._pool: RunspacePool | None = None
 
@@ -160,7 +168,7 @@ class HostSession:
                     self.retries,
                     delay,
                 )
-                time.sleep(delay)
+                self._sleep(delay)
 
     def close(self) -> None:
         with self._lock:

@@ -35,12 +35,13 @@ from harness.emulator.ssh import GuestSSH
 from harness.hyperv.guest import Guest
 from harness.hyperv.ssh import SSHChannel, SSHTarget
 from harness.settings import MemoryChange
+from tests.requires import needs
 
 REASON = available()
 # One worker runs the QEMU tests one at a time (--dist loadgroup): each boots a real kernel
 # under TCG, and two at once on a 2-core runner starve each other.
 pytestmark = [
-    pytest.mark.skipif(REASON is not None, reason=f"QEMU backend unavailable: {REASON}"),
+    needs("qemu", missing=None if REASON is None else f"QEMU backend unavailable: {REASON}"),
     pytest.mark.xdist_group("qemu"),
 ]
 

@@ -49,6 +49,18 @@ def failed_expectations(record: TestRecord) -> list[str]:
     return [e.name for e in record.failed_expectations]
 
 
+def assert_ended_at_the_exit(record: TestRecord) -> None:
+    """The test ended through the app's exit guard, at the first sample that saw the app
+    gone (its result spans that one sample), not by waiting out a deadline and judging the
+    app afterwards (that check's window spans the seconds before the exit). How soon after
+    the exit is a duration: benchmarks' to measure, not this test's to bound."""
+    [survive] = [e for e in record.expectations if e.behaviour == "survive"]
+    assert not survive.passed
+    assert survive.window_start is not None
+    assert survive.window_start == survive.window_end, survive
+    assert "waited" not in record.message  # no deadline ran out first
+
+
 def test_good_app_passes_every_scenario(pytester: pytest.Pytester) -> None:
     records = run_suite(pytester, "cache_good.py", "-n", "2")
     assert len(records) == 12  # six scenarios × two guest profiles
@@ -66,11 +78,13 @@ def test_quiet_app_is_certified_on_what_it_does(pytester: pytest.Pytester) -> No
     """No metric lines: certified on survive/grow/release/bounded; "track" is shown as not
     applicable, never as passed."""
     records = run_suite(pytester, "cache_quiet.py", "-n", "2")
+    assert len(records) == 12  # six scenarios × two guest profiles
     bad = {name: (r.outcome, r.message) for name, r in records.items() if r.outcome != "passed"}
     assert not bad
     assert verdict(pytester) == "certified"
     for name, record in records.items():
         track = [e for e in record.expectations if e.behaviour == "track"]
+        assert track, f"{name}: no track check shown at all"  # all() of nothing is True
         assert all(not e.applicable and not e.passed for e in track), name
         assert all(e.detail == "not applicable (the app reports no total_mb)" for e in track)
         assert "track" not in record.behaviours_checked, name
@@ -99,7 +113,7 @@ def test_crashing_app_fails_at_once_with_its_exit_code(pytester: pytest.Pytester
     assert first.startswith("the app did not survive: it exited with code 1"), first
     assert "RuntimeError: simulated crash 3 s after start" in first
     assert SURVIVE in failed_expectations(record)
-    assert record.duration_s < 20  # seconds after the crash, not a 45 s wait per test
+    assert_ended_at_the_exit(record)  # not a 45 s wait per test
     assert verdict(pytester) == "not certified"
 
 
@@ -248,4 +262,4 @@ def test_an_app_that_is_not_there_fails_naming_it(pytester: pytest.Pytester) -> 
     first = record.message.splitlines()[0]
     assert first.startswith("the app did not survive: it exited with code 2"), first
     assert "missing.py" in first and "No such file" in first
-    assert record.duration_s < 15
+    assert_ended_at_the_exit(record)

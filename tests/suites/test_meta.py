@@ -155,15 +155,18 @@ def test_stale_app_fails_because_its_view_does_not_track_the_guest(
 
 
 def test_hog_fails_only_where_memory_must_be_given_back(pytester: pytest.Pytester) -> None:
-    records = run_suite(
-        pytester,
-        "cache_hog.py",
-        "-n",
-        "2",
-        "--dm-guest-os=linux",
-        "-k",
-        "pressure or balloon or hot_add",
-    )
+    """Through `dmh certify`, as a CI runs it: the app failed, so the run is NOT CERTIFIED
+    and exits 1, even though it ran a selection (README, exit codes)."""
+    done = subprocess.run(
+        [str(Path(sys.executable).with_name("dmh")), "certify", "--app", "cache_hog.py",
+         "-n", "2", "--", "--dm-guest-os=linux", "-k", "pressure or balloon or hot_add"],
+        cwd=pytester.path, env=plugin_env(), capture_output=True, text=True, timeout=600,
+    )  # fmt: skip
+    assert done.returncode == 1, done.stdout[-3000:] + done.stderr[-2000:]
+    assert "VERDICT: NOT CERTIFIED" in done.stdout, done.stdout[-3000:]
+    run = done.stdout.split(":", 1)[0].removeprefix("run ").strip()
+    found = load_records(pytester.path / "reports" / "out" / "runs" / run / "records")
+    records = {r.nodeid.split("::")[-1]: r for r in found}
     for name in ("test_pressure_response[linux]", "test_balloon_removal_during_load[linux]"):
         record = records[name]
         assert record.outcome == "failed", (name, record.message)

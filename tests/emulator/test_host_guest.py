@@ -54,6 +54,7 @@ from harness.emulator.wildcards import has_wildcards, like
 from harness.errors import RuntimeChangeError
 from harness.settings import MemoryChange
 from harness.units import GB, MB, TB
+from tests.requires import skip_without
 
 
 class FakeClock:
@@ -553,7 +554,7 @@ overlay_expected = sys.platform.startswith("linux") and bool(shutil.which("unsha
 def test_proc_meminfo_is_the_guests_own_view(host: EmulatedHost, clock: FakeClock) -> None:
     mode = meminfo_overlay()
     if os.geteuid() != 0 and mode is Overlay.NONE:
-        pytest.skip("no root and no unprivileged user namespaces here")
+        skip_without("root", why="no root and no unprivileged user namespaces here")
     assert mode is not Overlay.NONE
     vm = running_vm(host, clock, guest_os="linux")
     host.set_memory(

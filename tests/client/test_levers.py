@@ -8,9 +8,8 @@ from pathlib import Path
 
 import pytest
 
-from harness.deadline import wait_until
 from harness.errors import BalloonBlocked, LeverError, RuntimeChangeError
-from harness.hyperv.guest import DirectChannel, Guest, GuestProcess
+from harness.hyperv.guest import DirectChannel, Guest
 from harness.hyperv.host import HyperVHost
 from harness.levers import LoadCommand, MemoryLevers
 from harness.schedule import Step, oscillate, random_walk, run_schedule
@@ -29,12 +28,6 @@ def levers_for(
     guest.copy_in(str(LOAD), "load.py")
     load = LoadCommand(sys.executable, ["load.py"])
     return MemoryLevers(host, name, Timeline(), guest=guest, load=load, deadline=deadline)
-
-
-def said(process: GuestProcess, line: str) -> bool:
-    """Whether the guest process has printed `line` (what it printed since is fetched)."""
-    process.poll()
-    return line in process.output
 
 
 def test_hot_add_by_load_then_balloon_by_dropping_it(http_emulator: Emulator, vm_name: str) -> None:
@@ -90,10 +83,7 @@ def test_a_balloon_the_guests_demand_blocks_says_so(http_emulator: Emulator, vm_
             holder = levers.guest.start_process(
                 levers.load.command, [*levers.load.arguments, "768"]
             )
-            # The balloon comes once the holder holds all of it (it says so): the guest's
-            # demand is then 768 MB over its own, and lowering the buffer (20 % to 5 %) frees
-            # far less than 512 MB. (Racing the holder's growth instead made this flaky.)
-            wait_until(lambda: said(holder, "holding 768 MB"), 120, what="the holder's 768 MB")
+            levers.force_hot_add("256MB", strategy="raise-buffer")
             with pytest.raises(BalloonBlocked) as blocked:
                 levers.force_balloon("512MB", strategy="lower-buffer")
             assert blocked.value.demand_mb * 1.05 > blocked.value.wanted_mb

@@ -39,6 +39,9 @@ from tests.embedded import PLUGIN_ARGS, REPO, plugin_env
 from . import schema_check
 
 SCHEMA = REPO / "reports" / "summary.schema.json"
+# One worker runs every test here (--dist loadgroup): the module's pipeline (two pytest runs of
+# the suite below) is then made once, not once on each xdist worker.
+pytestmark = pytest.mark.xdist_group("pipeline")
 CI_VARIABLES = ("GITHUB_ACTIONS", "GITLAB_CI", "JENKINS_URL", "BUILD_NUMBER", "TF_BUILD")
 GITHUB = {
     "GITHUB_ACTIONS": "true",

@@ -8,12 +8,11 @@ import pytest
 
 from tests.requires import ENV, named_in, required
 
+_REQUIRED = pytest.StashKey[set[str]]()
+
 
 def pytest_configure(config: pytest.Config) -> None:
     config.stash[_REQUIRED] = required()  # a misspelt tool is a usage error, before any test
-
-
-_REQUIRED = pytest.StashKey[set[str]]()
 
 
 @pytest.hookimpl(wrapper=True)

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import os
 import re
-import shutil
 from typing import NoReturn
 
 import pytest
@@ -53,8 +52,3 @@ def required() -> set[str]:
             f"{ENV}: {', '.join(unknown)} is not a tool tests can need (one of {', '.join(TOOLS)})"
         )
     return names
-
-
-def which_or_missing(program: str) -> str | None:
-    """None when `program` is on PATH, else what is missing."""
-    return None if shutil.which(program) else f"{program} is not on PATH"

@@ -14,6 +14,7 @@ import contextlib
 import os
 import re
 import threading
+import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -75,8 +76,14 @@ class Emulator:
     def credentials(self) -> GuestCredentials:
         return emulator_guest_credentials(self.emu)
 
-    def session(self, *, retries: int = 2, backoff: float = 0.05) -> HostSession:
-        return HostSession(emulator_target(self.emu), retries=retries, backoff=backoff)
+    def session(
+        self,
+        *,
+        retries: int = 2,
+        backoff: float = 0.05,
+        sleep: Callable[[float], None] = time.sleep,
+    ) -> HostSession:
+        return HostSession(emulator_target(self.emu), retries=retries, backoff=backoff, sleep=sleep)
 
     def restart_server(self) -> EmulatorServer:
         """Stop the endpoint (dropping every connection and shell) and listen again on the same

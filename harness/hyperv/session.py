@@ -13,7 +13,7 @@ import logging
 import re
 import threading
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from importlib import resources
 from typing import Any
@@ -127,11 +127,13 @@ class HostSession:
         retries: int = 3,
         backoff: float = 0.5,
         recorder: Recorder | None = None,
+        sleep: Callable[[float], None] = time.sleep,
     ) -> None:
         self.target = target
         self.recorder = recorder  # keeps every exchange (harness.hyperv.record)
         self.retries = retries
         self.backoff = backoff
+        self._sleep = sleep  # how a retry waits out its backoff (a test records it)
         self._lock = threading.RLock()
         self._pool: RunspacePool | None = None
 
@@ -169,7 +171,7 @@ class HostSession:
                     self.retries,
                     delay,
                 )
-                time.sleep(delay)
+                self._sleep(delay)
 
     def close(self) -> None:
         with self._lock:

@@ -4,10 +4,9 @@ a Windows guest's commit limit; a Linux guest's OOM kill comes the same way)."""
 
 from __future__ import annotations
 
-import pytest
-
 from harness.emulator.process.sandbox.containment import support
 from harness.hyperv.host import HyperVHost
+from tests.requires import needs
 
 from .support import PYTHON, Emulator, direct_guest, finish, running_vm
 
@@ -40,7 +39,7 @@ def test_exit_code_and_stderr_apart_from_output(http_emulator: Emulator, vm_name
         assert process.memory_event == ""
 
 
-@pytest.mark.skipif(not support().enforced, reason="guest memory not enforced on this machine")
+@needs("root", missing=None if support().enforced else "guest memory not enforced on this machine")
 def test_a_commit_limit_kill_is_named(http_emulator: Emulator, vm_name: str) -> None:
     with (
         http_emulator.session() as session,

@@ -26,12 +26,15 @@ from harness.emulator.process.guestproc import LocalProcess
 from harness.emulator.process.sandbox.containment import NOT_ENFORCED, support
 from harness.settings import MemoryChange
 from harness.units import GB, MB
+from tests.requires import needs
 
 APPS = Path(__file__).with_name("guest_apps")
 ROOT = Path(__file__).resolve().parents[2]
-contained = pytest.mark.skipif(
-    not (support().enforced and support().namespaces),
-    reason="needs root: " + "; ".join(support().warnings),
+contained = needs(
+    "root",
+    missing=None
+    if support().enforced and support().namespaces
+    else "; ".join(support().warnings) or "guest memory is not enforced here",
 )
 # What the machine may hold for one guest beyond its assigned memory: the launcher process
 # (nsenter) that waits for each program outside the guest's namespaces.

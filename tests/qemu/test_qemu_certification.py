@@ -11,12 +11,13 @@ import pytest
 from harness.emulator.qemu.launcher import available
 from harness.report.model import TestRecord, load_records
 from tests.embedded import REPO, use_plugin_env
+from tests.requires import needs
 
 REASON = available()
 # One worker runs the QEMU tests one at a time (--dist loadgroup): each boots a real kernel
 # under TCG, and two at once on a 2-core runner starve each other.
 pytestmark = [
-    pytest.mark.skipif(REASON is not None, reason=f"QEMU backend unavailable: {REASON}"),
+    needs("qemu", missing=None if REASON is None else f"QEMU backend unavailable: {REASON}"),
     pytest.mark.xdist_group("qemu"),
 ]
 SUITE = REPO / "suites" / "test_certification.py"

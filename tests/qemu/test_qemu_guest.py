@@ -35,12 +35,13 @@ from harness.emulator.ssh import GuestSSH
 from harness.hyperv.guest import Guest
 from harness.hyperv.ssh import SSHChannel, SSHTarget
 from harness.settings import MemoryChange
+from tests.requires import needs
 
 REASON = available()
 # One worker runs the QEMU tests one at a time (--dist loadgroup): each boots a real kernel
 # under TCG, and two at once on a 2-core runner starve each other.
 pytestmark = [
-    pytest.mark.skipif(REASON is not None, reason=f"QEMU backend unavailable: {REASON}"),
+    needs("qemu", missing=None if REASON is None else f"QEMU backend unavailable: {REASON}"),
     pytest.mark.xdist_group("qemu"),
 ]
 
@@ -303,7 +304,7 @@ def test_boot_failure_carries_the_serial_console() -> None:
     assert scratch_dirs() <= before
 
 
-def test_stale_scratch_directories_are_removed_and_no_other() -> None:
+def test_stale_scratch_directories_are_removed_and_no_other(tmp_path: Path) -> None:
     """Scratch directories carry their owner (pid, start time) in their name: a dead owner's
     is removed, a live one's (another worker's VM being made) and an image build are kept."""
     gone = subprocess.Popen([sys.executable, "-c", "pass"])
@@ -311,14 +312,9 @@ def test_stale_scratch_directories_are_removed_and_no_other() -> None:
     dead_tag = f"{gone.pid}-{int(dead.create_time() * 100)}"  # as owner.tag() names it
     gone.wait()
     made = {
-        "stale": Path(tempfile.mkdtemp(prefix=f"dmh-qemu-{dead_tag}-")),
-        "live": Path(tempfile.mkdtemp(prefix=f"dmh-qemu-{owner.tag()}-")),
-        "build": Path(tempfile.mkdtemp(prefix="dmh-qemu-build-")),
+        "stale": Path(tempfile.mkdtemp(prefix=f"dmh-qemu-{dead_tag}-", dir=tmp_path)),
+        "live": Path(tempfile.mkdtemp(prefix=f"dmh-qemu-{owner.tag()}-", dir=tmp_path)),
+        "build": Path(tempfile.mkdtemp(prefix="dmh-qemu-build-", dir=tmp_path)),
     }
-    try:
-        launcher._reaped = False
-        launcher._reap_stale()
-        assert {name for name, path in made.items() if path.exists()} == {"live", "build"}
-    finally:
-        for path in made.values():
-            shutil.rmtree(path, ignore_errors=True)
+    launcher.reap_stale_scratch(tmp_path)
+    assert {name for name, path in made.items() if path.exists()} == {"live", "build"}

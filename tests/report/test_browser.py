@@ -9,10 +9,13 @@ import pytest
 
 from harness.report.browser import DEFAULT_CHROMIUM, PageCheck, check_page, screenshot
 from harness.report.build import ReportPaths, build_reports
+from tests.requires import needs
 
-pytestmark = pytest.mark.skipif(
-    not Path(DEFAULT_CHROMIUM).exists(),
-    reason=f"{DEFAULT_CHROMIUM} is absent (Debian package 'chromium'; .ci/run installs it)",
+pytestmark = needs(
+    "chromium",
+    missing=None
+    if Path(DEFAULT_CHROMIUM).exists()
+    else f"{DEFAULT_CHROMIUM} is absent (Debian package 'chromium'; .ci/run installs it)",
 )
 
 IMAGES_RENDERED = "Array.from(document.images).filter(i => i.complete && i.naturalWidth > 0).length"

@@ -39,6 +39,9 @@ from tests.embedded import PLUGIN_ARGS, REPO, plugin_env
 from . import schema_check
 
 SCHEMA = REPO / "reports" / "summary.schema.json"
+# One worker runs every test here (--dist loadgroup): the module's pipeline (two pytest runs of
+# the suite below) is then made once, not once on each xdist worker.
+pytestmark = pytest.mark.xdist_group("pipeline")
 CI_VARIABLES = ("GITHUB_ACTIONS", "GITLAB_CI", "JENKINS_URL", "BUILD_NUMBER", "TF_BUILD")
 GITHUB = {
     "GITHUB_ACTIONS": "true",
@@ -71,11 +74,15 @@ def _reporting(timeline):
 
 
 @pytest.fixture(autouse=True)
-def _quick_heartbeat(monkeypatch):
-    # A heartbeat every 0.5 s instead of 10 s, so a short wait shows one.
-    import harness.deadline
+def _quick_heartbeat():
+    # The plugin's own heartbeat, every 0.5 s instead of 10 s, so a short wait shows one.
+    from harness import deadline
 
-    monkeypatch.setattr(harness.deadline, "HEARTBEAT_S", 0.5)
+    installed = deadline.installed_heartbeat()
+    assert installed is not None, "the plugin installs a heartbeat for every dm test"
+    previous = deadline.set_heartbeat(deadline.Heartbeat(installed.progress, every=0.5))
+    yield
+    deadline.set_heartbeat(previous)
 
 
 @allure.feature("Levers")

@@ -9,6 +9,7 @@ every scenario; an app the user wrote runs as the README says, from its own dire
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 import textwrap
@@ -23,6 +24,7 @@ SUITE = REPO / "suites" / "test_certification.py"
 TRACK = "the app's total_mb tracks the guest"
 RELEASE = "the app releases memory"
 SURVIVE = "the app survives"
+CERTIFIED_RUN = "DMH_CERTIFIED_RUN"
 
 pytest_plugins = ["pytester"]
 
@@ -49,12 +51,34 @@ def failed_expectations(record: TestRecord) -> list[str]:
     return [e.name for e in record.failed_expectations]
 
 
+def assert_ended_at_the_exit(record: TestRecord) -> None:
+    """The test ended through the app's exit guard, at the first sample that saw the app
+    gone (its result spans that one sample), not by waiting out a deadline and judging the
+    app afterwards (that check's window spans the seconds before the exit). How soon after
+    the exit is a duration: benchmarks' to measure, not this test's to bound."""
+    [survive] = [e for e in record.expectations if e.behaviour == "survive"]
+    assert not survive.passed
+    assert survive.window_start is not None
+    assert survive.window_start == survive.window_end, survive
+    assert "waited" not in record.message  # no deadline ran out first
+
+
 def test_good_app_passes_every_scenario(pytester: pytest.Pytester) -> None:
-    records = run_suite(pytester, "cache_good.py", "-n", "2")
+    """Where CERTIFIED_RUN names the run directory of a `dmh certify` of this checkout with
+    its defaults (`.ci/run` makes one just before the tests), that run is judged instead of
+    certifying the same app on the same 12 scenarios a second time."""
+    made = os.environ.get(CERTIFIED_RUN)
+    if made:
+        records = {r.nodeid.split("::")[-1]: r for r in load_records(Path(made) / "records")}
+        summary = json.loads((Path(made) / "summary.json").read_text())
+        assert str(summary["verdict"]["status"]) == "certified"
+    else:
+        records = run_suite(pytester, "cache_good.py", "-n", "2")
+        assert verdict(pytester) == "certified"
     assert len(records) == 12  # six scenarios × two guest profiles
+    assert {r.app.split(" ")[0] for r in records.values()} == {"cache_good.py"}
     bad = {name: (r.outcome, r.message) for name, r in records.items() if r.outcome != "passed"}
     assert not bad
-    assert verdict(pytester) == "certified"
     # Its own view was checked wherever the scenario asks for it, and it was observed.
     hot_add = records["test_hot_add_during_steady_load[linux]"]
     assert hot_add.behaviours_checked == ("survive", "track", "grow", "bounded")
@@ -66,6 +90,7 @@ def test_quiet_app_is_certified_on_what_it_does(pytester: pytest.Pytester) -> No
     """No metric lines: certified on survive/grow/release/bounded; "track" is shown as not
     applicable, never as passed."""
     records = run_suite(pytester, "cache_quiet.py", "-n", "2")
+    assert len(records) == 12  # six scenarios × two guest profiles
     bad = {name: (r.outcome, r.message) for name, r in records.items() if r.outcome != "passed"}
     assert not bad
     assert verdict(pytester) == "certified"
@@ -74,6 +99,10 @@ def test_quiet_app_is_certified_on_what_it_does(pytester: pytest.Pytester) -> No
         assert all(not e.applicable and not e.passed for e in track), name
         assert all(e.detail == "not applicable (the app reports no total_mb)" for e in track)
         assert "track" not in record.behaviours_checked, name
+    # Every scenario that tracks (all but the pressure one, which only asks for a release)
+    # shows its track check as not applicable: none vanished (all() of nothing is True).
+    shown = {n for n, r in records.items() if any(e.behaviour == "track" for e in r.expectations)}
+    assert shown == {n for n in records if not n.startswith("test_pressure_response")}
     balloon = records["test_balloon_removal_during_load[windows]"]
     assert balloon.behaviours_checked == ("survive", "release", "bounded")
 
@@ -99,7 +128,7 @@ def test_crashing_app_fails_at_once_with_its_exit_code(pytester: pytest.Pytester
     assert first.startswith("the app did not survive: it exited with code 1"), first
     assert "RuntimeError: simulated crash 3 s after start" in first
     assert SURVIVE in failed_expectations(record)
-    assert record.duration_s < 20  # seconds after the crash, not a 45 s wait per test
+    assert_ended_at_the_exit(record)  # not a 45 s wait per test
     assert verdict(pytester) == "not certified"
 
 
@@ -141,15 +170,18 @@ def test_stale_app_fails_because_its_view_does_not_track_the_guest(
 
 
 def test_hog_fails_only_where_memory_must_be_given_back(pytester: pytest.Pytester) -> None:
-    records = run_suite(
-        pytester,
-        "cache_hog.py",
-        "-n",
-        "2",
-        "--dm-guest-os=linux",
-        "-k",
-        "pressure or balloon or hot_add",
-    )
+    """Through `dmh certify`, as a CI runs it: the app failed, so the run is NOT CERTIFIED
+    and exits 1, even though it ran a selection (README, exit codes)."""
+    done = subprocess.run(
+        [str(Path(sys.executable).with_name("dmh")), "certify", "--app", "cache_hog.py",
+         "-n", "2", "--", "--dm-guest-os=linux", "-k", "pressure or balloon or hot_add"],
+        cwd=pytester.path, env=plugin_env(), capture_output=True, text=True, timeout=600,
+    )  # fmt: skip
+    assert done.returncode == 1, done.stdout[-3000:] + done.stderr[-2000:]
+    assert "VERDICT: NOT CERTIFIED" in done.stdout, done.stdout[-3000:]
+    run = done.stdout.split(":", 1)[0].removeprefix("run ").strip()
+    found = load_records(pytester.path / "reports" / "out" / "runs" / run / "records")
+    records = {r.nodeid.split("::")[-1]: r for r in found}
     for name in ("test_pressure_response[linux]", "test_balloon_removal_during_load[linux]"):
         record = records[name]
         assert record.outcome == "failed", (name, record.message)
@@ -248,4 +280,4 @@ def test_an_app_that_is_not_there_fails_naming_it(pytester: pytest.Pytester) -> 
     first = record.message.splitlines()[0]
     assert first.startswith("the app did not survive: it exited with code 2"), first
     assert "missing.py" in first and "No such file" in first
-    assert record.duration_s < 15
+    assert_ended_at_the_exit(record)

@@ -175,7 +175,12 @@ def _reap_stale() -> None:
     if _reaped:
         return
     _reaped = True
-    for scratch in Path(tempfile.gettempdir()).glob(_PREFIX + "*"):
+    reap_stale_scratch(Path(tempfile.gettempdir()))
+
+
+def reap_stale_scratch(root: Path) -> None:
+    """Remove the scratch directories under `root` whose owner is dead (every time)."""
+    for scratch in root.glob(_PREFIX + "*"):
         named = _SCRATCH.match(scratch.name)
         if named and not owner.alive(named[1]):
             shutil.rmtree(scratch, ignore_errors=True)

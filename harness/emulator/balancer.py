@@ -585,7 +585,7 @@ class Balancer:
             if short and target < want:  # squeezed by a short host: taken now (§3.5)
                 floor = target
             elif now >= (p.hold_from or now) and keep + self._band(keep, p) < p.assigned:
-                floor = keep + self._band(keep, p)
+                floor = keep
             else:
                 continue
             new = max(floor, p.assigned - t.removal_step_mb, p.lowest())
@@ -604,9 +604,10 @@ class Balancer:
                 free -= grant
 
     def _band(self, keep: int, p: _Partition) -> int:
-        """The dead band above what a removal keeps (inferred, §3.4, §8.4): only a surplus
-        beyond one block that lasted the hold-off goes, so a target that wobbles by less than
-        a block moves nothing. Minimum is a hard floor, not a wobbling target: no band."""
+        """The dead band above what a removal keeps (inferred, §3.4, §8.4): a removal starts
+        only for a surplus beyond one block that lasted the hold-off (and then goes down to
+        what it keeps), so a target that wobbles by a block moves nothing. Minimum is a hard
+        floor, not a wobbling target: no band."""
         return 0 if keep <= p.settings.minimum // MB else self.block_mb
 
     def _target(self, demand: int, buffer: int, s: MemorySettings) -> int:

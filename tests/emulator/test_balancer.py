@@ -111,12 +111,14 @@ def expected_target(demand_mb: int, buffer: int, minimum_mb: int, maximum_mb: in
     return min(max(-(-grown // 128) * 128, minimum_mb), maximum_mb)
 
 
-def expected_settled(startup_mb: int, target_mb: int) -> int:
+def expected_settled(startup_mb: int, target_mb: int, minimum_mb: int = 0) -> int:
     """Where a VM starting at `startup_mb` settles: up to the target from below; from above,
-    removal leaves a surplus of up to one block, the dead band (§3.4)."""
-    if startup_mb <= target_mb:
+    down to it only when the surplus is beyond one block, the dead band (§3.4) — no band
+    when the target is the Minimum."""
+    band = 0 if target_mb <= minimum_mb else DEFAULT_BLOCK_MB
+    if startup_mb - target_mb > band:
         return target_mb
-    return min(startup_mb, target_mb + DEFAULT_BLOCK_MB)
+    return max(startup_mb, target_mb)
 
 
 def load(host: EmulatedHost, vm: uuid.UUID, mb: int) -> None:
@@ -173,10 +175,7 @@ def test_target_formula_holds_for_any_demand_buffer_and_bounds(
         balancer.tick(now)
     target = expected_target(demand, buffer, minimum, maximum)
     assigned = balancer.memory("vm").assigned_mb
-    if startup <= target:
-        assert assigned == target
-    else:  # removal leaves a surplus smaller than one block: the dead band (§3.4)
-        assert target <= assigned <= target + DEFAULT_BLOCK_MB
+    assert assigned == expected_settled(startup, target, minimum)
 
 
 def _invariants(balancer: Balancer, keys: list[str], bounds: dict[str, tuple[int, int]]) -> None:

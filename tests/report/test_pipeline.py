@@ -108,7 +108,9 @@ def test_buffer_raised(guest_app, memory, timeline, dm_expect, dm_vm):
 def test_growth_beyond_reason(guest_app, memory, timeline, dm_expect):
     _reporting(timeline)
     memory.set_bounds(buffer=40)
-    dm_expect.grows_after(timeline.last_event("memory"), within=1, floor_mb=100000)
+    # a thousand times what the raised buffer offered it: no app can (asked of nothing
+    # offered, a check is not applicable, so it asks a share of what was offered)
+    dm_expect.grows_after(timeline.last_event("memory"), within=2, fraction=1000.0)
 
 
 @allure.feature("Balloon removal")
@@ -340,7 +342,7 @@ def test_allure_expectations_are_steps(pipeline: Pipeline) -> None:
     failed = [s for s in grown if s["name"].startswith("expect: ")]
     assert [s["status"] for s in failed] == ["failed"]
     assert failed[0]["name"] == "expect: the app grows into added memory"
-    assert "needed 100000 MB" in params(failed[0])["detail"]
+    assert "MB that became available to it" in params(failed[0])["detail"]
 
 
 def test_allure_vm_creation_is_a_step_with_the_memory_settings(pipeline: Pipeline) -> None:

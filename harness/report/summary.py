@@ -26,6 +26,7 @@ from typing import Any, Literal
 import harness
 from harness.report.model import (
     OUTCOMES,
+    TOOL_PREFIX,
     Outcome,
     TestRecord,
     figures_to_json,
@@ -116,7 +117,8 @@ def decide(records: Sequence[TestRecord], facts: RunFacts) -> Verdict:
     skipped = len(own) - len(passed)
     if not passed:
         return Verdict("inconclusive", (f"all {skipped} tests were skipped: nothing ran",))
-    missing_profiles = [p for p in facts.guest_profiles if not any(r.guest_os == p for r in passed)]
+    profiles, judged_on = judged_profiles(own, facts)
+    missing_profiles = [p for p in profiles if not any(r.guest_os == p for r in passed)]
     if missing_profiles:
         return Verdict(
             "inconclusive",
@@ -126,6 +128,7 @@ def decide(records: Sequence[TestRecord], facts: RunFacts) -> Verdict:
     reason = f"all {len(passed)} tests that ran passed"
     if skipped:
         reason += f" ({skipped} skipped)"
+    reason += judged_on
     if facts.partial:
         return Verdict(
             "inconclusive",
@@ -133,6 +136,20 @@ def decide(records: Sequence[TestRecord], facts: RunFacts) -> Verdict:
             facts.scope,
         )
     return Verdict("certified", (reason,))
+
+
+def judged_profiles(
+    records: Sequence[TestRecord], facts: RunFacts
+) -> tuple[tuple[str, ...], str]:
+    """The guest profiles a run is judged on, and what to add to its reason when that is not
+    simply the profiles requested. A management-tool run (every record names a `tool: `) is
+    judged on the profiles it ran: the tool reads the host, so its suite runs one profile
+    whatever `--dm-guest-os` asks (issue 22)."""
+    tools = [r for r in records if r.app.startswith(TOOL_PREFIX)]
+    ran = tuple(sorted({r.guest_os for r in tools if r.guest_os}))
+    if not records or len(tools) != len(records) or not ran:
+        return facts.guest_profiles, ""
+    return ran, f"; a management tool, judged on the guest profile its suite ran: {', '.join(ran)}"
 
 
 def _gaps(records: Sequence[TestRecord], facts: RunFacts) -> tuple[str, ...]:

@@ -11,9 +11,6 @@ the DM settings it shows must be the VM's, not defaults.
 
 from __future__ import annotations
 
-import os
-import shlex
-import sys
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -24,6 +21,7 @@ import pytest
 from harness.errors import LeverError
 from harness.levers import MemoryLevers
 from harness.settings import MemorySettings
+from harness.subject import tool_argv as subject_argv
 from harness.timeline import Timeline
 from harness.toolcheck import (
     METRICS,
@@ -54,16 +52,9 @@ def tool_command(config: pytest.Config) -> str:
 
 
 def tool_argv(command: str) -> list[str]:
-    """A reference tool's file name runs from suites/tools with this Python; a command that
-    starts with `python` or `python3` runs with this Python too (the harness's interpreter,
-    whose packages the reference tools use, whatever `python` is on PATH)."""
-    argv = shlex.split(command)
-    if argv and argv[0] in ("python", "python3"):
-        argv = [sys.executable, *argv[1:]]
-    elif argv and argv[0].endswith(".py"):
-        script = argv[0] if os.sep in argv[0] else str(TOOLS_DIR / argv[0])
-        argv = [sys.executable, script, *argv[1:]]
-    return argv
+    """The argv the tool command runs as (`harness.subject.tool_argv`: `python` is this
+    Python; a bare `name.py` is a reference tool in suites/tools)."""
+    return subject_argv(command, TOOLS_DIR)
 
 
 @pytest.fixture

@@ -60,9 +60,15 @@ def poll(client: WmiClient) -> dict[str, dict[str, Any]]:
     return out
 
 
-def main() -> None:
+def connect() -> WmiClient:
+    """A client on the host of the contract's environment, in the namespace it has."""
     client = WmiClient(connect_from_env())
     pick_namespace(client)
+    return client
+
+
+def main() -> None:
+    client = connect()
     run(lambda: poll(client))
 
 

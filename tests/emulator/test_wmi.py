@@ -371,3 +371,14 @@ def test_wql_parser_semantics() -> None:
     assert parse("SELECT a, b FROM X").properties == ("a", "b")
     with pytest.raises(WqlError, match="expected FROM"):
         parse("SELECT * Msvm_ComputerSystem")
+
+
+def test_summary_of_a_vm_that_is_gone_is_an_empty_entry_not_an_error(client: WmiClient) -> None:
+    """One entry per SettingData, in order; one naming no VM is empty and ReturnValue is 0
+    (MicrosoftDocs/win32 HyperV_v2 getsummaryinformation-msvm-virtualsystemmanagementservice.md)."""
+    dm1 = client.query("SELECT Name FROM Msvm_ComputerSystem WHERE ElementName = 'dm1'")[0]
+    gone = "Microsoft:0A1B2C3D-0000-4000-8000-00000000DEAD"
+    code, found = client.summaries([1, 103], [gone, f"Microsoft:{dm1['Name']}"])
+    assert code == 0
+    assert [s["ElementName"] for s in found] == [None, "dm1"]
+    assert found[0]["MemoryUsage"] is None and int(found[1]["MemoryUsage"]) > 0

@@ -295,6 +295,14 @@ def summary(snap: Snapshot, ns: str, vm: VmRecord) -> Instance:
     return Instance(ns, "Msvm_SummaryInformation", CS_KEYS, props)
 
 
+def empty_summary(ns: str) -> Instance:
+    """The entry GetSummaryInformation gives a SettingData that names no VM: every property
+    nil."""
+    props: dict[str, Value] = {"CreationClassName": "Msvm_SummaryInformation", "Name": None}
+    props.update({name: None for name in SUMMARY_CODES.values() if name != "Name"})
+    return Instance(ns, "Msvm_SummaryInformation", CS_KEYS, props)
+
+
 def summaries(snap: Snapshot, ns: str) -> list[Instance]:
     return [summary(snap, ns, vm) for vm in snap.vms]
 

@@ -124,17 +124,16 @@ def summary_information(
     """(ReturnValue, [(summary, requested properties)]); all VMs when no SettingData."""
     snap = classes.Snapshot.take(host)
     by_id = {f"Microsoft:{str(vm.id).upper()}".casefold(): vm for vm in snap.vms}
-    if setting_ids:
-        chosen = []
-        for setting_id in setting_ids:
-            vm = by_id.get(setting_id.casefold())
-            if vm is None:
-                return INVALID_PARAMETER, []  # the VM is gone (or never was)
-            chosen.append(vm)
-    else:
-        chosen = list(snap.vms)
+    chosen = [by_id.get(i.casefold()) for i in setting_ids] if setting_ids else list(snap.vms)
     wanted = tuple(classes.SUMMARY_CODES[c] for c in codes if c in classes.SUMMARY_CODES)
-    return OK, [(classes.summary(snap, namespace, vm), wanted) for vm in chosen]
+    # A SettingData that names no VM (gone, or never was) still gets its entry, empty (every
+    # property nil), and the call succeeds: the output array is one entry per SettingData,
+    # in order (MicrosoftDocs/win32 HyperV_v2
+    # getsummaryinformation-msvm-virtualsystemmanagementservice.md; issue 22).
+    return OK, [
+        (classes.summary(snap, namespace, vm) if vm else classes.empty_summary(namespace), wanted)
+        for vm in chosen
+    ]
 
 
 # -- ModifyResourceSettings ----------------------------------------------------------------

@@ -223,7 +223,8 @@ def test_unknown_class_and_namespace_are_resource_not_found(client: WmiClient) -
         "SELEKT * FROM Msvm_ComputerSystem",
         "SELECT * FROM Msvm_ComputerSystem WHERE",
         "SELECT * FROM Msvm_NoSuchClass",
-        "ASSOCIATORS OF {Msvm_ComputerSystem.Name='x'}",
+        "REFERENCES OF {Msvm_ComputerSystem.Name='x'}",
+        "ASSOCIATORS OF {Msvm_ComputerSystem.Name='x'} WHERE ClassDefsOnly",
     ],
 )
 def test_a_bad_filter_is_cannot_process_filter(client: WmiClient, query: str) -> None:
@@ -382,3 +383,43 @@ def test_summary_of_a_vm_that_is_gone_is_an_empty_entry_not_an_error(client: Wmi
     assert code == 0
     assert [s["ElementName"] for s in found] == [None, "dm1"]
     assert found[0]["MemoryUsage"] is None and int(found[1]["MemoryUsage"]) > 0
+
+
+def test_associators_of_a_vm_walk_to_its_settings_and_its_checkpoints() -> None:
+    """`ASSOCIATORS OF {Msvm_ComputerSystem...} WHERE ResultClass=...`, the path real tools
+    walk (PowerShell's GetRelated): the VM's realized settings and each checkpoint's, told
+    apart by VirtualSystemType and the InstanceID's GUID; AssocClass narrows to one link."""
+    with emulator("2022") as em, wsman(em) as connection:
+        em.host.checkpoint("dm1", "before-upgrade")
+        client = WmiClient(connection)
+        guid = client.query("SELECT Name FROM Msvm_ComputerSystem WHERE ElementName = 'dm1'")[0][
+            "Name"
+        ]
+        path = f'{{Msvm_ComputerSystem.CreationClassName="Msvm_ComputerSystem",Name="{guid}"}}'
+        related = client.query(
+            f"ASSOCIATORS OF {path} WHERE ResultClass = Msvm_VirtualSystemSettingData"
+        )
+        kinds = sorted(
+            (r["VirtualSystemType"], r["InstanceID"] == f"Microsoft:{guid}") for r in related
+        )
+        assert kinds == [
+            ("Microsoft:Hyper-V:Snapshot:Realized", False),
+            ("Microsoft:Hyper-V:System:Realized", True),
+        ]
+        own = client.query(
+            f"ASSOCIATORS OF {path} WHERE AssocClass = Msvm_SettingsDefineState "
+            "ResultClass = Msvm_VirtualSystemSettingData"
+        )
+        assert [r["InstanceID"] for r in own] == [f"Microsoft:{guid}"]
+        memory = client.query(
+            f"ASSOCIATORS OF {{Msvm_VirtualSystemSettingData.InstanceID='Microsoft:{guid}'}} "
+            "WHERE ResultClass = Msvm_MemorySettingData"
+        )
+        assert [(m["InstanceID"].split("\\")[0], m["Limit"]) for m in memory] == [
+            (f"Microsoft:{guid}", "4096")
+        ]
+        everything = client.query("SELECT InstanceID FROM Msvm_MemorySettingData")
+        assert len(everything) == 3  # dm1, its checkpoint, static(1): a careless sum double-counts
+        with pytest.raises(WSManFaultError) as gone:  # WBEM_E_NOT_FOUND, as a Get of it
+            client.query("ASSOCIATORS OF {Msvm_ComputerSystem.Name='no-such-vm'}")
+        assert gone.value.code == RESOURCE_NOT_FOUND

@@ -423,3 +423,30 @@ def test_associators_of_a_vm_walk_to_its_settings_and_its_checkpoints() -> None:
         with pytest.raises(WSManFaultError) as gone:  # WBEM_E_NOT_FOUND, as a Get of it
             client.query("ASSOCIATORS OF {Msvm_ComputerSystem.Name='no-such-vm'}")
         assert gone.value.code == RESOURCE_NOT_FOUND
+
+
+@pytest.mark.parametrize(
+    ("version", "guest_available", "for_balancing"),
+    [("2016", False, False), ("2019", False, True), ("2022", True, True)],
+)
+def test_counter_sets_per_build_in_wmi_and_get_counter_alike(
+    version: str, guest_available: bool, for_balancing: bool
+) -> None:
+    """A counter a build lacks is absent from both surfaces (windows_exporter#2433: "Guest
+    Available Memory" on 2019; #1924: "Available Memory For Balancing" on 2016)."""
+    with emulator(version) as em, wsman(em) as connection:
+        perf = WmiClient(connection, "root/cimv2")
+        vm = perf.instances("Win32_PerfRawData_BalancerStats_HyperVDynamicMemoryVM")
+        balancer = perf.instances("Win32_PerfRawData_BalancerStats_HyperVDynamicMemoryBalancer")
+        assert [("GuestAvailableMemory" in r, "PhysicalMemory" in r) for r in vm] == [
+            (guest_available, True)
+        ]
+        assert ("AvailableMemoryForBalancing" in balancer[0]) == for_balancing
+        paths = [
+            s.adapted_properties.get("Path", s.extended_properties.get("Path"))
+            for sample_set in cmdlet(
+                em, "Get-Counter", Counter="\\Hyper-V Dynamic Memory Balancer(*)\\*"
+            )
+            for s in prop(sample_set, "CounterSamples")
+        ]
+        assert any(p.endswith("\\available memory for balancing") for p in paths) == for_balancing

@@ -13,6 +13,7 @@ import uuid
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 
+from harness.emulator.countersets import balancer_counters_on
 from harness.emulator.errors import VmNotFoundError
 from harness.emulator.host import CheckpointInfo, EmulatedHost, Heartbeat, VmRecord, VMState
 from harness.emulator.wmi.cim import Instance
@@ -87,7 +88,7 @@ class Snapshot:
             for vm in vms:
                 if vm.state in _HOLDS_MEMORY:
                     counters[vm.id] = host.vm_counters(vm.id)
-            balancer = host.balancer_counters()
+            balancer = balancer_counters_on(host.version, host.balancer_counters())
         checkpoints: list[CheckpointInfo] = []
         for vm in vms:
             try:

@@ -255,3 +255,58 @@ def test_survives_vms_coming_and_going(
     checks.forgets(goes.name, since=removed_at)
     checks.agrees([stays.name, arrives.name], ("assigned_mb", "demand_mb"), since=removed_at)
     checks.check_contract()
+
+
+@allure.story("All VMs stopped and started again")
+@allure.severity(allure.severity_level.CRITICAL)
+def test_survives_all_vms_stopped_and_started(
+    dm_vm_factory,
+    dm_host,
+    host_truth: HostTruth,
+    start_tool: Callable[[], ToolChecks],
+    guest_os: str,
+) -> None:
+    """Every VM is turned off while the tool runs, then started again. With no VM running
+    the DM counter instances are gone (a tool that errors then, as telegraf's did —
+    influxdata/telegraf#16086 — fails); the tool shows the VMs off (0 MB, status "") and
+    follows them back."""
+    vms = [dm_vm_factory.create(DM_A, guest_os), dm_vm_factory.create(DM_B, guest_os)]
+    names = [vm.name for vm in vms]
+    host_truth.wait_steady(names)
+    checks = start_tool()
+    checks.agrees(names, ("assigned_mb", "demand_mb"))
+    with allure.step("every VM is turned off"):
+        for name in names:
+            dm_host.host.stop_vm(name)
+    since = host_truth.wait_steady(names)
+    checks.agrees(names, ("assigned_mb", "demand_mb", "status"), since=since)
+    with allure.step("every VM is started again"):
+        for name in names:
+            dm_host.host.start_vm(name)
+    since = host_truth.wait_steady(names)
+    checks.agrees(names, ("assigned_mb", "demand_mb", "status"), since=since)
+    checks.check_contract()
+
+
+@allure.story("A VM with checkpoints")
+@allure.severity(allure.severity_level.NORMAL)
+def test_reports_a_vm_with_a_checkpoint_once_with_its_own_settings(
+    dm_vm_factory,
+    dm_host,
+    host_truth: HostTruth,
+    start_tool: Callable[[], ToolChecks],
+    guest_os: str,
+) -> None:
+    """A checkpoint keeps the settings the VM had, served beside the VM's own (as on a
+    host: another Msvm_VirtualSystemSettingData, VirtualSystemType ...:Snapshot:Realized):
+    after the VM's settings change, the tool shows the VM once, with its current settings
+    (a tool that takes every settings object it walks to shows the checkpoint's)."""
+    vm = dm_vm_factory.create(DM_A, guest_os)
+    host_truth.wait_steady([vm.name])
+    with allure.step("checkpoint the VM, then raise its maximum and change buffer and priority"):
+        dm_host.host.checkpoint(vm.name, "before-change")
+        _levers(dm_host, vm.name).set_bounds(maximum="6GB", buffer=30, priority=70)
+    since = host_truth.wait_steady([vm.name])
+    checks = start_tool()
+    checks.agrees([vm.name], METRICS, since=since)
+    checks.check_contract()

@@ -9,6 +9,7 @@ from __future__ import annotations
 import contextlib
 import time
 from collections.abc import Callable, Iterator
+from datetime import datetime
 from typing import Any
 
 import pytest
@@ -161,6 +162,9 @@ def test_a_change_through_wmi_is_seen_by_the_cmdlets_and_back(
     assert code == 4096 and job  # a running VM: a job (§6.2)
     done = client.get("Msvm_ConcreteJob", InstanceID=job)
     assert (done["JobState"], done["ErrorCode"]) == ("7", "0")
+    # a datetime as WinRM writes it: <cim:Datetime>ISO 8601</cim:Datetime> (read from within)
+    submitted = datetime.fromisoformat(done["TimeSubmitted"].replace("Z", "+00:00"))
+    assert submitted.tzinfo is not None and done["StartTime"] == done["TimeSubmitted"]
     mem = cmdlet(em, "Get-VMMemory", VMName="dm1")[0]
     assert (prop(mem, "Buffer"), prop(mem, "Priority")) == (45, 60)
     cmdlet(em, "Set-VMMemory", VMName="dm1", Buffer=35, Priority=80)

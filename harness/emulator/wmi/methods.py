@@ -30,6 +30,7 @@ from harness.emulator.errors import (
 from harness.emulator.host import EmulatedHost, VMState
 from harness.emulator.wmi import classes
 from harness.emulator.wmi.cim import (
+    CimDatetime,
     EmbeddedInstance,
     EmbeddedInstanceError,
     Instance,
@@ -67,7 +68,7 @@ class Jobs:
 
     def add(self, ok: bool, description: str, error: str = "", error_code: int = 32768) -> str:
         job_id = str(uuid.uuid4()).upper()
-        now = datetime.now(timezone.utc).strftime("%Y%m%d%H%M%S.%f+000")
+        now = CimDatetime.of(datetime.now(timezone.utc))
         props: dict[str, Value] = {
             "Caption": "Modifying resource settings",
             "Description": description,
@@ -79,6 +80,8 @@ class Jobs:
             "JobStatus": "Job completed successfully." if ok else "Job failed.",
             "JobType": 3,  # modify resource settings
             "PercentComplete": 100,
+            "StartTime": now,
+            "TimeOfLastStateChange": now,
             "TimeSubmitted": now,
         }
         with self._lock:

@@ -217,12 +217,6 @@ class ToolProcess:
         for line in self._proc.stderr:
             self.stderr_tail.append(line.rstrip()[:300])
 
-    @property
-    def invalid(self) -> list[str]:
-        """The lines outside the contract, as printed."""
-        with self._lock:
-            return [b.line for b in self.breaches]
-
     def breaches_so_far(self) -> list[Breach]:
         with self._lock:
             return list(self.breaches)

@@ -21,6 +21,7 @@ import pytest
 from harness.errors import LeverError
 from harness.levers import MemoryLevers
 from harness.settings import MemorySettings
+from harness.subject import check_tool
 from harness.subject import tool_argv as subject_argv
 from harness.timeline import Timeline
 from harness.toolcheck import (
@@ -80,6 +81,9 @@ def start_tool(dm_host, host_truth: HostTruth, request: pytest.FixtureRequest): 
     """Start the tool under test (once per test, when the test says); stopped afterwards.
     Its stderr and the reports it made are attached to the test."""
     command = tool_command(request.config)
+    # A tool that cannot start is the run's setup problem (broken, before any VM is built),
+    # never the tool's verdict; `dmh certify` refuses it before pytest starts (exit 4).
+    check_tool(command, TOOLS_DIR, Path.cwd())
     env = contract_env(dm_host.host.session.target)
     host_name = dm_host.host.facts().computer_name
     started: list[ToolProcess] = []

@@ -131,3 +131,15 @@ def test_each_defect_is_named_by_the_first_line(
     reason = record.message.removeprefix(f"{ToolCheckFailed.__module__}.ToolCheckFailed: ")
     assert reason.startswith(first_line), record.message
     assert summary["verdict"]["status"] == "not certified"
+
+
+def test_a_tool_that_cannot_start_is_broken_not_failed(
+    pytester: pytest.Pytester, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Under pytest (no `dmh certify` preflight), a tool whose script does not exist breaks
+    the test in setup, before any VM: never a verdict on the tool."""
+    records, summary = run_tools_suite(pytester, monkeypatch, "python3 missing.py", "-k", "runtime")
+    record = records["test_tracks_runtime_setting_changes"]
+    assert record.outcome == "broken", (record.outcome, record.message)
+    assert "the script 'missing.py' does not exist" in record.message
+    assert summary["verdict"]["status"] == "inconclusive"

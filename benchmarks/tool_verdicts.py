@@ -5,6 +5,7 @@ time; prints expected vs actual verdict and the first reason as a Markdown table
     .venv/bin/python benchmarks/tool_verdicts.py                      # default options
     .venv/bin/python benchmarks/tool_verdicts.py 2008R2SP1 2016 2019  # and these versions
     .venv/bin/python benchmarks/tool_verdicts.py --tools wmi_tool.py,stale_tool.py 2012
+    .venv/bin/python benchmarks/tool_verdicts.py --no-default 2016                # only 2016
 """
 
 from __future__ import annotations
@@ -64,11 +65,12 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("versions", nargs="*", help="--dm-emulator-version values to add")
     parser.add_argument("--tools", default=",".join(EXPECTED), help="comma-separated tools")
+    parser.add_argument("--no-default", action="store_true", help="only the versions given")
     args = parser.parse_args()
     print("| tool | emulator | expected | actual | first reason | right | s |")
     print("|---|---|---|---|---|---|---|")
     wrong = 0
-    for version in [None, *args.versions]:
+    for version in ([] if args.no_default else [None]) + args.versions:
         for tool in args.tools.split(","):
             want, says = expected(tool, version)
             status, reason, took = run(tool, version)

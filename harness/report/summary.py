@@ -138,9 +138,7 @@ def decide(records: Sequence[TestRecord], facts: RunFacts) -> Verdict:
     return Verdict("certified", (reason,))
 
 
-def judged_profiles(
-    records: Sequence[TestRecord], facts: RunFacts
-) -> tuple[tuple[str, ...], str]:
+def judged_profiles(records: Sequence[TestRecord], facts: RunFacts) -> tuple[tuple[str, ...], str]:
     """The guest profiles a run is judged on, and what to add to its reason when that is not
     simply the profiles requested. A management-tool run (every record names a `tool: `) is
     judged on the profiles it ran: the tool reads the host, so its suite runs one profile

@@ -275,6 +275,7 @@ def _certify(args: argparse.Namespace) -> int:
                 f"{name} after '--' is set by dmh certify itself; use {_OWNED[name]} instead"
             )
     suites = suites_dir()
+    _preflight(args, suites)
     return certify(
         CertifyOptions(
             suites=suites,
@@ -291,6 +292,17 @@ def _certify(args: argparse.Namespace) -> int:
             screenshot=_screenshot,
         )
     )
+
+
+def _preflight(args: argparse.Namespace, suites: Path) -> None:
+    """The subject checked before anything is built: a usage error (exit 4) in seconds."""
+    from harness.subject import check_app, check_subjects, check_tool
+
+    check_subjects(args.app, args.tool)
+    if args.tool:
+        check_tool(args.tool, suites / "tools", Path.cwd())
+    if args.app:
+        check_app(args.app, Path.cwd(), suites / "apps")
 
 
 def _screenshot(run: Path) -> None:

@@ -57,6 +57,7 @@ class Report:
     vm: str
     metric: str
     value: Value
+    vm_id: str = ""  # the VM's GUID when the tool gives one (optional), upper case
 
 
 def truth_of(vm: VMInfo) -> dict[str, Value]:
@@ -93,8 +94,67 @@ def same(metric: str, reported: Value, truth: Value, assigned_mb: int = 0) -> bo
     return abs(reported - truth) <= tolerance
 
 
+DUPLICATE_RULE = "the same VM and metric twice in a row, with two values"
+KEYS = {"vm", "metric", "value"}
+OPTIONAL_KEYS = {"vm_id"}
+
+
+@dataclass(frozen=True)
+class Breach:
+    """A stdout line outside the contract, and the rule it broke."""
+
+    t: float
+    line: str  # as printed, at most 200 characters
+    rule: str
+
+
+def parse_line(line: str, t: float) -> Report | Breach:
+    """One stdout line of the tool: a Report, or the Breach that names the rule it broke."""
+    quoted = line[:200]
+    try:
+        data = json.loads(line)
+    except ValueError:
+        return Breach(t, quoted, "not JSON")
+    if not isinstance(data, dict):
+        return Breach(t, quoted, "not a JSON object")
+    keys = set(data)
+    if not keys >= KEYS or keys - KEYS - OPTIONAL_KEYS:
+        return Breach(t, quoted, 'keys must be "vm", "metric", "value" and optionally "vm_id"')
+    vm, metric, value = data["vm"], data["metric"], data["value"]
+    vm_id = data.get("vm_id", "")
+    if not isinstance(vm, str) or not vm.strip() or not isinstance(vm_id, str):
+        return Breach(t, quoted, '"vm" must be a non-empty string (and "vm_id" a string)')
+    if metric not in METRICS:
+        return Breach(t, quoted, f"metric must be one of {', '.join(METRICS)}")
+    rule = _value_rule(metric, value)
+    if rule:
+        return Breach(t, quoted, rule)
+    return Report(t, vm, metric, value, normal_id(vm_id))
+
+
+def normal_id(vm_id: str) -> str:
+    """A VM GUID as the harness compares it: upper case, no braces."""
+    return vm_id.strip().strip("{}").upper()
+
+
+def _value_rule(metric: str, value: object) -> str:
+    """Why `value` cannot be a value of `metric` ('' when it can)."""
+    if metric == "dynamic_memory":
+        return "" if isinstance(value, bool) else "dynamic_memory must be true or false"
+    if metric == "status":
+        return "" if isinstance(value, str) else "status must be a string"
+    finite = isinstance(value, int) or (isinstance(value, float) and math.isfinite(value))
+    if isinstance(value, bool) or not finite:
+        return f"{metric} must be a finite number"
+    return ""
+
+
+def _same_key(a: Report, b: Report) -> bool:
+    return (a.vm, a.vm_id, a.metric) == (b.vm, b.vm_id, b.metric)
+
+
 class ToolProcess:
-    """The tool under test as a subprocess; its stdout lines become Reports."""
+    """The tool under test as a subprocess; its stdout lines become Reports, or Breaches."""
 
     def __init__(
         self,
@@ -106,7 +166,7 @@ class ToolProcess:
         self.clock = clock
         self.started = clock()
         self.reports: list[Report] = []
-        self.invalid: list[str] = []
+        self.breaches: list[Breach] = []
         self.stderr_tail: deque[str] = deque(maxlen=40)
         self._lock = threading.Lock()
         self._proc = subprocess.Popen(
@@ -131,35 +191,35 @@ class ToolProcess:
 
     def _read_out(self) -> None:
         assert self._proc.stdout is not None
-        for line in self._proc.stdout:
-            report = self._parse(line.strip())
+        last: Report | None = None
+        keys: set[tuple[str, str, str]] = set()
+        for raw in self._proc.stdout:
+            line = raw.strip()
+            if not line:
+                continue
+            parsed = parse_line(line, self.clock())
             with self._lock:
-                if report is None:
-                    if line.strip():
-                        self.invalid.append(line.strip()[:200])
-                else:
-                    self.reports.append(report)
+                if isinstance(parsed, Breach):
+                    self.breaches.append(parsed)
+                    continue
+                # A poll prints every metric of every VM once, so a tool that prints several
+                # pairs never prints one twice in a row across polls: twice in a row with two
+                # values is two records of one thing (two VMs under one name, most often).
+                repeated = last is not None and _same_key(last, parsed)
+                if repeated and len(keys) > 1 and last is not None and last.value != parsed.value:
+                    self.breaches.append(Breach(parsed.t, line[:200], DUPLICATE_RULE))
+                keys.add((parsed.vm, parsed.vm_id, parsed.metric))
+                self.reports.append(parsed)
+                last = parsed
 
     def _read_err(self) -> None:
         assert self._proc.stderr is not None
         for line in self._proc.stderr:
             self.stderr_tail.append(line.rstrip()[:300])
 
-    def _parse(self, line: str) -> Report | None:
-        try:
-            data = json.loads(line)
-        except ValueError:
-            return None
-        if not isinstance(data, dict) or set(data) != {"vm", "metric", "value"}:
-            return None
-        vm, metric, value = data["vm"], data["metric"], data["value"]
-        if not isinstance(vm, str) or metric not in METRICS:
-            return None
-        if not isinstance(value, bool | int | float | str) or (
-            isinstance(value, float) and not math.isfinite(value)
-        ):
-            return None
-        return Report(self.clock(), vm, metric, value)
+    def breaches_so_far(self) -> list[Breach]:
+        with self._lock:
+            return list(self.breaches)
 
     def snapshot(self) -> list[Report]:
         with self._lock:
@@ -209,7 +269,10 @@ class HostTruth:
     def _run(self) -> None:
         while not self._stop.is_set():
             try:
-                now = {vm.name: {**truth_of(vm), "state": vm.state} for vm in self._read()}
+                now = {
+                    vm.name: {**truth_of(vm), "state": vm.state, "id": normal_id(vm.id)}
+                    for vm in self._read()
+                }
             except HarnessError as exc:  # a VM removed mid-read: the next sample sees it gone
                 self.error = exc
                 log.debug("truth sample failed: %s", exc)
@@ -254,16 +317,46 @@ class HostTruth:
 
 
 class ToolChecks:
-    """Deadline-based checks of a running tool against the host's truth."""
+    """Deadline-based checks of a running tool against the host's truth. Every check also
+    holds the tool to the contract (README "Certify a management tool"): alive, no line
+    outside it, the host never reported as a VM — in every test, where the breach appears."""
 
-    def __init__(self, tool: ToolProcess, truth: HostTruth, within: float = TRACK_WITHIN) -> None:
+    def __init__(
+        self,
+        tool: ToolProcess,
+        truth: HostTruth,
+        within: float = TRACK_WITHIN,
+        host_name: str = "",
+    ) -> None:
         self.tool = tool
         self.truth = truth
         self.within = within
+        self.host_name = host_name
+
+    def check_contract(self) -> None:
+        """The tool runs, printed only contract lines, and never reported the host as a VM."""
+        self.tool.check_alive()
+        breaches = self.tool.breaches_so_far()
+        if breaches:
+            first = breaches[0]
+            more = f" ({len(breaches) - 1} more such lines)" if len(breaches) > 1 else ""
+            raise ToolCheckFailed(
+                f"prints a line outside the contract ({first.rule}): {first.line!r}{more}"
+            )
+        if self.host_name:
+            host = self.host_name.casefold()
+            for r in self.tool.snapshot():
+                if r.vm.casefold() == host:
+                    raise ToolCheckFailed(
+                        f"reports the host itself ({self.host_name}) as a VM: "
+                        f"{json.dumps({'vm': r.vm, 'metric': r.metric, 'value': r.value})!r}"
+                    )
 
     def _matches(self, report: Report, since: float) -> bool:
         for _, sample in self.truth.between(max(since, report.t - LAG), report.t + SLACK):
             vm = sample.get(report.vm, {})
+            if report.vm_id and report.vm_id != vm.get("id"):
+                continue  # vm_id given: it names the VM (duplicate names are allowed)
             value = vm.get(report.metric)
             assigned = vm.get("assigned_mb")
             size = assigned if isinstance(assigned, int) else 0
@@ -280,7 +373,7 @@ class ToolChecks:
         pending = {(vm, metric) for vm in vms for metric in metrics}
         end = start + self.within
         while pending:
-            self.tool.check_alive()
+            self.check_contract()
             reports = [r for r in self.tool.snapshot() if r.t >= start]
             for r in reports:
                 if (r.vm, r.metric) in pending and self._matches(r, start):
@@ -293,54 +386,58 @@ class ToolChecks:
             time.sleep(0.2)
 
     def diagnose(self, vm: str, metric: str, since: float, pending: int) -> str:
-        """The first line says what is wrong; the rest shows what was seen."""
+        """The first line names the defect; the rest shows what was seen. The defects that
+        show in one value (a no-data sentinel, a unit) come before the ones that need a
+        history ("read once": the host's value changed while the tool's did not)."""
         reports = [r for r in self.tool.snapshot() if r.vm == vm and r.metric == metric]
         after = [r for r in reports if r.t >= since]
-        truth_values = [
-            s.get(vm, {}).get(metric) for _, s in self.truth.between(since, since + self.within)
-        ]
-        seen = sorted({str(v) for v in truth_values if v is not None})
-        latest = self.truth.latest().get(vm, {})
+        seen = self._truth_values(vm, metric, since, since + self.within)
         more = f" ({pending - 1} more metric(s) also wrong)" if pending > 1 else ""
         if not reports:
             reason = f"never reported {metric} of VM {vm!r}"
         elif not after:
             reason = f"stopped reporting {metric} of VM {vm!r}"
         else:
-            value = after[-1].value
-            startup = latest.get("startup_mb")
-            first = reports[0].value
-            if (
-                metric in ("assigned_mb", "demand_mb")
-                and value == startup
-                and any(v != startup for v in truth_values)
-            ):
-                reason = "reports the startup memory as the VM's memory"
-            elif all(r.value == first for r in reports) and any(
-                v != first for v in truth_values if v is not None
-            ):
-                reason = f"reads {metric} once and never again (keeps {first!r})"
-            elif (isinstance(value, int) and value in (SENTINEL, -1)) or (
-                isinstance(value, int) and not isinstance(value, bool) and value < 0
-            ):
-                reason = f"reports WMI's no-data value {value} as {metric}"
-            elif _unit_slip(value, truth_values):
-                reason = f"reports {metric} in the wrong unit"
-            else:
-                reason = f"does not track {metric}"
+            reason = self._defect(vm, metric, reports, after[-1].value, seen)
         shown = ", ".join(repr(r.value) for r in after[-5:]) or "nothing"
+        host = ", ".join(sorted({str(v) for v in seen})) or "nothing"
         return (
             f"{reason}{more}\n"
             f"VM {vm!r} {metric}: within {self.within:g}s the tool reported {shown}; the host "
-            f"showed {', '.join(seen) or 'nothing'}"
+            f"showed {host}"
         )
+
+    def _truth_values(self, vm: str, metric: str, start: float, end: float) -> list[Value]:
+        values = (s.get(vm, {}).get(metric) for _, s in self.truth.between(start, end))
+        return [v for v in values if v is not None]
+
+    def _defect(
+        self, vm: str, metric: str, reports: Sequence[Report], value: Value, seen: Sequence[Value]
+    ) -> str:
+        if isinstance(value, int | float) and not isinstance(value, bool):
+            if value in (SENTINEL, -1):
+                return f"reports WMI's no-data value {value} as {metric}"
+            if value < 0:
+                return f"reports a negative {metric} ({value})"
+        if _unit_slip(value, seen):
+            return f"reports {metric} in the wrong unit"
+        startup = self.truth.latest().get(vm, {}).get("startup_mb")
+        moved = any(v != startup for v in seen)
+        if metric in ("assigned_mb", "demand_mb") and value == startup and moved:
+            return "reports the startup memory as the VM's memory"
+        # "Read once" needs evidence: over the tool's life the host's value changed (beyond
+        # the comparison's tolerance) while every value the tool printed stayed the same.
+        history = self._truth_values(vm, metric, self.tool.started, self.truth.clock())
+        if len({r.value for r in reports}) == 1 and _changed(metric, history):
+            return f"reads {metric} once and never again (keeps {reports[0].value!r})"
+        return f"does not track {metric}"
 
     def forgets(self, vm: str, since: float, quiet: float = 3.0) -> None:
         """After `vm` is removed, the tool stops reporting it (while it keeps reporting the
         others) within the stated time."""
         end = since + self.within
         while True:
-            self.tool.check_alive()
+            self.check_contract()
             reports = self.tool.snapshot()
             last_vm = max((r.t for r in reports if r.vm == vm), default=0.0)
             last_other = max((r.t for r in reports if r.vm != vm), default=0.0)
@@ -359,6 +456,17 @@ class ToolChecks:
 
     def reported_vms(self) -> set[str]:
         return {r.vm for r in self.tool.snapshot()}
+
+
+def _changed(metric: str, history: Sequence[Value]) -> bool:
+    """Whether the host's value of `metric` moved by more than the comparison tolerates."""
+    numbers = [v for v in history if isinstance(v, int | float) and not isinstance(v, bool)]
+    if len(numbers) != len(history):
+        return len(set(history)) > 1
+    if not numbers:
+        return False
+    tolerance = 1 if metric in SIZE_METRICS else 0
+    return max(numbers) - min(numbers) > tolerance
 
 
 def _unit_slip(value: Value, truth: Iterable[Value | None]) -> bool:

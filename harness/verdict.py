@@ -24,6 +24,7 @@ Outcome = Literal["passed", "failed", "broken", "skipped"]
 OUTCOMES: tuple[Outcome, ...] = get_args(Outcome)
 VerdictStatus = Literal["certified", "not certified", "inconclusive"]
 BROKEN_MEANING = "infrastructure problem, not a verdict on the app"
+TOOL_PREFIX = "tool: "  # a record's `app` when the subject is a management tool
 _MESSAGE_CHARS = 240
 _NAMES_SHOWN = 3
 _QUALIFIED = re.compile(r"^(?:[A-Za-z_]\w*\.)+([A-Za-z_]\w*: )")
@@ -134,6 +135,9 @@ class Judged(Protocol):
     @property
     def message(self) -> str: ...
 
+    @property
+    def app(self) -> str: ...
+
 
 def decide(records: Sequence[Judged], facts: RunFacts) -> Verdict:
     """The verdict of one run from its records and its facts; see the module docstring."""
@@ -154,7 +158,8 @@ def decide(records: Sequence[Judged], facts: RunFacts) -> Verdict:
     skipped = len(own) - len(passed)
     if not passed:
         return Verdict("inconclusive", (f"all {skipped} tests were skipped: nothing ran",))
-    missing_profiles = [p for p in facts.guest_profiles if not any(r.guest_os == p for r in passed)]
+    profiles, judged_on = judged_profiles(own, facts)
+    missing_profiles = [p for p in profiles if not any(r.guest_os == p for r in passed)]
     if missing_profiles:
         return Verdict(
             "inconclusive",
@@ -164,6 +169,7 @@ def decide(records: Sequence[Judged], facts: RunFacts) -> Verdict:
     reason = f"all {len(passed)} tests that ran passed"
     if skipped:
         reason += f" ({skipped} skipped)"
+    reason += judged_on
     if facts.partial:
         return Verdict(
             "inconclusive",
@@ -171,6 +177,18 @@ def decide(records: Sequence[Judged], facts: RunFacts) -> Verdict:
             facts.scope,
         )
     return Verdict("certified", (reason,))
+
+
+def judged_profiles(records: Sequence[Judged], facts: RunFacts) -> tuple[tuple[str, ...], str]:
+    """The guest profiles a run is judged on, and what to add to its reason when that is not
+    simply the profiles requested. A management-tool run (every record names a `tool: `) is
+    judged on the profiles it ran: the tool reads the host, so its suite runs one profile
+    whatever `--dm-guest-os` asks (issue 22)."""
+    tools = [r for r in records if r.app.startswith(TOOL_PREFIX)]
+    ran = tuple(sorted({r.guest_os for r in tools if r.guest_os}))
+    if not records or len(tools) != len(records) or not ran:
+        return facts.guest_profiles, ""
+    return ran, f"; a management tool, judged on the guest profile its suite ran: {', '.join(ran)}"
 
 
 def _gaps(records: Sequence[Judged], facts: RunFacts) -> tuple[str, ...]:

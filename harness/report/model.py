@@ -24,9 +24,7 @@ from harness.target import (
     target_to_json,
 )
 from harness.timeline import MEMORY_EVENT_KINDS, Event, HostSample, Sample
-from harness.verdict import OUTCOMES, ExpectationResult, Outcome
-
-TOOL_PREFIX = "tool: "  # a record's `app` when the subject is a management tool
+from harness.verdict import OUTCOMES, TOOL_PREFIX, ExpectationResult, Outcome
 
 
 def tools_of(apps: Sequence[str]) -> list[str]:

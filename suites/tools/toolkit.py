@@ -29,8 +29,16 @@ INVALID = 2147483647  # int.MaxValue: "no data" in MemoryAvailable / AvailableMe
 
 
 def emit(vm: str, values: Mapping[str, Any]) -> None:
+    """One line per metric; a "vm_id" among the values (the VM's GUID, optional in the
+    contract) goes on every line of that VM instead."""
+    vm_id = values.get("vm_id")
     for metric, value in values.items():
-        sys.stdout.write(json.dumps({"vm": vm, "metric": metric, "value": value}) + "\n")
+        if metric == "vm_id":
+            continue
+        line: dict[str, Any] = {"vm": vm, "metric": metric, "value": value}
+        if vm_id:
+            line["vm_id"] = vm_id
+        sys.stdout.write(json.dumps(line) + "\n")
 
 
 def memory_status(dynamic: bool, paging: bool, buffer_pct: int | None) -> str:

@@ -28,11 +28,17 @@ def number(value: Any) -> int | None:
     return None if value is None or value == "" else int(value)
 
 
-def poll(client: WmiClient) -> dict[str, dict[str, Any]]:
-    settings = {
+def realized_settings(client: WmiClient) -> dict[str, Any]:
+    """Each VM's own memory settings by the VM's GUID: InstanceID `Microsoft:<VM GUID>\\…`.
+    A checkpoint's settings carry the checkpoint's GUID, so they match no VM."""
+    return {
         str(s["InstanceID"]).split(":", 1)[1].split("\\", 1)[0].upper(): s
         for s in client.query("SELECT * FROM Msvm_MemorySettingData")
     }
+
+
+def poll(client: WmiClient) -> dict[str, dict[str, Any]]:
+    settings = realized_settings(client)
     code, summaries = client.summaries(CODES)
     if code != 0:
         raise RuntimeError(f"GetSummaryInformation returned {code}")
@@ -56,13 +62,20 @@ def poll(client: WmiClient) -> dict[str, dict[str, Any]]:
             "priority": int(s["Weight"]) // 100,
             "dynamic_memory": dynamic,
             "status": memory_status(dynamic, paging, number(summary["AvailableMemoryBuffer"])),
+            "vm_id": str(summary["Name"]).upper(),
         }
     return out
 
 
-def main() -> None:
+def connect() -> WmiClient:
+    """A client on the host of the contract's environment, in the namespace it has."""
     client = WmiClient(connect_from_env())
     pick_namespace(client)
+    return client
+
+
+def main() -> None:
+    client = connect()
     run(lambda: poll(client))
 
 

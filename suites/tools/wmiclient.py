@@ -53,7 +53,9 @@ def record(element: ET.Element) -> Record:
     out: Record = {}
     for child in element:
         name = child.tag.rsplit("}", 1)[-1]
-        value = None if child.get(_XSI_NIL) == "true" else (child.text or "")
+        # A datetime comes wrapped: <p:Prop><cim:Datetime>ISO 8601</cim:Datetime></p:Prop>
+        inner = child[0] if len(child) else child
+        value = None if child.get(_XSI_NIL) == "true" else (inner.text or "")
         if name in out:
             previous = out[name]
             out[name] = [*previous, value] if isinstance(previous, list) else [previous, value]

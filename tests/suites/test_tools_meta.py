@@ -13,6 +13,7 @@ from typing import Any
 import pytest
 
 from harness.report.model import TestRecord, load_records
+from harness.toolcheck import ToolCheckFailed
 from tests.embedded import REPO, use_plugin_env
 
 SUITE = REPO / "suites" / "test_management_tools.py"
@@ -44,12 +45,15 @@ def run_tools_suite(
     return records, summary
 
 
-@pytest.mark.parametrize(("tool", "option"), [("wmi_tool.py", False), ("cmdlet_tool.py", True)])
+@pytest.mark.parametrize(
+    ("tool", "option"),
+    [("wmi_tool.py", False), ("cmdlet_tool.py", True), ("counters_tool.py", False)],
+)
 def test_good_tools_are_certified(
     pytester: pytest.Pytester, monkeypatch: pytest.MonkeyPatch, tool: str, option: bool
 ) -> None:
     records, summary = run_tools_suite(pytester, monkeypatch, tool, "-n", "2", option=option)
-    assert len(records) == 5
+    assert len(records) == 7
     bad = {name: (r.outcome, r.message) for name, r in records.items() if r.outcome != "passed"}
     assert not bad
     assert summary["verdict"]["status"] == "certified"
@@ -91,3 +95,51 @@ def test_a_tool_that_dies_fails_and_says_so(
     record = records["test_tracks_runtime_setting_changes"]
     assert record.outcome == "failed"
     assert "the tool exited (code 3)" in record.message, record.message
+
+
+@pytest.mark.parametrize(
+    ("tool", "select", "test", "first_line"),
+    [
+        ("bytes_tool.py", "every_vm", "test_reports_memory_and_settings_of_every_vm",
+         "reports demand_mb in the wrong unit"),
+        ("sentinel_tool.py", "every_vm", "test_reports_memory_and_settings_of_every_vm",
+         "reports WMI's no-data value 2147483647 as demand_mb"),
+        ("host_tool.py", "every_vm", "test_reports_memory_and_settings_of_every_vm",
+         "reports the host itself ("),
+        ("sticky_tool.py", "coming_and_going", "test_survives_vms_coming_and_going",
+         "keeps reporting a removed VM"),
+        ("related_tool.py", "checkpoint", "test_reports_a_vm_with_a_checkpoint_once_with_its_own_settings",
+         "does not track maximum_mb"),
+        ("chatty_tool.py", "balloon", "test_tracks_balloon_removal",
+         "prints a line outside the contract (not JSON): 'poll 5: "),
+    ],
+)  # fmt: skip
+def test_each_defect_is_named_by_the_first_line(
+    pytester: pytest.Pytester,
+    monkeypatch: pytest.MonkeyPatch,
+    tool: str,
+    select: str,
+    test: str,
+    first_line: str,
+) -> None:
+    """Each message in the README's list, from a twin of the good WMI tool with exactly that
+    defect, in the test where the defect shows (the chatty tool's line comes after its
+    first polls: the contract is held in every test, not only the first)."""
+    records, summary = run_tools_suite(pytester, monkeypatch, tool, "-k", select)
+    record = records[test]
+    assert record.outcome == "failed", (record.outcome, record.message)
+    reason = record.message.removeprefix(f"{ToolCheckFailed.__module__}.ToolCheckFailed: ")
+    assert reason.startswith(first_line), record.message
+    assert summary["verdict"]["status"] == "not certified"
+
+
+def test_a_tool_that_cannot_start_is_broken_not_failed(
+    pytester: pytest.Pytester, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Under pytest (no `dmh certify` preflight), a tool whose script does not exist breaks
+    the test in setup, before any VM: never a verdict on the tool."""
+    records, summary = run_tools_suite(pytester, monkeypatch, "python3 missing.py", "-k", "runtime")
+    record = records["test_tracks_runtime_setting_changes"]
+    assert record.outcome == "broken", (record.outcome, record.message)
+    assert "the script 'missing.py' does not exist" in record.message
+    assert summary["verdict"]["status"] == "inconclusive"

@@ -11,6 +11,7 @@ from typing import TYPE_CHECKING, Any
 
 from harness.emulator.cmdlets.params import bind
 from harness.emulator.cmdlets.registry import cmdlet
+from harness.emulator.countersets import balancer_counters_on
 from harness.emulator.errors import CounterError, MissingParameterError
 from harness.emulator.host import VMState
 from harness.emulator.psobjects import int64, make_object
@@ -132,7 +133,9 @@ def _sources(
                 sources.append((name, h.host.vm_counters(vm.id)))
     elif counter_set == _BALANCER_SET and h.bound_vm is None:
         if like("system balancer", instance or "*"):
-            sources.append(("system balancer", h.host.balancer_counters()))
+            # the build's own set (countersets: some builds lack a balancer counter)
+            values = balancer_counters_on(h.host.version, h.host.balancer_counters())
+            sources.append(("system balancer", values))
     elif h.bound_vm is not None and counter_set in _GUEST_SETS:
         view = h.host.guest_view(h.bound_vm)
         if view is not None:

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
+from datetime import datetime, timezone
 from xml.etree import ElementTree as ET
 from xml.sax.saxutils import escape, quoteattr
 
@@ -85,9 +86,23 @@ def instance_xml(
     return "".join(parts)
 
 
+class CimDatetime(str):
+    """A CIM datetime property's value (ISO 8601, UTC). WinRM's WMI plugin writes a datetime
+    as `<p:Prop><cim:Datetime>2024-05-01T10:00:00.500000Z</cim:Datetime></p:Prop>` (DSP0230, the
+    WS-CIM mapping: xs:dateTime in cim:Datetime), not as the DMTF string WMI itself holds;
+    a str, so WQL compares it as text."""
+
+    @classmethod
+    def of(cls, when: datetime) -> CimDatetime:
+        utc = when.astimezone(timezone.utc)
+        return cls(utc.strftime("%Y-%m-%dT%H:%M:%S.%fZ"))
+
+
 def property_xml(prefix: str, name: str, value: Value) -> str:
     if value is None:
         return f'<{prefix}:{name} xsi:nil="true"/>'
+    if isinstance(value, CimDatetime):
+        return f"<{prefix}:{name}><cim:Datetime>{escape(value)}</cim:Datetime></{prefix}:{name}>"
     if isinstance(value, tuple):
         return "".join(
             f"<{prefix}:{name}>{escape(format_value(item))}</{prefix}:{name}>" for item in value

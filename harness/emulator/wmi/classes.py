@@ -13,10 +13,12 @@ import uuid
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 
-from harness.emulator.host import EmulatedHost, Heartbeat, VmRecord, VMState
+from harness.emulator.countersets import balancer_counters_on
+from harness.emulator.errors import VmNotFoundError
+from harness.emulator.host import CheckpointInfo, EmulatedHost, Heartbeat, VmRecord, VMState
 from harness.emulator.wmi.cim import Instance
 from harness.emulator.wmi.wql import Value
-from harness.settings import HostVersion
+from harness.settings import HostVersion, MemorySettings
 from harness.units import MB
 
 V1 = "root/virtualization"
@@ -75,6 +77,7 @@ class Snapshot:
     vms: tuple[VmRecord, ...]
     vm_counters: Mapping[uuid.UUID, Mapping[str, float]]
     balancer: Mapping[str, float]
+    checkpoints: tuple[CheckpointInfo, ...] = ()
 
     @classmethod
     def take(cls, host: EmulatedHost, with_counters: bool = False) -> Snapshot:
@@ -85,8 +88,14 @@ class Snapshot:
             for vm in vms:
                 if vm.state in _HOLDS_MEMORY:
                     counters[vm.id] = host.vm_counters(vm.id)
-            balancer = host.balancer_counters()
-        return cls(host.name, host.version, vms, counters, balancer)
+            balancer = balancer_counters_on(host.version, host.balancer_counters())
+        checkpoints: list[CheckpointInfo] = []
+        for vm in vms:
+            try:
+                checkpoints.extend(host.checkpoints(vm.id))
+            except VmNotFoundError:  # removed since find_vms: its settings went with it
+                continue
+        return cls(host.name, host.version, vms, counters, balancer, tuple(checkpoints))
 
     def since(self, version: HostVersion) -> bool:
         order = list(HostVersion)
@@ -139,34 +148,74 @@ def computer_systems(snap: Snapshot, ns: str) -> list[Instance]:
     return out
 
 
+REALIZED = "Microsoft:Hyper-V:System:Realized"
+SNAPSHOT = "Microsoft:Hyper-V:Snapshot:Realized"
+
+
+@dataclass(frozen=True)
+class _Settings:
+    """One set of settings: a VM's own (realized) or a checkpoint's, which a real host
+    serves alongside (VirtualSystemType / v1 SettingType and the InstanceID's GUID tell
+    them apart; a tool that takes every Msvm_MemorySettingData counts a VM once per
+    checkpoint too)."""
+
+    id: uuid.UUID  # the VM's, or the checkpoint's
+    vm_id: uuid.UUID
+    name: str
+    generation: int
+    version: str
+    notes: str
+    memory: MemorySettings
+    swap_in_use: bool
+    checkpoint: bool
+
+
+def _all_settings(snap: Snapshot) -> list[_Settings]:
+    vms = {vm.id: vm for vm in snap.vms}
+    out = [
+        _Settings(vm.id, vm.id, vm.name, vm.generation, vm.version, vm.notes, vm.memory,
+                  vm.smart_paging_file_in_use, False)
+        for vm in snap.vms
+    ]  # fmt: skip
+    for c in snap.checkpoints:
+        vm = vms.get(c.vm_id)
+        if vm is not None:
+            out.append(
+                _Settings(c.id, vm.id, c.name, vm.generation, vm.version, vm.notes, c.memory,
+                          False, True)
+            )  # fmt: skip
+    return out
+
+
 def system_settings(snap: Snapshot, ns: str) -> list[Instance]:
     out = []
-    for vm in snap.vms:
+    for st in _all_settings(snap):
         props: dict[str, Value] = {
             "Caption": "Virtual Machine Settings",
-            "ElementName": vm.name,
-            "InstanceID": f"Microsoft:{str(vm.id).upper()}",
-            "VirtualSystemIdentifier": str(vm.id).upper(),
+            "ElementName": st.name,
+            "InstanceID": f"Microsoft:{str(st.id).upper()}",
+            "VirtualSystemIdentifier": str(st.vm_id).upper(),
         }
         if ns == V2:
             props.update(
-                VirtualSystemType="Microsoft:Hyper-V:System:Realized",
-                VirtualSystemSubType=f"Microsoft:Hyper-V:SubType:{vm.generation}",
-                Version=vm.version,
-                Notes=(vm.notes,),
-                VirtualNumaEnabled=not vm.memory.dynamic,  # DM turns vNUMA off (§1.1)
+                VirtualSystemType=SNAPSHOT if st.checkpoint else REALIZED,
+                VirtualSystemSubType=f"Microsoft:Hyper-V:SubType:{st.generation}",
+                Version=st.version,
+                Notes=(st.notes,),
+                VirtualNumaEnabled=not st.memory.dynamic,  # DM turns vNUMA off (§1.1)
             )
-        else:
-            props.update(SettingType=3, Notes=vm.notes)  # v1: 3 = the realized settings
+        else:  # v1: SettingType 3 = the realized settings, 5 = a snapshot's
+            props.update(SettingType=5 if st.checkpoint else 3, Notes=st.notes)
         out.append(Instance(ns, "Msvm_VirtualSystemSettingData", ("InstanceID",), props))
     return out
 
 
 def memory_settings(snap: Snapshot, ns: str) -> list[Instance]:
-    """Msvm_MemorySettingData (§6.1): MB on the wire, Weight = Priority × 100."""
+    """Msvm_MemorySettingData (§6.1): MB on the wire, Weight = Priority × 100; a
+    checkpoint's have the checkpoint's GUID in their InstanceID."""
     out = []
-    for vm in snap.vms:
-        m = vm.memory
+    for st in _all_settings(snap):
+        m = st.memory
         props: dict[str, Value] = {
             "Address": None,
             "AllocationUnits": "byte * 2^20" if ns == V2 else "MB",
@@ -176,7 +225,7 @@ def memory_settings(snap: Snapshot, ns: str) -> list[Instance]:
             "Description": "Settings for Microsoft Virtual Machine Memory.",
             "DynamicMemoryEnabled": m.dynamic,
             "ElementName": "Memory",
-            "InstanceID": memory_instance_id(vm.id),
+            "InstanceID": memory_instance_id(st.id),
             "IsVirtualized": True,
             "Limit": m.maximum // MB,
             "PoolID": "",
@@ -192,7 +241,7 @@ def memory_settings(snap: Snapshot, ns: str) -> list[Instance]:
         if ns == V2:
             props["VirtualQuantityUnits"] = "byte * 2^20"
         if snap.since(HostVersion.V2012):  # Smart Paging and NUMA spanning came with 2012
-            props["SwapFilesInUse"] = vm.smart_paging_file_in_use
+            props["SwapFilesInUse"] = st.swap_in_use
             props["MaxMemoryBlocksPerNumaNode"] = m.maximum // MB
         if ns == V2 and snap.since(HostVersion.V2016):
             props["HugePagesEnabled"] = False
@@ -295,6 +344,14 @@ def summary(snap: Snapshot, ns: str, vm: VmRecord) -> Instance:
     return Instance(ns, "Msvm_SummaryInformation", CS_KEYS, props)
 
 
+def empty_summary(ns: str) -> Instance:
+    """The entry GetSummaryInformation gives a SettingData that names no VM: every property
+    nil."""
+    props: dict[str, Value] = {"CreationClassName": "Msvm_SummaryInformation", "Name": None}
+    props.update({name: None for name in SUMMARY_CODES.values() if name != "Name"})
+    return Instance(ns, "Msvm_SummaryInformation", CS_KEYS, props)
+
+
 def summaries(snap: Snapshot, ns: str) -> list[Instance]:
     return [summary(snap, ns, vm) for vm in snap.vms]
 
@@ -350,6 +407,43 @@ VIRTUALIZATION_CLASSES: dict[str, Builder] = {
     "Msvm_SummaryInformation": summaries,
     "Msvm_VirtualSystemManagementService": lambda snap, ns: [management_service(snap, ns)],
 }
+
+
+# The associations real tools walk from a VM (MicrosoftDocs/win32 HyperV_v2: "Msvm_
+# SettingsDefineState", "Msvm_SnapshotOfVirtualSystem", "Msvm_SystemDevice",
+# "Msvm_VirtualSystemSettingDataComponent"; the Hyper-V module reaches the summary through
+# Msvm_ComputerSystemSummaryInformation, wmi-over-wsman.md). PowerShell's
+# `$vm.GetRelated("Msvm_VirtualSystemSettingData")` is ASSOCIATORS OF with that ResultClass:
+# it returns the VM's settings AND every checkpoint's.
+def associated(source: Instance, target: Instance) -> str | None:
+    """The association class linking `source` to `target`, None when they are not linked."""
+    src, dst = source.properties, target.properties
+    pair = (source.class_name, target.class_name)
+    if pair == ("Msvm_ComputerSystem", "Msvm_VirtualSystemSettingData"):
+        if src.get("Caption") != "Virtual Machine":
+            return None
+        if dst.get("VirtualSystemIdentifier") != src.get("Name"):
+            return None
+        own = dst.get("InstanceID") == f"Microsoft:{src.get('Name')}"
+        return "Msvm_SettingsDefineState" if own else "Msvm_SnapshotOfVirtualSystem"
+    if pair == ("Msvm_VirtualSystemSettingData", "Msvm_ComputerSystem"):
+        back = associated(target, source)
+        return back
+    if pair == ("Msvm_ComputerSystem", "Msvm_SummaryInformation"):
+        linked = src.get("Caption") == "Virtual Machine" and dst.get("Name") == src.get("Name")
+        return "Msvm_ComputerSystemSummaryInformation" if linked else None
+    if pair == ("Msvm_ComputerSystem", "Msvm_Memory"):
+        linked = src.get("Caption") == "Virtual Machine" and dst.get("SystemName") == src.get(
+            "Name"
+        )
+        return "Msvm_SystemDevice" if linked else None
+    if pair == ("Msvm_VirtualSystemSettingData", "Msvm_MemorySettingData"):
+        prefix = f"{src.get('InstanceID')}\\"
+        linked = str(dst.get("InstanceID", "")).startswith(prefix)
+        return "Msvm_VirtualSystemSettingDataComponent" if linked else None
+    if pair == ("Msvm_MemorySettingData", "Msvm_VirtualSystemSettingData"):
+        return associated(target, source)
+    return None
 
 
 def class_names(namespace: str) -> tuple[str, ...]:

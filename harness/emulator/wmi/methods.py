@@ -5,8 +5,10 @@ A memory change goes through EmulatedHost.set_memory, the call Set-VMMemory make
 refuses exactly what the cmdlet refuses (harness.settings rules, §2). Return codes (§6.2;
 v1 used the 327xx range): 0 done (VM off), 4096 job started (VM on; poll Msvm_ConcreteJob),
 4 / 32773 invalid parameter, 5 / 32775 invalid state (a change §2.3 forbids while running).
-Whether a real host answers a refused runtime change synchronously or through a failed
-job is not recorded in the reference; the emulator answers it synchronously (inferred).
+A change to a running VM is a job on v2: a change the VM's state forbids (§2.3) is
+reported through that job, which fails (JobState 10 Exception, ErrorCode 32775 invalid
+state), as VMMS validates a running VM's change asynchronously (inferred from §6.2: every
+running-VM change is a job; issue 22). v1 (2008 R2 SP1) refuses synchronously (32775).
 """
 
 from __future__ import annotations
@@ -28,6 +30,7 @@ from harness.emulator.errors import (
 from harness.emulator.host import EmulatedHost, VMState
 from harness.emulator.wmi import classes
 from harness.emulator.wmi.cim import (
+    CimDatetime,
     EmbeddedInstance,
     EmbeddedInstanceError,
     Instance,
@@ -63,20 +66,22 @@ class Jobs:
         self._lock = threading.Lock()
         self._keep = keep
 
-    def add(self, ok: bool, description: str, error: str = "") -> str:
+    def add(self, ok: bool, description: str, error: str = "", error_code: int = 32768) -> str:
         job_id = str(uuid.uuid4()).upper()
-        now = datetime.now(timezone.utc).strftime("%Y%m%d%H%M%S.%f+000")
+        now = CimDatetime.of(datetime.now(timezone.utc))
         props: dict[str, Value] = {
             "Caption": "Modifying resource settings",
             "Description": description,
             "ElementName": "Modify Resource Settings",
-            "ErrorCode": 0 if ok else 32768,
+            "ErrorCode": 0 if ok else error_code,
             "ErrorDescription": "" if ok else error,
             "InstanceID": job_id,
             "JobState": JOB_COMPLETED if ok else JOB_EXCEPTION,
             "JobStatus": "Job completed successfully." if ok else "Job failed.",
             "JobType": 3,  # modify resource settings
             "PercentComplete": 100,
+            "StartTime": now,
+            "TimeOfLastStateChange": now,
             "TimeSubmitted": now,
         }
         with self._lock:
@@ -124,17 +129,16 @@ def summary_information(
     """(ReturnValue, [(summary, requested properties)]); all VMs when no SettingData."""
     snap = classes.Snapshot.take(host)
     by_id = {f"Microsoft:{str(vm.id).upper()}".casefold(): vm for vm in snap.vms}
-    if setting_ids:
-        chosen = []
-        for setting_id in setting_ids:
-            vm = by_id.get(setting_id.casefold())
-            if vm is None:
-                return INVALID_PARAMETER, []  # the VM is gone (or never was)
-            chosen.append(vm)
-    else:
-        chosen = list(snap.vms)
+    chosen = [by_id.get(i.casefold()) for i in setting_ids] if setting_ids else list(snap.vms)
     wanted = tuple(classes.SUMMARY_CODES[c] for c in codes if c in classes.SUMMARY_CODES)
-    return OK, [(classes.summary(snap, namespace, vm), wanted) for vm in chosen]
+    # A SettingData that names no VM (gone, or never was) still gets its entry, empty (every
+    # property nil), and the call succeeds: the output array is one entry per SettingData,
+    # in order (MicrosoftDocs/win32 HyperV_v2
+    # getsummaryinformation-msvm-virtualsystemmanagementservice.md; issue 22).
+    return OK, [
+        (classes.summary(snap, namespace, vm) if vm else classes.empty_summary(namespace), wanted)
+        for vm in chosen
+    ]
 
 
 # -- ModifyResourceSettings ----------------------------------------------------------------
@@ -235,6 +239,9 @@ def _modify_one(host: EmulatedHost, jobs: Jobs, namespace: str, inst: EmbeddedIn
     try:
         record = host.set_memory(vm.id, MemoryChange(**changes))  # type: ignore[arg-type]
     except (RuntimeMemoryChangeError, VmStateError) as exc:
+        if namespace != classes.V1 and vm.state in _ON:
+            job_id = jobs.add(False, f"Modifying memory of '{vm.name}'", exc.message, 32775)
+            return Outcome(JOB_STARTED, _job(jobs, namespace, job_id), ())
         return Outcome(INVALID_STATE, None, (), exc.message)
     except NotEnoughMemoryError as exc:
         job_id = jobs.add(False, f"Modifying memory of '{vm.name}'", exc.message)

@@ -23,7 +23,7 @@ from harness.emulator import wsman
 from harness.emulator.host import EmulatedHost
 from harness.emulator.wmi import classes, faults, methods
 from harness.emulator.wmi.cim import WMI_URI, Instance, epr_xml, instance_xml
-from harness.emulator.wmi.wql import WqlError, parse
+from harness.emulator.wmi.wql import Associators, WqlError, parse, parse_associators
 
 log = logging.getLogger(__name__)
 
@@ -218,6 +218,9 @@ class WmiProvider:
                 f"a WQL filter needs the resource URI {WMI_URI}{namespace}/*, not a class URI"
             )
         try:
+            assoc = parse_associators(text)
+            if assoc is not None:
+                return self._associators(namespace, assoc), None
             query = parse(text)
         except WqlError as exc:
             raise faults.bad_filter(str(exc)) from None
@@ -228,6 +231,35 @@ class WmiProvider:
             )
         found = [i for i in self._instances(namespace, canonical) if query.matches(i.properties)]
         return found, query.properties
+
+    def _associators(self, namespace: str, assoc: Associators) -> list[Instance]:
+        """ASSOCIATORS OF {source} [WHERE ResultClass/AssocClass]: the instances the source
+        is linked to (classes.associated), in class order; an unknown source is WMI's
+        not-found fault."""
+        source_class = classes.canonical_class(namespace, assoc.source_class)
+        if source_class is None:
+            raise faults.bad_filter(
+                f"class {assoc.source_class!r} does not exist in namespace {namespace}"
+            )
+        source = self._one(namespace, source_class, assoc.keys)
+        wanted = None
+        if assoc.result_class is not None:
+            wanted = classes.canonical_class(namespace, assoc.result_class)
+            if wanted is None:
+                raise faults.bad_filter(
+                    f"class {assoc.result_class!r} does not exist in namespace {namespace}"
+                )
+        found = []
+        for class_name in classes.class_names(namespace):
+            if (wanted and class_name != wanted) or class_name == "Msvm_ConcreteJob":
+                continue
+            for instance in self._instances(namespace, class_name):
+                link = classes.associated(source, instance)
+                if link and (
+                    assoc.assoc_class is None or link.casefold() == assoc.assoc_class.casefold()
+                ):
+                    found.append(instance)
+        return found
 
     def _keep(self, context: str, items: deque[str]) -> None:
         now = time.monotonic()

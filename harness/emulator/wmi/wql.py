@@ -3,7 +3,9 @@ http://schemas.microsoft.com/wbem/wsman/1/WQL): `SELECT * | props FROM Class [WH
 
 Conditions: = <> != < > <= >=, LIKE (% _ [set]), IS [NOT] NULL, AND, OR, NOT, parentheses;
 literals 'text' "text" (backslash escapes, as WQL requires for '\\'), numbers, TRUE, FALSE,
-NULL. ASSOCIATORS OF / REFERENCES OF are refused with a clear error (not emulated).
+NULL. `ASSOCIATORS OF {Class.Key="value",...} [WHERE ResultClass = C AssocClass = A
+ResultRole = R Role = R]` is parsed by `parse_associators` (the provider walks the
+associations); REFERENCES OF and ClassDefsOnly are refused with a clear error (not emulated).
 """
 
 from __future__ import annotations
@@ -91,11 +93,11 @@ class _Parser:
             raise WqlError(self.text, f"expected {word} but found {self.peek()[1] or 'the end'!r}")
 
     def query(self) -> Query:
-        if self.keyword("ASSOCIATORS", "REFERENCES"):
+        if self.keyword("REFERENCES"):
             raise WqlError(
                 self.text,
-                "ASSOCIATORS OF / REFERENCES OF queries are not emulated; select the class and"
-                " filter on its keys (InstanceID LIKE 'Microsoft:<VM GUID>%')",
+                "REFERENCES OF queries are not emulated; use ASSOCIATORS OF, or select the "
+                "class and filter on its keys (InstanceID LIKE 'Microsoft:<VM GUID>%')",
             )
         self.expect_keyword("SELECT")
         selected: list[str] = []
@@ -248,3 +250,63 @@ def parse(text: str) -> Query:
     if not text.strip():
         raise WqlError(text, "the query is empty")
     return _Parser(text).query()
+
+
+@dataclass(frozen=True)
+class Associators:
+    """A parsed `ASSOCIATORS OF {object path} WHERE ...`: the source instance's class and key
+    values, and the filters (None: any)."""
+
+    source_class: str
+    keys: Mapping[str, str]
+    result_class: str | None = None
+    assoc_class: str | None = None
+    result_role: str | None = None
+    role: str | None = None
+
+
+_ASSOC = re.compile(
+    r"^\s*ASSOCIATORS\s+OF\s*\{(?P<path>[^}]*)\}\s*(?:WHERE\s+(?P<where>.*?))?\s*$",
+    re.IGNORECASE | re.DOTALL,
+)
+_PATH = re.compile(r"^\s*(?:\\\\[^:]*:)?(?P<cls>[A-Za-z_]\w*)\.(?P<keys>.+)$", re.DOTALL)
+_KEY = re.compile(r"""\s*([A-Za-z_]\w*)\s*=\s*("(?:[^"\\]|\\.)*"|'(?:[^'\\]|\\.)*'|[^,]+)\s*,?""")
+_WHERE = re.compile(r"([A-Za-z_]\w*)(?:\s*=\s*([A-Za-z_][\w:]*))?")
+_ASSOC_FILTERS = {
+    "resultclass": "result_class",
+    "assocclass": "assoc_class",
+    "resultrole": "result_role",
+    "role": "role",
+}
+
+
+def parse_associators(text: str) -> Associators | None:
+    """Parse an ASSOCIATORS OF query (None when `text` is not one); WqlError when it is one
+    this emulator cannot run. Key values in quotes have WQL's backslash escapes."""
+    match = _ASSOC.match(text)
+    if match is None:
+        if re.match(r"^\s*ASSOCIATORS\b", text, re.IGNORECASE):
+            raise WqlError(text, "expected ASSOCIATORS OF {Class.Key='value'} [WHERE ...]")
+        return None
+    path = _PATH.match(match.group("path"))
+    if path is None:
+        raise WqlError(text, "the object path must be Class.Key='value'[,Key='value']")
+    keys: dict[str, str] = {}
+    rest = path.group("keys")
+    pos = 0
+    while pos < len(rest):
+        key = _KEY.match(rest, pos)
+        if key is None or key.end() == pos:
+            raise WqlError(text, f"cannot read the key at {rest[pos:]!r}")
+        raw = key.group(2).strip()
+        if raw[:1] in ("'", '"'):
+            raw = re.sub(r"\\(.)", r"\1", raw[1:-1])
+        keys[key.group(1)] = raw
+        pos = key.end()
+    filters: dict[str, str] = {}
+    for name, value in _WHERE.findall(match.group("where") or ""):
+        field = _ASSOC_FILTERS.get(name.casefold())
+        if field is None or not value:
+            raise WqlError(text, f"{name!r} is not an ASSOCIATORS OF filter this emulator runs")
+        filters[field] = value
+    return Associators(path.group("cls"), keys, **filters)

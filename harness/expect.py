@@ -589,10 +589,10 @@ class _Aim:
             return (
                 f"the app held only {self.held:.0f} MB above its start-up size: nothing to release"
             )
-        if self.fraction * self.asked < self.floor:
+        if self.asked < self.floor:
             return (
                 f"the guest was pressed for only {self.asked:.0f} MB (the fall of its available "
-                f"memory or of its total); a release is judged from {judged_from}"
+                f"memory or of its total): nothing asked the app to give memory back"
             )
         return ""
 

@@ -263,6 +263,7 @@ class _Partition:
         "pressures",
         "remove_ops",
         "removed",
+        "removing",
         "reporting",
         "settings",
         "smoothed",
@@ -286,6 +287,7 @@ class _Partition:
         self.demands: deque[tuple[float, int]] = deque()  # the guest's reports, recent
         self.smoothed: deque[tuple[float, int]] = deque()  # their means, over the hold-off
         self.hold_from: float | None = None  # no removal before this (§3.4)
+        self.removing = False  # a removal under way goes on down to what it keeps
 
     @property
     def physical(self) -> int:
@@ -308,6 +310,7 @@ class _Partition:
         self.demands.clear()
         self.smoothed.clear()
         self.hold_from = None
+        self.removing = False
 
     def smooth(self, now: float, timings: Timings) -> tuple[int, int]:
         """Feed this pass's report; returns (the demand to grow to, the highest demand the
@@ -329,6 +332,7 @@ class _Partition:
     def grow(self, mb: int, now: float | None = None, holdoff: float = 0.0) -> None:
         if now is not None:  # a balancer hot-add: no removal within the hold-off after it
             self.hold_from = max(self.hold_from or 0.0, now + holdoff)
+            self.removing = False
         self.assigned += mb
         self.high_water = max(self.high_water, self.assigned)
         self.added += mb
@@ -584,14 +588,18 @@ class Balancer:
                 continue
             if short and target < want:  # squeezed by a short host: taken now (§3.5)
                 floor = target
-            elif now >= (p.hold_from or now) and keep + self._band(keep, p) < p.assigned:
-                floor = keep
+            elif now >= (p.hold_from or now) and (
+                p.removing or keep + self._band(keep, p) < p.assigned
+            ):
+                floor = keep  # once started, a removal goes down to what it keeps
+                p.removing = True
             else:
                 continue
             new = max(floor, p.assigned - t.removal_step_mb, p.lowest())
             if new < p.assigned:
                 free += p.assigned - new
                 p.shrink(p.assigned - new)
+            p.removing = p.removing and new > floor
         growers = [(p, tg) for p, tg in zip(balanced, targets, strict=True) if tg > p.assigned]
         growers.sort(key=lambda item: -item[0].settings.priority)
         for p, target in growers:

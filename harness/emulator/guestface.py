@@ -146,7 +146,6 @@ class GuestBackend(Protocol):
     @property
     def directory(self) -> Path: ...
     def host_path(self, guest_path: str) -> Path: ...
-    def read_from(self, path: Path, offset: int) -> tuple[str, int]: ...
     def copy_in(self, source: str | os.PathLike[str], destination: str) -> Path: ...
     def set_integration(self, integration: LinuxIntegration) -> None: ...
 
@@ -197,14 +196,14 @@ def path_parts(guest_path: str, writable: str = "/") -> list[str]:
     return parts
 
 
-def read_from(path: Path, offset: int) -> tuple[str, int]:
-    """The text of a guest's file from byte `offset` on, and the offset to read from next; a
-    file not there yet reads as nothing."""
+def read_from(path: Path, offset: int, codec: str = "utf-8") -> tuple[str, int]:
+    """The text of a guest's file from byte `offset` on, in `codec`, and the offset to read
+    from next; a file not there yet reads as nothing."""
     with contextlib.suppress(OSError), open(path, "rb") as stream:
         stream.seek(offset)
         data = stream.read()
         # A character cut by the end of what is written so far waits for the next read.
-        decoder = codecs.getincrementaldecoder("utf-8")("replace")
+        decoder = codecs.getincrementaldecoder(codec)("replace")
         text = decoder.decode(data)
         return text, offset + len(data) - len(decoder.getstate()[0])
     return "", offset

@@ -14,7 +14,6 @@ import codecs
 import re
 import uuid
 from collections.abc import Mapping
-from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from harness.emulator.cmdlets.realhost import (
@@ -26,7 +25,7 @@ from harness.emulator.cmdlets.realhost import (
 from harness.emulator.cmdlets.registry import guest_operation
 from harness.emulator.cmdlets.shapes import custom
 from harness.emulator.errors import ArgumentValidationError, GuestError
-from harness.emulator.guestface import GuestBackend, GuestProgram
+from harness.emulator.guestface import GuestBackend, GuestProgram, read_from
 from harness.emulator.guestview import (
     AVAILABLE_MBYTES,
     COMMITTED_BYTES,
@@ -151,20 +150,6 @@ def _codec(code_page: int) -> str:
     return name
 
 
-def _read_from(path: Path, offset: int, codec: str) -> tuple[str, int]:
-    """The text of a guest file from byte `offset` on in `codec`, and the offset to read from
-    next: a character cut by the end of what is written so far waits for the next read."""
-    try:
-        with open(path, "rb") as stream:
-            stream.seek(offset)
-            data = stream.read()
-    except OSError:
-        return "", offset
-    decoder = codecs.getincrementaldecoder(codec)("replace")
-    text = decoder.decode(data)
-    return text, offset + len(data) - len(decoder.getstate()[0])
-
-
 @guest_operation("ProcessStats")
 def _process_stats(
     h: HyperVHandler,
@@ -199,7 +184,7 @@ def _process_result(
     codec = "utf-8" if facts.utf8_only else h.code_pages.get((vm.id, key), "utf-8")
     # Exit state first: output read after it is complete when the process has exited.
     code = found.exit_code
-    text, next_offset = _read_from(found.stdout_path, offset, codec)
+    text, next_offset = read_from(found.stdout_path, offset, codec)
     out_length = found.stdout_path.stat().st_size if found.stdout_path.exists() else 0
     memory_event = None
     if code is not None:
@@ -209,7 +194,7 @@ def _process_result(
                 # still writes it (real-host facts, "Redirect files are shared read/write").
                 raise sharing_violation(str(found.stderr_path))
             # Once the process has exited, its error output follows its output in one stream.
-            more, end = _read_from(found.stderr_path, next_offset - out_length, codec)
+            more, end = read_from(found.stderr_path, next_offset - out_length, codec)
             text += more
             next_offset = out_length + end
         # What the guest OS logged about memory running out for this process's tree, as a

@@ -31,7 +31,6 @@ from harness.emulator.guestface import (
     not_found,
     not_running,
     path_parts,
-    read_from,
 )
 from harness.emulator.guestview import GuestProfile, GuestView
 from harness.emulator.integration import KVP_DAEMON, LinuxIntegration
@@ -255,11 +254,6 @@ class EmulatedGuest:
     def host_path(self, guest_path: str) -> Path:
         """Where a guest path ('C:\\app\\x.py', '/opt/x', 'rel/x') lives on the host."""
         return self.directory.joinpath(*path_parts(guest_path))
-
-    def read_from(self, path: Path, offset: int) -> tuple[str, int]:
-        """The text of one of this guest's files from byte `offset` on, and the offset to read
-        from next; a file not there yet reads as nothing."""
-        return read_from(path, offset)
 
     def copy_in(self, source: str | os.PathLike[str], destination: str) -> Path:
         """Copy a host file into the guest (like Copy-VMFile -CreateFullPath, §1.7)."""

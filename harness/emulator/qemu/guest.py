@@ -38,7 +38,6 @@ from harness.emulator.guestface import (
     not_found,
     not_running,
     path_parts,
-    read_from,
 )
 from harness.emulator.guestview import GuestProfile, GuestView
 from harness.emulator.integration import LinuxIntegration
@@ -450,10 +449,6 @@ class QemuGuest:
         parts = path_parts(cwd, GUEST_SCRATCH) if cwd else []
         self.directory.joinpath(*parts).mkdir(parents=True, exist_ok=True)
         return str(PurePosixPath(GUEST_SCRATCH, *parts))
-
-    def read_from(self, path: Path, offset: int) -> tuple[str, int]:
-        """Text of a scratch file from byte `offset` on, and the offset to read from next."""
-        return read_from(path, offset)
 
     def copy_in(self, source: str | os.PathLike[str], destination: str) -> Path:
         return copy_in(self.host_path, source, destination)

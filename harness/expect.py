@@ -462,15 +462,18 @@ class Expectations:
         def moves() -> list[tuple[float, float, Sample]]:
             """(from, to, sample) for each live sample after the event began, `from` being the
             app's lowest (grow) or highest (release) level since: pressure at the ceiling may
-            first hot-add memory the app rightly grows into before it must give some back."""
+            first hot-add memory the app rightly grows into before it must give some back.
+            Levels are held ones (`_held_levels`): an app that resizes by building the new
+            buffer before freeing the old one shows a brief peak, and the fall from that peak
+            is not a release (nor the rise to it growth)."""
             extreme, out = base, []
-            for s in self.timeline.samples:
-                if s.app is None or s.t <= began or not _alive(s):
+            live = [s for s in self.timeline.samples if s.app is not None and _alive(s)]
+            for s, level in _held_levels(live):
+                if s.t <= began:
                     continue
                 aim.see(s)
-                ws = s.app.working_set_mb
-                extreme = min(extreme, ws) if rising else max(extreme, ws)
-                out.append((extreme, ws, s))
+                extreme = min(extreme, level) if rising else max(extreme, level)
+                out.append((extreme, level, s))
             return out
 
         def size(move: tuple[float, float, Sample | None]) -> float:
@@ -523,6 +526,21 @@ class Expectations:
 
 
 BASE_WINDOW_S = 2.0  # the app's level before an event: the median over this long
+LEVEL_WINDOW_S = 1.5  # a working-set level counts once held this long (median over it)
+LEVEL_MIN_SAMPLES = 3  # ... and over at least this many samples, when samples are sparse
+
+
+def _held_levels(samples: Sequence[Sample]) -> Iterator[tuple[Sample, float]]:
+    """Each sample with the app's working-set level held up to it: the median over the last
+    LEVEL_WINDOW_S seconds (at least LEVEL_MIN_SAMPLES samples). A peak shorter than half that
+    window, such as a resize that holds old and new buffers for a moment, does not move it."""
+    for i, s in enumerate(samples):
+        first = i
+        while first > 0 and (
+            s.t - samples[first - 1].t <= LEVEL_WINDOW_S or i - first + 1 < LEVEL_MIN_SAMPLES
+        ):
+            first -= 1
+        yield s, statistics.median_low(w.app.working_set_mb for w in samples[first : i + 1] if w.app)
 
 
 class _Aim:

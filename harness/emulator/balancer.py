@@ -37,9 +37,12 @@ class Timings:
     tick: float = 1.0  # balancer cadence; the guest reports once per tick (§3.1, §3.3)
     boot: float = 10.0  # Starting -> Running; the guest reports from then on
     quiet_after_boot: float = 50.0  # from power-on to the first DM action (§3.1)
-    # No removal within this long after a hot-add, and a surplus must last this long before
-    # it is ballooned (§3.4): the hysteresis that keeps add and remove from chasing each other.
+    # A surplus must last this long before it is ballooned (§3.4), and no removal comes
+    # within `kept_after_add` of a hot-add: Hyper-V does not reclaim right after demand drops
+    # (§3.4, [S52]); the hysteresis that keeps add and remove from chasing each other. Both
+    # inferred (§8.4); what was added stays longer than an app's usual re-read interval.
     removal_holdoff: float = 10.0
+    kept_after_add: float = 30.0
     removal_step_mb: int = 128  # balloon at most this much per tick: removal is slower (§3.4)
     add_step_mb: int = 1024  # hot-add at most this much per tick
     # What a removal keeps is judged on the guest's reports averaged over this window, as
@@ -51,7 +54,7 @@ class Timings:
         for name in ("tick", "pressure_window", "demand_window"):
             if getattr(self, name) <= 0:
                 raise SettingError(f"timings.{name}", getattr(self, name), "must be > 0")
-        for name in ("boot", "quiet_after_boot", "removal_holdoff"):
+        for name in ("boot", "quiet_after_boot", "removal_holdoff", "kept_after_add"):
             if getattr(self, name) < 0:
                 raise SettingError(f"timings.{name}", getattr(self, name), "must be ≥ 0")
         for name in ("removal_step_mb", "add_step_mb"):
@@ -82,6 +85,7 @@ class Timings:
             boot=boot,
             quiet_after_boot=quiet_after_boot,
             removal_holdoff=self.removal_holdoff * factor,
+            kept_after_add=self.kept_after_add * factor,
             removal_step_mb=self.removal_step_mb,
             add_step_mb=self.add_step_mb,
             demand_window=self.demand_window * factor,
@@ -330,7 +334,7 @@ class _Partition:
         return max(latest, mean), max(d for _, d in self.smoothed)
 
     def grow(self, mb: int, now: float | None = None, holdoff: float = 0.0) -> None:
-        if now is not None:  # a balancer hot-add: no removal within the hold-off after it
+        if now is not None:  # a balancer hot-add: no removal for a while after it
             self.hold_from = max(self.hold_from or 0.0, now + holdoff)
             self.removing = False
         self.assigned += mb
@@ -608,7 +612,7 @@ class Balancer:
             if grant < gap:
                 grant -= grant % block  # hot-add goes in whole blocks (§3.3, §5.2)
             if grant > 0:
-                p.grow(grant, now, t.removal_holdoff)
+                p.grow(grant, now, t.kept_after_add)
                 free -= grant
 
     def _band(self, keep: int, p: _Partition) -> int:

@@ -11,7 +11,7 @@ import time
 import pytest
 
 from harness.errors import ExpectationFailed, SettingError
-from harness.expect import Expectations, describe_exit, parse_behaviours
+from harness.expect import LEVEL_MIN_SAMPLES, Expectations, describe_exit, parse_behaviours
 from harness.timeline import AppSample, GuestSample, HostSample, Timeline
 
 
@@ -40,15 +40,19 @@ def _past_timeline(
     available: dict[float, int] | None = None,
     start_up: dict[float, float] | None = None,
 ) -> Timeline:
-    """A timeline 100 s old whose app samples are the given {t: working set MB}, started at
-    t=0.5 with 20 MB (its start-up size); with `available`, the guest's {t: available MB}."""
+    """A timeline 100 s old whose app samples are the given {t: working set MB}, each held
+    (sampled every 0.25 s) until the next and the last for 2 s, started at t=0.5 with 20 MB
+    (its start-up size); with `available`, the guest's {t: available MB}."""
     timeline = Timeline(start=time.monotonic() - 100)
-    for t, ws in {**({0.5: 20.0} if start_up is None else start_up), **working_sets}.items():
-        guest = None
-        if available is not None:
-            free = available[max(k for k in available if k <= t)]
-            guest = GuestSample(total_mb=4096, available_mb=free, committed_mb=1024)
-        timeline.add_sample(None, guest, app=_app(ws), t=t)
+    steps = sorted({**({0.5: 20.0} if start_up is None else start_up), **working_sets}.items())
+    ends = [t for t, _ in steps[1:]] + [steps[-1][0] + 2.0]
+    for (start, ws), end in zip(steps, ends, strict=True):
+        for t in (start + 0.25 * i for i in range(max(1, round((end - start) / 0.25)))):
+            guest = None
+            if available is not None:
+                free = available[max(k for k in available if k <= t)]
+                guest = GuestSample(total_mb=4096, available_mb=free, committed_mb=1024)
+            timeline.add_sample(None, guest, app=_app(ws), t=t)
     return timeline
 
 
@@ -102,6 +106,16 @@ def test_release_counts_from_the_peak_after_the_event(trough_mb: float, passed: 
     if not passed:
         assert "dropped at most 100 MB (1200 → 1100 MB)" in str(failed.value)
     assert expect.outcomes[0].passed is passed
+
+
+def test_a_resize_peak_is_no_release() -> None:
+    """An app that only grows, building each new buffer before freeing the old one, shows a
+    brief peak (old + new) after which its working set falls back to the new size: that
+    fall is no release, and a level it holds for a moment only is not a level."""
+    timeline = _past_timeline({5.0: 1000.0, 11.0: 1900.0, 11.25: 1100.0})
+    event = timeline.add_event("load", "load +1024 MB", {"size_mb": 1024}, t=10.0)
+    with pytest.raises(ExpectationFailed, match="its working set did not drop"):
+        Expectations(timeline).releases_after(event, within=10.0)  # type: ignore[arg-type]
 
 
 def test_release_has_a_floor_above_noise() -> None:
@@ -192,11 +206,17 @@ def test_no_sample_before_the_event_is_not_observed() -> None:
 
 
 def test_a_live_window_waits_for_the_sample_that_shows_it() -> None:
-    """The window is still open: the check waits until a later sample shows the growth."""
+    """The window is still open: the check waits until later samples show the growth held."""
     timeline = Timeline()
     timeline.add_sample(None, app=_app(1000.0))
     event = timeline.add_event("hot-add", "hot-add", {"before_mb": 1024, "after_mb": 1536})
-    grown = threading.Timer(0.3, lambda: timeline.add_sample(None, app=_app(1100.0)))
+
+    def grow() -> None:
+        for _ in range(LEVEL_MIN_SAMPLES):
+            timeline.add_sample(None, app=_app(1100.0))
+            time.sleep(0.05)
+
+    grown = threading.Timer(0.3, grow)
     grown.start()
     expect = Expectations(timeline)
     expect.grows_after(event, within=20.0)

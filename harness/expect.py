@@ -540,7 +540,10 @@ def _held_levels(samples: Sequence[Sample]) -> Iterator[tuple[Sample, float]]:
             s.t - samples[first - 1].t <= LEVEL_WINDOW_S or i - first + 1 < LEVEL_MIN_SAMPLES
         ):
             first -= 1
-        yield s, statistics.median_low(w.app.working_set_mb for w in samples[first : i + 1] if w.app)
+        yield (
+            s,
+            statistics.median_low(w.app.working_set_mb for w in samples[first : i + 1] if w.app),
+        )
 
 
 class _Aim:

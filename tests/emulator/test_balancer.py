@@ -24,9 +24,9 @@ from harness.emulator.balancer import (
     memory_status,
 )
 from harness.emulator.errors import NotEnoughMemoryError
-from harness.expect import TRACK_WITHIN_S
 from harness.emulator.guestview import LinuxProfile, WindowsProfile
 from harness.emulator.host import EmulatedHost, Heartbeat, VMState, default_reserve
+from harness.expect import TRACK_WITHIN_S
 from harness.settings import (
     DEFAULT_BUFFER,
     DEFAULT_PRIORITY,

@@ -456,7 +456,7 @@ class Expectations:
         base = statistics.median(s.app.working_set_mb for s in settled if s.app)
         aim = _Aim(
             event, base, fraction, floor_mb, rising, settled,
-            held=base - min(s.app.working_set_mb for s in alive if s.app),
+            held=max(base - min(s.app.working_set_mb for s in alive if s.app), base / 2),
         )  # fmt: skip
 
         def moves() -> list[tuple[float, float, Sample]]:
@@ -552,8 +552,10 @@ class _Aim:
     rise of the guest's available memory, its own growth counted back, or of its total).
     Release: a share of the memory the guest was pressed for (the fall of its available
     memory, the app's own release counted back, or of its total; never more than moved), but
-    no more than half of what the app held above its start-up size. Without guest samples,
-    the memory moved stands for both."""
+    no more than half of what the app held above its start-up size (its smallest sample
+    before the event; at least half its working set, for an app whose cache was already
+    built when it was first sampled). Without guest samples, the memory moved stands for
+    both."""
 
     def __init__(
         self,
@@ -606,9 +608,10 @@ class _Aim:
             )
         if self.rising:
             return ""
-        if self.held < self.floor:
+        if self.held / 2 < self.floor:
             return (
-                f"the app held only {self.held:.0f} MB above its start-up size: nothing to release"
+                f"the app held only {self.held:.0f} MB above its start-up size: half of it is "
+                f"below the {self.floor:.0f} MB a release is judged from"
             )
         if self.asked < self.floor:
             return (

@@ -119,10 +119,11 @@ def test_a_resize_peak_is_no_release() -> None:
 
 
 def test_release_has_a_floor_above_noise() -> None:
-    """A 20 % drop of a small working set (10 MB of noise) is no release: the floor is 32 MB."""
-    timeline = _past_timeline({5.0: 60.0, 12.0: 50.0}, start_up={0.5: 5.0})
-    event = _move(timeline, "balloon", 2048, 1024)
-    floor = "needed 32 MB: half the 55 MB it held above its start-up size, at least 32 MB"
+    """A 20 MB drop after a small balloon (10 % of it is 25 MB) is within noise: the floor
+    is 32 MB."""
+    timeline = _past_timeline({5.0: 200.0, 12.0: 180.0}, start_up={0.5: 5.0})
+    event = _move(timeline, "balloon", 2048, 1800)
+    floor = "needed 32 MB: 10% of the 248 MB moved, at least 32 MB"
     with pytest.raises(ExpectationFailed, match=floor):
         Expectations(timeline).releases_after(event)  # type: ignore[arg-type]
 
@@ -135,8 +136,18 @@ def test_an_app_holding_nothing_above_its_start_up_size_has_nothing_to_release()
     [outcome] = expect.outcomes
     assert (outcome.passed, outcome.applicable) == (False, False)
     assert outcome.detail == (
-        "not applicable (the app held only 5 MB above its start-up size: nothing to release)"
+        "not applicable (the app held only 12 MB above its start-up size: half of it is below "
+        "the 32 MB a release is judged from)"
     )
+
+
+def test_an_app_sampled_first_with_its_cache_built_is_still_asked_to_release() -> None:
+    """Issue #21: a hog whose first sample already held its whole cache has no smaller
+    start-up sample; half its working set stands for what it holds, so it is still asked."""
+    timeline = _past_timeline({5.0: 204.0, 14.0: 204.0}, start_up={0.5: 204.0})
+    event = timeline.add_event("load", "load +1011 MB", {"size_mb": 1011}, t=10.0)
+    with pytest.raises(ExpectationFailed, match="needed 51 MB: half the 102 MB it held"):
+        Expectations(timeline).releases_after(event, within=10.0)  # type: ignore[arg-type]
 
 
 def test_a_release_is_asked_only_when_the_guest_was_pressed() -> None:

@@ -119,10 +119,12 @@ def test_rapid_oscillation(guest_app, memory, timeline, steady, dm_expect):
 @allure.feature("Pressure")
 @allure.story("Pressure response at the ceiling")
 @allure.severity(allure.severity_level.CRITICAL)
-@pytest.mark.dm_memory(startup="1GB", minimum="512MB", maximum="1536MB")
+@pytest.mark.dm_memory(startup="1536MB", minimum="1536MB", maximum="2GB")
 def test_pressure_response(guest_app, memory, timeline, steady, dm_expect):
     """The guest is at its maximum and another process needs memory: the app must give
-    some of its cache back."""
+    some of its cache back. Minimum = Startup keeps the host from ballooning the idle guest
+    down to its buffer first, so an app that caches has something at stake (issue #21: on a
+    1 GB Windows guest a 25 % cache held ~60 MB, too little to tell a release from noise)."""
     steady()
     # The load event marks when the host had added all it may: the app's release counts from
     # the load's start (it may give back as the load grows) until 20 s after that.

@@ -286,7 +286,13 @@ class Expectations:
             detail = f"not applicable (the app reports no {metric})"
             self.record(ExpectationResult(name, False, detail, behaviour="track", applicable=False))
             return
-        reports = [s for s in samples if _alive(s) and s.app and metric in s.app.reported]
+        # Judged when the app said it: a value carried forward from an earlier line is no
+        # new claim (on a starved guest the app may be silent for longer than the window).
+        reports = [
+            s
+            for s in samples
+            if _alive(s) and s.app and s.app.reported_fresh and metric in s.app.reported
+        ]
         if not reports:
             numbers = f"not observed (the app ended before it reported {metric})"
             self._fail("track", name, headline, numbers)

@@ -190,6 +190,7 @@ class Sampler:
     def _app_sample(self, running: bool, ws: int, private: int, result: ProcessResult) -> AppSample:
         assert self.process is not None
         new = self.process.feed(result)
+        fresh = False
         if self.probe is not None:
             # Only whole lines: a tick may land mid-line; the rest comes with a later tick.
             lines = (self._partial + new).split("\n")
@@ -198,7 +199,9 @@ class Sampler:
                 # Exited and nothing more came: its last line had no newline.
                 lines.append(self._partial)
                 self._partial = ""
-            self._reported.update(self.probe.parse(lines))
+            parsed = self.probe.parse(lines)
+            self._reported.update(parsed)
+            fresh = bool(parsed)
         return AppSample(
             pid=self.process.pid,
             running=running and result.exit_code is None,
@@ -207,6 +210,7 @@ class Sampler:
             exit_code=result.exit_code,
             reported=dict(self._reported),
             memory_event=self.process.memory_event,
+            reported_fresh=fresh,
         )
 
     # -- background ---------------------------------------------------------------------

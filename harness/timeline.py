@@ -64,6 +64,9 @@ class AppSample:
     exit_code: int | None = None
     reported: Mapping[str, float] = field(default_factory=dict)
     memory_event: str = ""  # what the guest OS logged about memory running out for it
+    # A report line arrived with this sample; False: `reported` carries the last one forward
+    # (an app whose loop is slow, or a starved guest, said nothing new since).
+    reported_fresh: bool = True
 
 
 @dataclass(frozen=True)

@@ -5,6 +5,7 @@ expectation; on windows already over and on one still running."""
 
 from __future__ import annotations
 
+import dataclasses
 import threading
 import time
 
@@ -252,6 +253,23 @@ def test_tracking_passes_when_the_view_follows_within_the_window() -> None:
     expect.view_tracks_truth()
     [outcome] = expect.outcomes
     assert outcome.passed and outcome.behaviour == "track", outcome.detail
+
+
+def test_a_value_carried_forward_while_the_app_is_silent_is_no_claim() -> None:
+    """Issue #21: on a starved guest the app's loop can take longer than the window; its
+    last line stays on every sample until it prints again. Judged when it said something:
+    silent from 9 s to 17 s and then right, it tracks; the same values said afresh do not."""
+    views = {float(t): (1024, 1024.0) for t in range(0, 10)}
+    views |= {float(t): (2048, 1024.0 if t < 17 else 2048.0) for t in range(10, 25)}
+    for silent, passed in ((True, True), (False, False)):
+        timeline = Timeline(start=time.monotonic() - 100)
+        for t, (total, seen) in views.items():
+            app = dataclasses.replace(_app(100.0, seen), reported_fresh=not (silent and 9 < t < 17))
+            timeline.add_sample(_host(total), _guest(total), app, t=t)
+        expect = Expectations(timeline)
+        with expect.together() if passed else pytest.raises(ExpectationFailed):
+            expect.view_tracks_truth()
+        assert expect.outcomes[0].passed is passed
 
 
 def test_tracking_fails_when_the_view_lags_longer_than_allowed() -> None:

@@ -333,9 +333,9 @@ class _Partition:
             self.hold_from = now + timings.removal_holdoff  # a surplus must last the hold-off
         return max(latest, mean), max(d for _, d in self.smoothed)
 
-    def grow(self, mb: int, now: float | None = None, holdoff: float = 0.0) -> None:
-        if now is not None:  # a balancer hot-add: no removal for a while after it
-            self.hold_from = max(self.hold_from or 0.0, now + holdoff)
+    def grow(self, mb: int, now: float | None = None, kept: float = 0.0) -> None:
+        if now is not None:  # a balancer hot-add: no removal for `kept` seconds after it
+            self.hold_from = max(self.hold_from or 0.0, now + kept)
             self.removing = False
         self.assigned += mb
         self.high_water = max(self.high_water, self.assigned)

@@ -119,6 +119,30 @@ def test_a_resize_peak_is_no_release() -> None:
         Expectations(timeline).releases_after(event, within=10.0)  # type: ignore[arg-type]
 
 
+@pytest.mark.parametrize(("released", "passed"), [(True, True), (False, False)])
+def test_a_slow_guest_and_a_slow_loop_are_given_their_time(released: bool, passed: bool) -> None:
+    """Issue #21 on a TCG guest: the host's balloon ends at 10 s, the guest's total shows it
+    only at 18 s, and the app's loop takes 4 s a turn; a release at 28 s (10 s after the
+    guest showed it) is in time. A twin that never releases still fails, and the message says
+    how long it was given."""
+    timeline = Timeline(start=time.monotonic() - 100)
+    for t in range(0, 41):
+        total = 2048 - 128 * min(max(t - 10, 0), 8)
+        ws = 800.0 if released and t >= 28 else 1000.0
+        app = dataclasses.replace(_app(ws, float(total)), reported_fresh=t % 4 == 0)
+        timeline.add_sample(_host(total), _guest(total), app, t=float(t))
+    event = _move(timeline, "balloon", 2048, 1024)
+    expect = Expectations(timeline)
+    with expect.together() if passed else pytest.raises(ExpectationFailed) as failed:
+        expect.releases_after(event, within=10)
+    assert expect.outcomes[0].passed is passed, expect.outcomes[0].detail
+    if not passed:
+        assert (
+            "in the 26.0s after balloon 2048→1024 MB (10s after the guest showed it, plus "
+            "two turns of the app's own loop)" in str(failed.value)
+        )
+
+
 def test_release_has_a_floor_above_noise() -> None:
     """A 20 MB drop after a small balloon (10 % of it is 25 MB) is within noise: the floor
     is 32 MB."""
@@ -270,6 +294,30 @@ def test_a_value_carried_forward_while_the_app_is_silent_is_no_claim() -> None:
         with expect.together() if passed else pytest.raises(ExpectationFailed):
             expect.view_tracks_truth()
         assert expect.outcomes[0].passed is passed
+
+
+def test_a_slow_loop_is_judged_on_what_the_guest_showed_since_its_previous_report() -> None:
+    """Issue #21 on a TCG guest: an app that reads, rebuilds its cache and prints takes 8 s a
+    turn. Its line at 18 s carries what it read just after its line at 10 s, when the guest
+    still showed 1024 MB: that is what it could see. Its next line must show 2048 MB; a twin
+    that still says 1024 MB fails, naming the span since its previous report."""
+    for seen_at_26, passed in ((2048.0, True), (1024.0, False)):
+        timeline = Timeline(start=time.monotonic() - 100)
+        said = {2: 1024.0, 10: 1024.0, 18: 1024.0, 26: seen_at_26, 34: seen_at_26}
+        last = 1024.0
+        for t in range(0, 36):
+            last = said.get(t, last)
+            app = dataclasses.replace(_app(100.0, last), reported_fresh=t in said)
+            total = 1024 if t < 12 else 2048
+            timeline.add_sample(_host(total), _guest(total), app, t=float(t))
+        expect = Expectations(timeline)
+        with expect.together() if passed else pytest.raises(ExpectationFailed) as failed:
+            expect.view_tracks_truth()
+        assert expect.outcomes[0].passed is passed, expect.outcomes[0].detail
+    assert (
+        "at t=26.0s it reported 1024 MB but the guest had shown 2048 MB in the 9s before "
+        "(since its previous report)" in str(failed.value)
+    )
 
 
 def test_tracking_fails_when_the_view_lags_longer_than_allowed() -> None:

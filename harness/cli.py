@@ -23,7 +23,7 @@ import sys
 import threading
 from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING, NoReturn
+from typing import TYPE_CHECKING, Any, NoReturn
 
 from harness import __version__
 from harness.certify import (
@@ -224,6 +224,31 @@ def _parser() -> argparse.ArgumentParser:
     )
     doctor.set_defaults(func=_doctor)
 
+    catalog = sub.add_parser(
+        "catalog", help="certify the catalogue's programs as they ship and write its table"
+    )
+    catalog_sub = catalog.add_subparsers(required=True, metavar="action")
+    catalog_run = catalog_sub.add_parser("run", help="certify programs of the catalogue")
+    catalog_run.add_argument("names", nargs="*", help="entries to run (default: all)")
+    catalog_run.add_argument(
+        "--out",
+        type=Path,
+        default=Path("reports/catalog"),
+        help="reports (default reports/catalog)",
+    )
+    catalog_run.add_argument(
+        "--table",
+        type=Path,
+        default=Path("docs/catalog.md"),
+        help="table (default docs/catalog.md)",
+    )
+    catalog_run.add_argument(
+        "-n", "--workers", default="2", type=_checked(check_workers), help="xdist workers"
+    )
+    catalog_run.set_defaults(func=_catalog_run)
+    catalog_list = catalog_sub.add_parser("list", help="the entries and their packages")
+    catalog_list.set_defaults(func=_catalog_list)
+
     sweep = sub.add_parser("sweep", help="remove VMs the harness left behind on a host")
     sweep.add_argument("--dm-host", required=True)
     sweep.add_argument("--run-id", default=None, help="only this run's VMs (alive or not)")
@@ -237,6 +262,52 @@ def _parser() -> argparse.ArgumentParser:
     sweep.add_argument("--yes", action="store_true", help="remove them (default: only list)")
     sweep.set_defaults(func=_sweep)
     return parser
+
+
+# -- catalogue -------------------------------------------------------------------------------
+
+
+def _catalog_entries(names: Sequence[str] = ()) -> list[Any]:
+    from harness.catalog import load_catalog
+
+    entries = load_catalog(suites_dir() / "catalog")
+    unknown = set(names) - {e.name for e in entries}
+    if unknown:
+        raise ConfigError(
+            f"dmh catalog: no entry {', '.join(sorted(unknown))} (there are: "
+            f"{', '.join(e.name for e in entries)})"
+        )
+    return [e for e in entries if not names or e.name in names]
+
+
+def _catalog_list(args: argparse.Namespace) -> int:
+    from harness.catalog import installed_version
+
+    for entry in _catalog_entries():
+        version = (
+            installed_version(entry.package) or f"not installed (apt-get install {entry.package})"
+        )
+        print(f"{entry.name:12} {entry.package:24} {version:28} {entry.backend:8} {entry.command}")
+    return 0
+
+
+def _catalog_run(args: argparse.Namespace) -> int:
+    """Each program certified in turn (a progress line each), then the table: exit 0 when
+    every program got a verdict (whatever it was), 1 when one could not be run."""
+    from harness.catalog import run_entry, table
+
+    entries = _catalog_entries(args.names)
+    out = args.out.resolve()
+    rows = []
+    for entry in entries:
+        row = run_entry(entry, out, args.workers)
+        rows.append(row)
+        print(f"{entry.name}: {row.verdict} ({row.seconds:.0f} s) {row.failure[:160]}", flush=True)
+    args.table.parent.mkdir(parents=True, exist_ok=True)
+    args.table.write_text(table(rows, args.table.parent), "utf-8")
+    print(f"table: {args.table}")
+    broken = [r for r in rows if r.verdict in ("not installed", "INCONCLUSIVE")]
+    return 1 if broken else 0
 
 
 # -- certify and report --------------------------------------------------------------------

@@ -125,6 +125,7 @@ class Expectations:
         track_within: float = TRACK_WITHIN_S,
         stderr: Callable[[], str] = lambda: "",
         total_falls: bool = True,
+        view_status: Callable[[], str] | None = None,
     ) -> None:
         self.timeline = timeline
         # Whether the guest's total drops when memory is ballooned away: Linux's MemTotal
@@ -134,6 +135,9 @@ class Expectations:
         self.stderr = stderr
         self.behaviours = tuple(behaviours)
         self.track_within = track_within
+        # With --dm-app-view: what the app's own interface gave (a view that gave nothing is
+        # never taken for an app that reports nothing).
+        self.view_status = view_status
         self.outcomes: list[ExpectationResult] = []
         self._collecting: list[str] | None = None
 
@@ -284,6 +288,11 @@ class Expectations:
         self._hold(truth, metric, within)
         samples = [s for s in self.timeline.samples if truth(s) is not None]
         if not any(s.app and metric in s.app.reported for s in self.timeline.samples):
+            if self.view_status is not None and not any(
+                s.app and s.app.reported for s in self.timeline.samples
+            ):
+                self._fail("track", name, headline, f"not observed ({self.view_status()})")
+                return
             detail = f"not applicable (the app reports no {metric})"
             self.record(ExpectationResult(name, False, detail, behaviour="track", applicable=False))
             return

@@ -9,6 +9,7 @@ import logging
 import threading
 from typing import Any
 
+from harness.appview import ViewReader
 from harness.errors import ConfigError, HarnessError
 from harness.hyperv.guest import (
     DirectChannel,
@@ -75,6 +76,7 @@ class Sampler:
         self.guest = guest
         self.process = process
         self.probe = probe
+        self.view: ViewReader | None = None  # the app's view through its own interface
         self.interval = interval
         self.errors = 0
         self._reported: dict[str, float] = {}
@@ -202,6 +204,16 @@ class Sampler:
             parsed = self.probe.parse(lines)
             self._reported.update(parsed)
             fresh = bool(parsed)
+        if self.view is not None:
+            # The app's own interface (--dm-app-view): one more round trip, at most once per
+            # the view's interval; its values are reports like the app's own lines.
+            try:
+                viewed = self.view.read()
+            except HarnessError as exc:
+                log.warning("reading the app view of %s failed: %s", self.vm_name, exc)
+                viewed = {}
+            self._reported.update(viewed)
+            fresh = fresh or bool(viewed)
         return AppSample(
             pid=self.process.pid,
             running=running and result.exit_code is None,

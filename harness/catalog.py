@@ -139,7 +139,9 @@ def run_entry(entry: Entry, out: Path, workers: int = 2) -> Row:
         version,
         summary["verdict"]["status"].upper(),
         _behaviours(latest, entry.expect),
-        (summary["verdict"].get("reasons") or [""])[0],
+        ""
+        if summary["verdict"]["status"] == "certified"
+        else (summary["verdict"]["reasons"] or [""])[0],
         str((latest / "index.html").resolve()),
         seconds,
     )
@@ -171,7 +173,7 @@ def table(rows: Sequence[Row], relative_to: Path) -> str:
         "Written by `dmh catalog run` on the embedded emulator (Linux guest profile): each "
         "program as its Debian package ships it, judged through its own interface "
         "(`--dm-app-view`). pass / FAIL per behaviour; blank: not asked of it; n/a: the check "
-        "had nothing to judge.",
+        "had nothing to judge. Reports are the run directories of the machine that wrote it.",
         "",
         "| program | version | backend | verdict | "
         + " | ".join(BEHAVIOURS)
@@ -191,7 +193,12 @@ def table(rows: Sequence[Row], relative_to: Path) -> str:
         )
     lines += ["", "## What each program is certified on, and why", ""]
     for row in rows:
-        view = f" View: `{row.entry.view}`." if row.entry.view else ""
+        view = ""
+        if row.entry.view:
+            shown = parse_view(row.entry.view)
+            view = f" View `{row.entry.view}`" + (
+                f" ({shown.means})." if shown and shown.means else "."
+            )
         lines.append(
             f"- **{row.entry.title}** (`{row.entry.command}`, {', '.join(row.entry.expect)})."
             f"{view} {row.entry.why}"

@@ -1,0 +1,120 @@
+"""Programs as they ship (issue 25): the README's app-view example certifies a program the
+harness does not know, run verbatim from a user's directory; `dmh catalog run` certifies the
+catalogue's programs from their Debian packages and writes the table, each verdict the same
+as last time (a verdict that flips between runs is a defect)."""
+
+from __future__ import annotations
+
+import re
+import shlex
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from harness.catalog import installed_version, load_catalog
+from harness.report.model import load_records
+from tests.embedded import REPO, plugin_env
+from tests.requires import needs
+from tests.suites.test_meta import run_suite
+
+DMH = str(Path(sys.executable).parent / "dmh")
+
+pytest_plugins = ["pytester"]
+
+
+def readme_view_example() -> tuple[str, str]:
+    """The command under `<!-- readme-app-view: VERDICT -->` and the verdict it claims."""
+    text = (REPO / "README.md").read_text("utf-8")
+    found = re.search(r"<!-- readme-app-view: ([A-Z ]+) -->\n```sh\n(.*?)\n```", text, re.S)
+    assert found, "the README has no app-view example"
+    return found[2].replace("\\\n", " "), found[1]
+
+
+@needs("node", "curl", missing=None if shutil.which("node") and shutil.which("curl") else "PATH")
+def test_the_readme_view_example_certifies_a_program_outside_the_catalogue(
+    tmp_path: Path,
+) -> None:
+    command, claim = readme_view_example()
+    argv = shlex.split(command)
+    argv[0] = DMH
+    argv[2:2] = ["--out", str(tmp_path / "out")]  # after `certify`: not the checkout's reports
+    done = subprocess.run(
+        argv, cwd=tmp_path, env=plugin_env(), capture_output=True, text=True, timeout=900
+    )
+    assert f"VERDICT: {claim}\n" in done.stdout, done.stdout[-3000:] + done.stderr[-2000:]
+    records = load_records(tmp_path / "out" / "latest" / "records")
+    track = [e for r in records for e in r.expectations if e.behaviour == "track"]
+    # The view's reports were judged wherever tracking is checked (pressure response does
+    # not check it): passed every time, never "not applicable".
+    assert len(track) >= 5 and all(e.passed for e in track), [e.detail for e in track]
+
+
+def test_a_view_that_gives_nothing_is_never_taken_for_tracking(pytester: pytest.Pytester) -> None:
+    """The quiet reference app prints no metric lines; its view prints text no pattern reads.
+    Tracking fails "not observed", naming the view and its last output, where without a view
+    it would be "not applicable"."""
+    records = run_suite(
+        pytester, "cache_quiet.py", "--dm-guest-os=linux", "-k", "hot_add",
+        "--dm-app-view=echo ready", "--dm-app-view-pattern=^total (?P<mb>\\d+)$",
+    )  # fmt: skip
+    record = records["test_hot_add_during_steady_load[linux]"]
+    [track] = [e for e in record.expectations if e.behaviour == "track"]
+    assert not track.passed and track.applicable
+    assert "not observed (the app view `echo ready` ran" in track.detail, track.detail
+    assert "gave nothing it reads; last: ready (exit 0))" in track.detail, track.detail
+
+
+EXPECTED = {
+    # Redis reads total_system_memory once, in initServer() (server.c): it stays at the
+    # memory the guest booted with.
+    "redis": ("NOT CERTIFIED", {"survive": "pass", "track": "FAIL", "bounded": "pass"}),
+    "memcached": ("CERTIFIED", {"survive": "pass", "bounded": "pass"}),
+    # HotSpot keeps the physical memory it read at start (os::Linux::physical_memory()).
+    "jvm-default": ("NOT CERTIFIED", {"survive": "pass", "track": "FAIL", "bounded": "pass"}),
+    "jvm-maxrampercentage": (
+        "NOT CERTIFIED",
+        {"survive": "pass", "track": "FAIL", "bounded": "pass"},
+    ),
+}
+
+
+def test_the_catalogue_certifies_every_program_and_writes_its_table(tmp_path: Path) -> None:
+    entries = [e for e in load_catalog(REPO / "suites" / "catalog") if e.backend == "process"]
+    assert {e.name for e in entries} == set(EXPECTED)
+    missing = [e.package for e in entries if installed_version(e.package) is None]
+    if missing:
+        pytest.skip(f"not installed: {missing} (.ci/run installs them)")
+    table = tmp_path / "catalog.md"
+    done = subprocess.run(
+        [DMH, "catalog", "run", "--out", str(tmp_path / "runs"), "--table", str(table)],
+        cwd=REPO, env=plugin_env(), capture_output=True, text=True, timeout=1800,
+    )  # fmt: skip
+    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-2000:]
+    rows = {
+        cells[0]: cells
+        for line in table.read_text("utf-8").splitlines()
+        if line.startswith("| ") and not line.startswith("| program")
+        for cells in [[c.strip() for c in line.strip("|").split(" | ")]]
+    }
+    header = [
+        "program",
+        "version",
+        "backend",
+        "verdict",
+        "survive",
+        "track",
+        "grow",
+        "release",
+        "bounded",
+    ]
+    for entry in entries:
+        verdict, behaviours = EXPECTED[entry.name]
+        cells = dict(zip(header, rows[entry.title], strict=False))
+        assert cells["version"] == installed_version(entry.package)
+        assert cells["verdict"] == verdict, rows[entry.title]
+        assert {b: cells[b] for b in behaviours} == behaviours, rows[entry.title]
+        if verdict == "NOT CERTIFIED":
+            assert "the app's total_mb does not track the guest" in rows[entry.title][-2]

@@ -1,0 +1,46 @@
+"""The catalogue's entries are checked when read: a bad file is refused naming it, the key
+and the rule, before anything runs."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from harness.catalog import load_catalog
+from harness.errors import ConfigError
+from tests.embedded import REPO
+
+GOOD = """
+package = "redis-server"
+command = "redis-server --port 6379"
+view = "redis"
+expect = ["survive", "track"]
+why = "A service."
+"""
+
+
+def test_the_shipped_catalogue_reads() -> None:
+    entries = {e.name: e for e in load_catalog(REPO / "suites" / "catalog")}
+    assert entries["redis"].expect == ("survive", "track", "bounded")
+    assert entries["memcached"].view == "memcached"
+
+
+@pytest.mark.parametrize(
+    ("change", "error"),
+    [
+        (("why", "colour = 'red'"), r"unknown keys \['colour'\], missing keys \['why'\]"),
+        (('expect = ["survive", "track"]', 'expect = ["fast"]'), "'fast'.*must be one of"),
+        (('view = "redis"', 'view = "redis host=db"'), "'host' is no setting of the 'redis'"),
+        (("why =", 'backend = "qemu"\nwhy ='), "'qemu' is not allowed: is not implemented yet"),
+        (("package", "package = [\npackage"), "not TOML"),
+    ],
+)
+def test_a_bad_entry_is_refused_naming_its_file_and_rule(
+    tmp_path: Path, change: tuple[str, str], error: str
+) -> None:
+    text = GOOD.replace(*change) if change[0] != "why" else GOOD.split("why")[0] + change[1]
+    (tmp_path / "broken.toml").write_text(text)
+    with pytest.raises(ConfigError, match=error) as refused:
+        load_catalog(tmp_path)
+    assert str(tmp_path / "broken.toml") in str(refused.value)

@@ -111,6 +111,20 @@ RECIPES = {
             defaults={"port": "11211"},
         ),
         Recipe(
+            "postgres",
+            "psql -h 127.0.0.1 -p {port} -U postgres -d postgres -Atc \"SELECT name || ' ' || "
+            "pg_size_bytes(current_setting(name)) FROM pg_settings WHERE name IN "
+            "('shared_buffers', 'effective_cache_size', 'work_mem')\"",
+            (
+                ViewPattern(r"^shared_buffers (?P<bytes>\d+)", "shared_buffers_mb"),
+                ViewPattern(r"^effective_cache_size (?P<bytes>\d+)", "effective_cache_mb"),
+                ViewPattern(r"^work_mem (?P<bytes>\d+)", "work_mem_mb"),
+            ),
+            "shared_buffers_mb, effective_cache_mb, work_mem_mb: its memory settings "
+            "(pg_settings), which it sizes from its configuration, never from the machine",
+            defaults={"port": "5432"},
+        ),
+        Recipe(
             "jvm",
             "jcmd {pid} VM.info",
             (

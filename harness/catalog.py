@@ -172,8 +172,12 @@ def _behaviours(run: Path, asked: Sequence[str]) -> dict[str, str]:
     }
 
 
-def table(rows: Sequence[Row], relative_to: Path) -> str:
-    """The catalogue as Markdown: one row per program and version."""
+def table(
+    rows: Sequence[Row], relative_to: Path, entries: Sequence[Entry] = (), before: str = ""
+) -> str:
+    """The catalogue as Markdown: one row per program and version. The rows of `entries`
+    not run this time are kept from the table as it was (`before`), so certifying one
+    program does not drop the others."""
     lines = [
         "# How programs behave under Hyper-V Dynamic Memory",
         "",
@@ -198,16 +202,18 @@ def table(rows: Sequence[Row], relative_to: Path) -> str:
             f"| {row.entry.title} | {row.version or '—'} | {row.entry.backend} | {row.verdict} "
             f"| {cells} | {failure} | {report} |"
         )
+    ran = {row.entry.title for row in rows}
+    kept = {e.title for e in entries} - ran
+    lines += [line for line in before.splitlines() if line.split(" | ")[0][2:] in kept]
     lines += ["", "## What each program is certified on, and why", ""]
-    for row in rows:
+    for entry in [row.entry for row in rows] + [e for e in entries if e.title in kept]:
         view = ""
-        if row.entry.view:
-            shown = parse_view(row.entry.view)
-            view = f" View `{row.entry.view}`" + (
+        if entry.view:
+            shown = parse_view(entry.view)
+            view = f" View `{entry.view}`" + (
                 f" ({shown.means})." if shown and shown.means else "."
             )
         lines.append(
-            f"- **{row.entry.title}** (`{row.entry.command}`, {', '.join(row.entry.expect)})."
-            f"{view} {row.entry.why}"
+            f"- **{entry.title}** (`{entry.command}`, {', '.join(entry.expect)}).{view} {entry.why}"
         )
     return "\n".join(lines) + "\n"

@@ -304,7 +304,8 @@ def _catalog_run(args: argparse.Namespace) -> int:
         rows.append(row)
         print(f"{entry.name}: {row.verdict} ({row.seconds:.0f} s) {row.failure[:160]}", flush=True)
     args.table.parent.mkdir(parents=True, exist_ok=True)
-    args.table.write_text(table(rows, args.table.parent), "utf-8")
+    before = args.table.read_text("utf-8") if args.table.is_file() else ""
+    args.table.write_text(table(rows, args.table.parent, _catalog_entries(), before), "utf-8")
     print(f"table: {args.table}")
     broken = [r for r in rows if r.verdict in ("not installed", "INCONCLUSIVE")]
     return 1 if broken else 0

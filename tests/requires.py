@@ -1,7 +1,7 @@
 """Tests that need a tool of the machine say which, so a CI that installs it can insist.
 
 A test that cannot run without root, QEMU, Chromium, node, java, a C compiler or a program of
-the catalogue (redis, memcached, jcmd; curl for the README's view) skips with a
+the catalogue (redis, memcached, jcmd, postgres; curl for the README's view) skips with a
 reason that starts `needs <tool>[, <tool>]: <why>` (`needs` or `skip_without`). Where
 DMH_REQUIRE_TOOLS names that tool (`.ci/run` names every tool its install provides), the
 skip is turned into a failure by tests/conftest.py: a CI that lost a tool fails instead of
@@ -16,7 +16,10 @@ from typing import NoReturn
 
 import pytest
 
-TOOLS = ("root", "qemu", "chromium", "node", "java", "cc", "redis", "memcached", "jcmd", "curl")
+TOOLS = (
+    "root", "qemu", "chromium", "node", "java", "cc", "redis", "memcached", "jcmd", "postgres",
+    "curl",
+)  # fmt: skip
 ENV = "DMH_REQUIRE_TOOLS"
 _NEEDS = re.compile(r"\bneeds ([a-z]+(?:, [a-z]+)*): ")
 

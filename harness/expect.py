@@ -534,10 +534,10 @@ class Expectations:
                         )
                     )
                     return
-                start, end, _ = best
+                start, to, _ = best
                 if size(best) > 0:
                     verb = "grew" if rising else "dropped"
-                    how = f"{verb} at most {size(best):.0f} MB ({start:.0f} → {end:.0f} MB)"
+                    how = f"{verb} at most {size(best):.0f} MB ({start:.0f} → {to:.0f} MB)"
                 else:
                     how = f"did not {'grow' if rising else 'drop'} (from {start:.0f} MB)"
                 numbers = f"its working set {how} in the {allowed}; {aim.rule()}"

@@ -137,6 +137,7 @@ def test_a_slow_guest_and_a_slow_loop_are_given_their_time(released: bool, passe
         expect.releases_after(event, within=10)
     assert expect.outcomes[0].passed is passed, expect.outcomes[0].detail
     if not passed:
+        assert expect.outcomes[0].window_end == 36.0  # shown at 18 s, + 10 s + 2 × 4 s
         assert (
             "in the 26.0s after balloon 2048→1024 MB (10s after the guest showed it, plus "
             "two turns of the app's own loop)" in str(failed.value)

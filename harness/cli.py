@@ -23,7 +23,7 @@ import sys
 import threading
 from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, NoReturn
+from typing import TYPE_CHECKING, NoReturn
 
 from harness import __version__
 from harness.certify import (
@@ -40,6 +40,7 @@ from harness.certify import (
 from harness.errors import ConfigError, HarnessError
 
 if TYPE_CHECKING:
+    from harness.catalog import Entry
     from harness.hyperv.host import HyperVHost
     from harness.hyperv.record import Recorder
 
@@ -267,7 +268,7 @@ def _parser() -> argparse.ArgumentParser:
 # -- catalogue -------------------------------------------------------------------------------
 
 
-def _catalog_entries(names: Sequence[str] = ()) -> list[Any]:
+def _catalog_entries(names: Sequence[str] = ()) -> list[Entry]:
     from harness.catalog import load_catalog
 
     entries = load_catalog(suites_dir() / "catalog")

@@ -423,12 +423,27 @@ class ToolChecks:
             return f"reports {metric} in the wrong unit"
         startup = self.truth.latest().get(vm, {}).get("startup_mb")
         moved = any(v != startup for v in seen)
-        if metric in ("assigned_mb", "demand_mb") and value == startup and moved:
-            return "reports the startup memory as the VM's memory"
+        as_startup = metric in ("assigned_mb", "demand_mb") and value == startup and moved
         # "Read once" needs evidence: over the tool's life the host's value changed (beyond
         # the comparison's tolerance) while every value the tool printed stayed the same.
         history = self._truth_values(vm, metric, self.tool.started, self.truth.clock())
-        if len({r.value for r in reports}) == 1 and _changed(metric, history):
+        once = len({r.value for r in reports}) == 1 and _changed(metric, history)
+        if (
+            as_startup
+            and once
+            # The host's samples of the 2 s before the tool's first report: what it read.
+            and value in self._truth_values(vm, metric, reports[0].t - 2.0, reports[0].t)
+        ):
+            # The host showed the startup memory when the tool first read: a tool that reads
+            # once and one that reports the startup setting print the same from then on.
+            return (
+                f"reports the startup memory as the VM's memory, or reads {metric} once and "
+                f"never again (keeps {value!r}): it started while the host showed the startup "
+                "memory, where the two look alike"
+            )
+        if as_startup:
+            return "reports the startup memory as the VM's memory"
+        if once:
             return f"reads {metric} once and never again (keeps {reports[0].value!r})"
         return f"does not track {metric}"
 

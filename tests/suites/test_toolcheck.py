@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 import sys
 import textwrap
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -107,6 +108,28 @@ def run_checks(tool_proc: ToolProcess, truth: HostTruth, within: float = 1.5) ->
     finally:
         tool_proc.stop()
     return str(failed.value)
+
+
+def test_a_tool_started_at_the_startup_memory_is_named_for_both_defects_it_may_have(
+    tmp_path: Path, host: tuple[Host, HostTruth]
+) -> None:
+    """The host shows the startup memory (1024 MB) when the tool first reads, then moves: a
+    tool that read once and one that reports the startup setting print the same 1024 from
+    then on, so the diagnosis names both (it was "startup memory" or "read once" depending
+    on where the balancer had left the VM: a flip between CI runs)."""
+    state, truth = host
+    state.assigned_mb = 1024
+    truth.wait_steady(["web1"], seconds=0.3)
+    proc = tool(tmp_path, """
+        while True:
+            emit("web1", "assigned_mb", 1024)
+            time.sleep(0.1)
+    """)  # fmt: skip
+    time.sleep(0.5)  # its first reports land while the host still shows 1024
+    state.assigned_mb = 1536
+    first = run_checks(proc, truth).splitlines()[0]
+    assert first.startswith("reports the startup memory as the VM's memory, or reads ")
+    assert "assigned_mb once and never again (keeps 1024)" in first
 
 
 def test_a_line_outside_the_contract_fails_where_it_appears_quoted(

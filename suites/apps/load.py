@@ -2,16 +2,45 @@
 
 It grows in steps, as a real workload does, so the guest's Dynamic Memory can react: the
 emulated guest's memory is enforced, and a 1 GB jump in one step would be OOM-killed in a real
-1 GB Linux guest before the host could hot-add.
+1 GB Linux guest before the host could hot-add. Where the guest has little left it waits a
+moment for the host (`room_for`).
 """
 
 from __future__ import annotations
 
+import os
 import sys
 import time
 
 STEP_MB = 16
 STEP_PAUSE = 0.025  # ≈ 640 MB/s
+# Each step waits (up to WAIT_S) while the guest has less than a step plus RESERVE_MB
+# available: a host acting once a second (realistic timings, a real host) hot-adds before the
+# load outgrows the guest, instead of the guest's OOM killer ending the load. Past WAIT_S it
+# takes the step anyway: at the ceiling the load must still press.
+RESERVE_MB = 64
+WAIT_S = 2.0
+
+
+def available_mb() -> int | None:
+    """MemAvailable of this guest (its meminfo: DMH_GUEST_MEMINFO on the emulator, else
+    /proc/meminfo), or None where there is none (a Windows guest)."""
+    try:
+        with open(os.environ.get("DMH_GUEST_MEMINFO") or "/proc/meminfo", encoding="ascii") as f:
+            for line in f:
+                if line.startswith("MemAvailable:"):
+                    return int(line.split()[1]) // 1024
+    except (OSError, ValueError):
+        return None
+    return None
+
+
+def room_for(step: int) -> None:
+    waited = 0.0
+    while waited < WAIT_S and (free := available_mb()) is not None and free < step + RESERVE_MB:
+        time.sleep(0.05)
+        waited += 0.05
+
 
 if __name__ == "__main__":
     size_mb = int(sys.argv[1])
@@ -19,6 +48,7 @@ if __name__ == "__main__":
     held = 0
     while held < size_mb:
         step = min(STEP_MB, size_mb - held)
+        room_for(step)
         block = bytearray(step << 20)
         for i in range(0, len(block), 4096):
             block[i] = 1

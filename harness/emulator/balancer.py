@@ -49,9 +49,13 @@ class Timings:
     # Average Pressure smooths pressure (§4.1): one report caught mid-spike does not set it.
     demand_window: float = 3.0
     pressure_window: float = 10.0  # Average/Minimum/Maximum Pressure window (unknown, §8.4)
+    # The guest's own counters (MemAvailable, Available MBytes) are the kernel's, live between
+    # the host's passes; the emulated guest rewrites them at this cadence. Not a DM dynamic:
+    # it is not scaled with the rest.
+    guest_refresh: float = 0.25
 
     def __post_init__(self) -> None:
-        for name in ("tick", "pressure_window", "demand_window"):
+        for name in ("tick", "pressure_window", "demand_window", "guest_refresh"):
             if getattr(self, name) <= 0:
                 raise SettingError(f"timings.{name}", getattr(self, name), "must be > 0")
         for name in ("boot", "quiet_after_boot", "removal_holdoff", "kept_after_add"):
@@ -90,6 +94,7 @@ class Timings:
             add_step_mb=self.add_step_mb,
             demand_window=self.demand_window * factor,
             pressure_window=self.pressure_window * factor,
+            guest_refresh=self.guest_refresh,
         )
 
 

@@ -815,6 +815,23 @@ class EmulatedHost:
         for guest, view in views:
             guest.publish(view)
 
+    def refresh_guests(self) -> None:
+        """Between balancer passes: each running guest's counters follow what its programs
+        hold now, as a kernel's do; the host learns of it only at its next pass (§3.1)."""
+        with self._lock:
+            self._advance()
+            live = (VMState.Running, VMState.Starting)
+            on = [vm for vm in self._vms.values() if vm.state in live]
+        measured = [(vm, vm.guest.committed_mb()) for vm in on]
+        with self._lock:
+            views = []
+            for vm, committed in measured:
+                if vm.state in live:
+                    vm.committed_mb = committed
+                    views.append((vm.guest, self._view(vm)))
+        for guest, view in views:
+            guest.publish(view)
+
     def _advance(self, now: float | None = None) -> float:
         """Finish boots whose time has come; returns `now`."""
         if now is None:
@@ -899,11 +916,13 @@ class EmulatedHost:
 
 
 class HostDriver:
-    """Ticks a host's balancer in real time at its timings' cadence, on a daemon thread."""
+    """Ticks a host's balancer in real time at its timings' cadence, on a daemon thread, and
+    refreshes its guests' counters in between (at `Timings.guest_refresh`)."""
 
     def __init__(self, host: EmulatedHost, interval: float | None = None) -> None:
         self.host = host
         self.interval = interval if interval is not None else host.timings.tick
+        self.refresh = min(self.interval, host.timings.guest_refresh)
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
         self.ticks = 0
@@ -930,15 +949,20 @@ class HostDriver:
             self._thread = None
 
     def _run(self) -> None:
+        next_tick = time.monotonic()
         while True:
             try:
-                self.host.tick()
-                self.ticks += 1
+                if time.monotonic() >= next_tick:
+                    next_tick = time.monotonic() + self.interval
+                    self.host.tick()
+                    self.ticks += 1
+                else:
+                    self.host.refresh_guests()
             except Exception as exc:  # keep driving: one bad tick must not freeze the host
                 if self.last_error is None or type(exc) is not type(self.last_error):
                     log.exception("balancer tick failed")
                 self.last_error = exc
-            if self._stop.wait(self.interval):
+            if self._stop.wait(max(0.0, min(self.refresh, next_tick - time.monotonic()))):
                 return
 
     def __enter__(self) -> HostDriver:

@@ -35,20 +35,38 @@ def available_mb() -> int | None:
     return None
 
 
-def room_for(step: int) -> None:
-    waited = 0.0
-    while waited < WAIT_S and (free := available_mb()) is not None and free < step + RESERVE_MB:
-        time.sleep(0.05)
-        waited += 0.05
+class Room:
+    """What the guest has left for the next step: MemAvailable less what this load took since
+    that figure last changed. A kernel's figure is live and the correction stays near 0; a
+    figure refreshed only now and then (an emulated guest's) would let the load take several
+    times its reserve between two refreshes."""
+
+    def __init__(self) -> None:
+        self.seen: int | None = None
+        self.taken = 0
+
+    def left(self) -> int | None:
+        free = available_mb()
+        if free != self.seen:
+            self.seen, self.taken = free, 0
+        return None if free is None else free - self.taken
+
+    def wait_for(self, step: int) -> None:
+        waited = 0.0
+        while waited < WAIT_S and (left := self.left()) is not None and left < step + RESERVE_MB:
+            time.sleep(0.05)
+            waited += 0.05
+        self.taken += step
 
 
 if __name__ == "__main__":
     size_mb = int(sys.argv[1])
     blocks: list[bytearray] = []
     held = 0
+    room = Room()
     while held < size_mb:
         step = min(STEP_MB, size_mb - held)
-        room_for(step)
+        room.wait_for(step)
         block = bytearray(step << 20)
         for i in range(0, len(block), 4096):
             block[i] = 1

@@ -625,6 +625,39 @@ def _file_meminfo(path: Path) -> dict[str, int]:
     return values
 
 
+def test_a_guest_shows_what_its_programs_take_between_the_hosts_passes(tmp_path: Path) -> None:
+    """The guest's own counters are the kernel's, live: with a host that balances only every
+    5 s, a program's 300 MB shows in the guest's MemAvailable within a second, while the host
+    still has the demand of its last pass (issue #21: with realistic timings the view was a
+    second old, and a load outran it into the OOM killer)."""
+    app = tmp_path / "guest_app.py"
+    app.write_text(GUEST_APP)
+    timings = Timings(tick=5.0, boot=0.1, quiet_after_boot=60.0, guest_refresh=0.1)
+    host = EmulatedHost("16GB", reserve="1GB", timings=timings, guest_root=tmp_path / "guests")
+    with host, HostDriver(host) as driver:
+        vm = host.new_vm("linux-vm", "2GB", guest_os="linux").id
+        host.start(vm)
+        guest = host.guest(vm)
+        wait_until(lambda: host.get_vm(vm).heartbeat is Heartbeat.OkApplicationsUnknown, 5, "boot")
+        proc = guest.start_process(
+            [sys.executable, str(guest.copy_in(app, "/opt/app/guest_app.py")), "300"], stdin=True
+        )
+        wait_until(lambda: _said(proc, "ready"), 10, "app ready")
+        wait_until(lambda: guest.view is not None, 5, "a first view")
+        before, ticks, demand = (
+            guest.view.available_mb,
+            driver.ticks,
+            host.memory(vm).guest_demand_mb,
+        )
+        proc.send("alloc\n")
+        wait_until(lambda: _said(proc, "allocated"), 10, "alloc")
+        wait_until(
+            lambda: guest.view.available_mb <= before - 250, 1.0, "the guest to show the 300 MB"
+        )
+        assert driver.ticks == ticks, "the host made a pass: the test proves nothing"
+        assert host.memory(vm).guest_demand_mb == demand
+
+
 def test_real_processes_are_hot_added_then_ballooned_away(tmp_path: Path) -> None:
     """A Linux and a Windows guest each run a real process that allocates 500 MB and frees
     it: the host hot-adds, then balloons, and each guest's view follows its OS's rules."""

@@ -34,3 +34,23 @@ def test_the_load_waits_for_room_then_goes_on(tmp_path: Path) -> None:
     finally:
         load.kill()
         load.wait()
+
+
+def test_a_figure_that_lags_counts_what_the_load_took_since_it_changed(tmp_path: Path) -> None:
+    # 200 MB available and never refreshed: a live kernel's figure would have fallen with
+    # each step; the load counts its own steps against it and stops at about 200 - 64 MB.
+    meminfo = tmp_path / "meminfo"
+    _meminfo(meminfo, 200)
+    env = {"DMH_GUEST_MEMINFO": str(meminfo), "PATH": "/usr/bin:/bin"}
+    load = subprocess.Popen(
+        [sys.executable, str(LOAD), "400"], env=env, stdout=subprocess.PIPE, text=True
+    )
+    try:
+        assert load.stdout is not None
+        said, _, _ = select.select([load.stdout], [], [], 1.5)
+        assert not said and load.poll() is None  # 400 MB at 640 MB/s would be done by now
+        _meminfo(meminfo, 2000)  # the figure moves: the host hot-added
+        assert load.stdout.readline() == "holding 400 MB\n"
+    finally:
+        load.kill()
+        load.wait()

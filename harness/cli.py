@@ -230,7 +230,16 @@ def _parser() -> argparse.ArgumentParser:
     )
     catalog_sub = catalog.add_subparsers(required=True, metavar="action")
     catalog_run = catalog_sub.add_parser("run", help="certify programs of the catalogue")
-    catalog_run.add_argument("names", nargs="*", help="entries to run (default: all)")
+    catalog_run.add_argument(
+        "names", nargs="*", help="entries to run (default: every entry of --backend)"
+    )
+    catalog_run.add_argument(
+        "--backend",
+        default="process",
+        choices=["process", "qemu", "all"],
+        help="without names, the entries of this backend (default process; qemu entries take "
+        "minutes each under TCG)",
+    )
     catalog_run.add_argument(
         "--out",
         type=Path,
@@ -297,7 +306,9 @@ def _catalog_run(args: argparse.Namespace) -> int:
     every program got a verdict (whatever it was), 1 when one could not be run."""
     from harness.catalog import run_entry, table
 
-    entries = _catalog_entries(args.names)
+    entries = [
+        e for e in _catalog_entries(args.names) if args.names or args.backend in ("all", e.backend)
+    ]
     out = args.out.resolve()
     rows = []
     for entry in entries:

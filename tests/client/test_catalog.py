@@ -32,7 +32,11 @@ def test_the_shipped_catalogue_reads() -> None:
         (("why", "colour = 'red'"), r"unknown keys \['colour'\], missing keys \['why'\]"),
         (('expect = ["survive", "track"]', 'expect = ["fast"]'), "'fast'.*must be one of"),
         (('view = "redis"', 'view = "redis host=db"'), "'host' is no setting of the 'redis'"),
-        (("why =", 'backend = "qemu"\nwhy ='), "'qemu' is not allowed: is not implemented yet"),
+        (("why =", 'backend = "kvm"\nwhy ='), "'kvm' is not allowed: must be one of"),
+        (
+            ('view = "redis"', "view = 'curl -s localhost'\nview_patterns = ['(?P<mb>x']"),
+            "is no regex",
+        ),
         (("package", "package = [\npackage"), "not TOML"),
     ],
 )

@@ -67,12 +67,14 @@ def test_a_view_that_gives_nothing_is_never_taken_for_tracking(pytester: pytest.
     assert "gave nothing it reads; last: ready (exit 0))" in track.detail, track.detail
 
 
-TOOLS = ("redis", "memcached", "jcmd", "postgres")  # the catalogue's programs
+TOOLS = ("redis", "memcached", "jcmd", "postgres", "node", "curl")  # the catalogue's programs
 EXPECTED = {
     # Redis reads total_system_memory once, in initServer() (server.c): it stays at the
     # memory the guest booted with.
     "redis": ("NOT CERTIFIED", {"survive": "pass", "track": "FAIL", "bounded": "pass"}),
     "memcached": ("CERTIFIED", {"survive": "pass", "bounded": "pass"}),
+    # os.totalmem() is sysinfo() at each call (libuv uv_get_total_memory).
+    "node-service": ("CERTIFIED", {"survive": "pass", "track": "pass", "bounded": "pass"}),
     "postgres": ("CERTIFIED", {"survive": "pass", "bounded": "pass"}),
     # HotSpot keeps the physical memory it read at start (os::Linux::physical_memory()).
     "jvm-default": ("NOT CERTIFIED", {"survive": "pass", "track": "FAIL", "bounded": "pass"}),

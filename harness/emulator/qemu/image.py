@@ -185,6 +185,8 @@ INIT_SCRIPT = r"""#!/bin/busybox sh
 mount -t proc proc /proc
 mount -t sysfs sys /sys
 mount -t devtmpfs dev /dev
+# loopback, as every distribution brings it up: services the guest runs are reached on it
+ip link set lo up || echo "dmh-init: no loopback"
 echo "dmh-init: loading modules"
 for m in $(cat /modules.order); do insmod /m/$m || echo "dmh-init: insmod $m failed"; done
 arg() { tr ' ' '\n' < /proc/cmdline | sed -n "s/^$1=//p"; }

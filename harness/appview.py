@@ -79,6 +79,7 @@ class Recipe:
     means: str
     every: float = 1.0
     defaults: Mapping[str, str] = field(default_factory=dict)
+    limits: tuple[str, ...] = ()  # metrics that are settings: they stay put (`limits`)
 
 
 RECIPES = {
@@ -88,14 +89,16 @@ RECIPES = {
             "redis",
             "redis-cli -h 127.0.0.1 -p {port} INFO memory",
             (
-                # zmalloc_get_memory_size(): sysconf(_SC_PHYS_PAGES) at every INFO call.
+                # server.system_memory_size: zmalloc_get_memory_size() (sysconf
+                # _SC_PHYS_PAGES), read once in initServer() (server.c) and shown ever after.
                 ViewPattern(r"^total_system_memory:(?P<bytes>\d+)", "total_mb"),
                 ViewPattern(r"^maxmemory:(?P<bytes>\d+)", "maxmemory_mb"),
                 ViewPattern(r"^used_memory:(?P<bytes>\d+)", "used_mb"),
             ),
-            "total_mb: INFO memory's total_system_memory (the guest's physical memory, read at "
-            "each call); maxmemory_mb: the configured limit (0: none); used_mb: its data",
+            "total_mb: INFO memory's total_system_memory (the physical memory Redis read at "
+            "start); maxmemory_mb: the configured limit (0: none); used_mb: its data",
             defaults={"port": "6379"},
+            limits=("maxmemory_mb",),
         ),
         Recipe(
             "memcached",
@@ -109,6 +112,7 @@ RECIPES = {
             "the bytes it stores. It reports no view of the guest's total, so track does not "
             "apply",
             defaults={"port": "11211"},
+            limits=("limit_mb",),
         ),
         Recipe(
             "postgres",
@@ -123,6 +127,7 @@ RECIPES = {
             "shared_buffers_mb, effective_cache_mb, work_mem_mb: its memory settings "
             "(pg_settings), which it sizes from its configuration, never from the machine",
             defaults={"port": "5432"},
+            limits=("shared_buffers_mb", "effective_cache_mb", "work_mem_mb"),
         ),
         Recipe(
             "jvm",
@@ -152,6 +157,7 @@ class AppView:
     patterns: tuple[ViewPattern, ...]  # none: JSON lines
     every: float
     means: str = ""
+    limits: tuple[str, ...] = ()  # the recipe's settings (`limits` checks they stay put)
 
     def parse(self, text: str) -> dict[str, float]:
         if not self.patterns:
@@ -199,7 +205,7 @@ def parse_view(text: str, patterns: Iterable[str] = ()) -> AppView | None:
         command = recipe.command
         for key, value in values.items():
             command = command.replace("{" + key + "}", value)
-        return AppView(text, command, recipe.patterns, recipe.every, recipe.means)
+        return AppView(text, command, recipe.patterns, recipe.every, recipe.means, recipe.limits)
     fields = set(_PLACEHOLDER.findall(text))
     if fields - {"pid"}:
         raise SettingError(

@@ -34,7 +34,9 @@ DEFAULT_ERROR_PATTERNS = (r"\bFATAL\b", r"Traceback \(most recent call last\)", 
 # What an app may be certified on (--dm-expect): it survives memory moving; its own view of
 # memory tracks the guest's; it grows into memory added; it releases memory when the host
 # wants it back; its working set stays within the guest's memory. An adaptive cache does all.
-BEHAVIOURS = ("survive", "track", "grow", "release", "bounded")
+# And for a program with settings (a cache limit, buffers): its configured limits stay put
+# while memory moves under it (asked only by name: an app states which metrics are limits).
+BEHAVIOURS = ("survive", "track", "grow", "release", "bounded", "limits")
 ALIGNMENT_MB = 2  # Hyper-V assigns memory in 2 MB units: "exact" means within one
 TRACK_WITHIN_S = 5.0  # the app's view must match the guest's this soon after a change
 TRACK_TOLERANCE_MB = 64  # while memory moves: half a balancer step (128 MB), never more
@@ -126,8 +128,10 @@ class Expectations:
         stderr: Callable[[], str] = lambda: "",
         total_falls: bool = True,
         view_status: Callable[[], str] | None = None,
+        limits: Sequence[str] = (),
     ) -> None:
         self.timeline = timeline
+        self.limits = tuple(limits)  # the reported metrics that are settings
         # Whether the guest's total drops when memory is ballooned away: Linux's MemTotal
         # does; Windows' total is a high-water mark (reference §4.4, §5.4).
         self.total_falls = total_falls
@@ -410,6 +414,46 @@ class Expectations:
             return
         peak = max(s.app.working_set_mb for s in alive if s.app)
         self._pass("bounded", name, f"peak working set {peak:.0f} MB, always within the guest")
+
+    # -- limits --------------------------------------------------------------------------
+    def limits_hold(self) -> None:
+        """Each configured limit the app reports (`limits`: --dm-app-limits, or its view's)
+        keeps the value of its first report through the test: memory moving under a program
+        is no reason for its cache limit or buffers to change. Not applicable when no limit
+        is named; a named limit never reported fails *not observed*."""
+        if not self.asks("limits"):
+            return
+        name = "the app's configured limits stay put"
+        headline = "the app's configured limits moved"
+        if not self.limits:
+            detail = "not applicable (no limit named: --dm-app-limits)"
+            self.record(
+                ExpectationResult(name, False, detail, behaviour="limits", applicable=False)
+            )
+            return
+        held = []
+        for metric in self.limits:
+            reports = [
+                s for s in self.timeline.samples
+                if s.app and s.app.reported_fresh and metric in s.app.reported
+            ]  # fmt: skip
+            if not reports:
+                seen = f"; {self.view_status()}" if self.view_status is not None else ""
+                unseen = "the app's configured limits were not observed"
+                self._fail("limits", name, unseen, f"no {metric} reported{seen}")
+                return
+            first = reports[0].app.reported[metric] if reports[0].app else 0.0
+            for s in reports:
+                value = s.app.reported[metric] if s.app else first
+                if abs(value - first) > ALIGNMENT_MB / 2:
+                    numbers = (
+                        f"{metric} went from {first:g} MB (t={reports[0].t:.1f}s) to {value:g} MB "
+                        f"at t={s.t:.1f}s"
+                    )
+                    self._fail("limits", name, headline, numbers, (reports[0].t, s.t), [s], metric)
+                    return
+            held.append(f"{metric} {first:g} MB ({len(reports)} reports)")
+        self._pass("limits", name, "held: " + ", ".join(held))
 
     def bounds_honoured(self) -> None:
         """Host side: assigned memory stays within [minimum, maximum] while the VM runs."""

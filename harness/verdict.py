@@ -50,7 +50,7 @@ class ExpectationResult:
     detail: str = ""
     window_start: float | None = None
     window_end: float | None = None
-    # The behaviour it checks (survive, track, grow, release, bounded; "" for host checks).
+    # The behaviour it checks (survive, track, grow, release, bounded, limits; "" for host checks).
     behaviour: str = ""
     # False: the check could not apply ("not applicable (the app reports no total_mb)");
     # then `passed` is False too, and it is neither a pass nor a failure.

@@ -31,6 +31,7 @@ def test_hot_add_during_steady_load(guest_app, memory, timeline, steady, dm_expe
         dm_expect.view_tracks_truth("total_mb")
         dm_expect.app_survived()
         dm_expect.working_set_within_guest()
+        dm_expect.limits_hold()
 
 
 @allure.feature("Balloon removal")
@@ -50,6 +51,7 @@ def test_balloon_removal_during_load(guest_app, memory, timeline, steady, dm_exp
         dm_expect.view_tracks_truth("total_mb")
         dm_expect.app_survived()
         dm_expect.working_set_within_guest()
+        dm_expect.limits_hold()
 
 
 @allure.feature("Start-up")
@@ -70,6 +72,7 @@ def test_start_below_demand(guest_app, timeline, steady, dm_expect, patience):
         dm_expect.view_tracks_truth("total_mb")
         dm_expect.app_survived()
         dm_expect.working_set_within_guest()
+        dm_expect.limits_hold()
 
 
 @allure.feature("Bounds")
@@ -95,6 +98,7 @@ def test_minimum_floor_and_maximum_ceiling(
         dm_expect.view_tracks_truth("total_mb")
         dm_expect.app_survived()
         dm_expect.working_set_within_guest()
+        dm_expect.limits_hold()
 
 
 @allure.feature("Stability")
@@ -114,6 +118,7 @@ def test_rapid_oscillation(guest_app, memory, timeline, steady, dm_expect):
         dm_expect.view_tracks_truth("total_mb")
         dm_expect.app_survived()
         dm_expect.working_set_within_guest()
+        dm_expect.limits_hold()
 
 
 @allure.feature("Pressure")
@@ -134,3 +139,4 @@ def test_pressure_response(guest_app, memory, timeline, steady, dm_expect):
         dm_expect.releases_after(event, within=20)
         dm_expect.app_survived()
         dm_expect.working_set_within_guest()
+        dm_expect.limits_hold()

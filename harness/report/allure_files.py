@@ -2,7 +2,7 @@
 and the Allure 3 configuration shipped next to the categories (`reports/allurerc.json`).
 
 Categories separate product defects (`ExpectationFailed`) from infrastructure problems, and
-group product defects by the behaviour that failed (survive, track, grow, release, bounded),
+group product defects by the behaviour that failed (survive, track, grow, release, bounded, limits),
 never by message text, whose numbers differ in every run. Allure 2 matches categories on the
 message only, so its categories match the expectation's name (the words before the first
 colon of a line); Allure 3 groups by the `expectation` label the plugin sets.
@@ -45,13 +45,14 @@ BEHAVIOURS = (
     Behaviour("grow", "the app did not grow into added memory", r"grow"),
     Behaviour("release", "the app did not release memory", r"releas|give"),
     Behaviour("bounded", "the app or the VM left its bounds", r"within|bound|exceed|outside"),
+    Behaviour("limits", "the app's configured limits moved", r"limits"),
 )
 
 
 def behaviour_of(expectation: str) -> str | None:
     """The behaviour an expectation checks, from its name ("app releases memory after …" →
     "release": the word that comes first, as the name starts with what it checks); None for
-    an expectation outside the five."""
+    an expectation outside them."""
     found = [
         (match.start(), behaviour.key)
         for behaviour in BEHAVIOURS

@@ -22,7 +22,7 @@ why = "A service."
 
 def test_the_shipped_catalogue_reads() -> None:
     entries = {e.name: e for e in load_catalog(REPO / "suites" / "catalog")}
-    assert entries["redis"].expect == ("survive", "track", "bounded")
+    assert entries["redis"].expect == ("survive", "track", "bounded", "limits")
     assert entries["memcached"].view == "memcached"
 
 

@@ -452,7 +452,7 @@ def test_behaviours_not_asked_for_are_not_checked() -> None:
     expect.grows_after(event)  # type: ignore[arg-type]
     expect.working_set_within_guest()
     assert expect.outcomes == []
-    assert expect.not_asked == ("grow", "release", "bounded")
+    assert expect.not_asked == ("grow", "release", "bounded", "limits")
 
 
 def test_together_names_every_failed_expectation_in_the_first_line() -> None:
@@ -495,3 +495,60 @@ def test_growth_is_not_asked_of_memory_the_app_was_never_offered() -> None:
     [outcome] = expect.outcomes
     assert (outcome.passed, outcome.applicable) == (False, False)
     assert "only 60 MB became available to the app after the hot-add" in outcome.detail
+
+
+def _limits_timeline(values: list[float | None]) -> Timeline:
+    """One fresh report a second of {"limit_mb": value} (None: a line without it)."""
+    timeline = Timeline(start=time.monotonic() - 100)
+    for i, value in enumerate(values):
+        reported = {} if value is None else {"limit_mb": value, "used_mb": 10.0 * i}
+        app = dataclasses.replace(_app(100.0), reported=reported)
+        timeline.add_sample(_host(2048), _guest(2048), app=app, t=1.0 + i)
+    return timeline
+
+
+@pytest.mark.parametrize(
+    ("values", "limits", "passed", "applicable", "detail"),
+    [
+        ([64.0, 64.0, 64.0], ("limit_mb",), True, True, "held: limit_mb 64 MB (3 reports)"),
+        (
+            [64.0, 64.0, 32.0],
+            ("limit_mb",),
+            False,
+            True,
+            "the app's configured limits moved: limit_mb went from 64 MB (t=1.0s) to 32 MB "
+            "at t=3.0s",
+        ),
+        (
+            [None, None],
+            ("limit_mb",),
+            False,
+            True,
+            "the app's configured limits were not observed: no limit_mb reported",
+        ),
+        ([64.0, 32.0], (), False, False, "not applicable (no limit named: --dm-app-limits)"),
+    ],
+)
+def test_a_configured_limit_must_stay_put_while_memory_moves(
+    values: list[float | None],
+    limits: tuple[str, ...],
+    passed: bool,
+    applicable: bool,
+    detail: str,
+) -> None:
+    expect = Expectations(_limits_timeline(values), limits=limits)
+    if passed or not applicable:
+        expect.limits_hold()
+    else:
+        with pytest.raises(ExpectationFailed, match=r"configured limits (moved|were not)"):
+            expect.limits_hold()
+    [outcome] = expect.outcomes
+    assert (outcome.passed, outcome.applicable, outcome.behaviour) == (passed, applicable, "limits")
+    assert outcome.detail.startswith(detail), outcome.detail
+
+
+def test_limits_are_asked_only_by_name() -> None:
+    expect = Expectations(_limits_timeline([64.0, 32.0]), limits=("limit_mb",),
+                          behaviours=parse_behaviours("survive,track,grow,release,bounded"))  # fmt: skip
+    expect.limits_hold()
+    assert expect.outcomes == [] and "limits" in expect.not_asked

@@ -12,6 +12,7 @@ import pytest
 
 import harness
 from harness import errors
+from harness.expect import BEHAVIOURS as harness_behaviours
 from harness.report.allure_files import (
     BEHAVIOURS,
     CATEGORIES,
@@ -162,8 +163,9 @@ def test_behaviour_of_an_expectation_name() -> None:
     assert behaviour_of("assigned memory within minimum and maximum") == "bounded"
     assert behaviour_of("the app's total_mb does not track the guest") == "track"
     assert behaviour_of("app survived") == "survive"
+    assert behaviour_of("the app's configured limits stay put") == "limits"
     assert behaviour_of("something else entirely") is None
-    assert [b.key for b in BEHAVIOURS] == ["survive", "track", "grow", "release", "bounded"]
+    assert [b.key for b in BEHAVIOURS] == list(harness_behaviours)
 
 
 def test_allure3_config_is_the_shipped_copy_and_valid_for_javascript() -> None:

@@ -420,7 +420,8 @@ class Expectations:
         """Each configured limit the app reports (`limits`: --dm-app-limits, or its view's)
         keeps the value of its first report through the test: memory moving under a program
         is no reason for its cache limit or buffers to change. Not applicable when no limit
-        is named; a named limit never reported fails *not observed*."""
+        is named, or reported once (nothing to compare); a named limit never reported fails
+        *not observed*."""
         if not self.asks("limits"):
             return
         name = "the app's configured limits stay put"
@@ -441,6 +442,12 @@ class Expectations:
                 seen = f"; {self.view_status()}" if self.view_status is not None else ""
                 unseen = "the app's configured limits were not observed"
                 self._fail("limits", name, unseen, f"no {metric} reported{seen}")
+                return
+            if len(reports) < 2:
+                detail = f"not applicable (one report of {metric}: nothing to compare)"
+                self.record(
+                    ExpectationResult(name, False, detail, behaviour="limits", applicable=False)
+                )
                 return
             first = reports[0].app.reported[metric] if reports[0].app else 0.0
             for s in reports:

@@ -527,6 +527,7 @@ def _limits_timeline(values: list[float | None]) -> Timeline:
             "the app's configured limits were not observed: no limit_mb reported",
         ),
         ([64.0, 32.0], (), False, False, "not applicable (no limit named: --dm-app-limits)"),
+        ([None, 64.0], ("limit_mb",), False, False, "not applicable (one report of limit_mb"),
     ],
 )
 def test_a_configured_limit_must_stay_put_while_memory_moves(

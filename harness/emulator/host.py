@@ -952,7 +952,7 @@ class HostDriver:
         next_tick = time.monotonic()
         while True:
             try:
-                if time.monotonic() >= next_tick:
+                if time.monotonic() >= next_tick - 0.01:  # a wait may wake a little early
                     next_tick = time.monotonic() + self.interval
                     self.host.tick()
                     self.ticks += 1

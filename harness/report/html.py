@@ -75,7 +75,9 @@ def render_html(
     run = summary.run
     title = "DM Harness certification report"
     subject = ", ".join(run.apps) or "app under test"
-    nav = [("verdict", "Verdict")] + ([("cells", "Cells")] if extra else []) + [("matrix", "Matrix")]
+    nav = (
+        [("verdict", "Verdict")] + ([("cells", "Cells")] if extra else []) + [("matrix", "Matrix")]
+    )
     tools = tools_of(run.apps)
     if tools:
         nav.append(("tool", "Management tool"))

@@ -199,3 +199,23 @@ def test_a_shard_runs_its_cells_and_a_label_no_host_matches_is_inconclusive(
     broken = json.loads((runs["good/linux/lab-gpu"] / "summary.json").read_text())
     assert broken["tests"][0]["outcome"] == "broken"
     assert "host label 'lab-gpu' is not a Hyper-V version" in broken["verdict"]["reasons"][0]
+
+
+def test_the_readme_matrix_commands_parse_and_plan_the_docs_apps(tmp_path: Path) -> None:
+    """The README's commands under `<!-- readme-nightly-matrix -->`: every one parses with
+    dmh's own parser, and the plan it shows is the one the docs' apps file gives."""
+    import re
+    import shlex
+
+    from harness.cli import _parser
+
+    text = (REPO / "README.md").read_text("utf-8")
+    found = re.search(r"<!-- readme-nightly-matrix -->\n```sh\n(.*?)\n```", text, re.S)
+    assert found is not None
+    commands = [shlex.split(line.split("#")[0]) for line in found.group(1).splitlines()]
+    assert [c[1] for c in commands] == ["plan", "certify", "certify", "report"]
+    for command in commands:
+        assert command[0] == ".venv/bin/dmh"
+        _parser().parse_args(command[1:])  # a bad option would exit 4
+    plan = make_plan(load_apps(REPO / "docs" / "ci" / "apps.toml"), 2)
+    assert len(plan.cells) == 8 and [len(s.cells) for s in plan.shards] == [4, 4]

@@ -219,3 +219,37 @@ def test_the_readme_matrix_commands_parse_and_plan_the_docs_apps(tmp_path: Path)
         _parser().parse_args(command[1:])  # a bad option would exit 4
     plan = make_plan(load_apps(REPO / "docs" / "ci" / "apps.toml"), 2)
     assert len(plan.cells) == 8 and [len(s.cells) for s in plan.shards] == [4, 4]
+
+
+def test_a_lab_host_of_another_version_than_the_label_breaks_the_cell(tmp_path: Path) -> None:
+    """`--dm-host` (an emulator playing Hyper-V 2019, reached as a lab host is): a cell that
+    asks for 2022 is not run there; its tests are broken with both versions named."""
+    from tests.embedded import running_emulator
+
+    apps = write(
+        tmp_path,
+        'profiles = ["linux"]\nhosts = ["2022"]\npytest_args = ["-k", "start_below_demand"]\n'
+        '[apps.good]\ncommand = "cache_good.py"\nexpect = ["survive"]\n',
+    )
+    assert dmh("plan", str(apps), "--out", "plan.json", cwd=tmp_path).returncode == 0
+    with running_emulator(version="2019") as emulator:
+        emu = emulator.emu
+        url = f"psrp://{emu.username}@127.0.0.1:{emu.server.port}?auth=basic&ssl=false"
+        env = {k: v for k, v in os.environ.items() if not k.startswith("DMH_")}
+        done = subprocess.run(
+            [sys.executable, "-m", "harness.cli", "certify", "--dm-host", url, "--plan",
+             "plan.json", "--shard", "1/1", "-n", "0", "--out", "out"],
+            cwd=tmp_path, env={**env, "DMH_HOST_PASSWORD": emu.password}, capture_output=True,
+            text=True, timeout=TIMEOUT, check=False,
+        )  # fmt: skip
+    assert done.returncode == 2, done.stdout[-3000:] + done.stderr[-3000:]
+    manifest = json.loads((tmp_path / "out" / "shard-1-of-1.json").read_text())
+    summary = json.loads(
+        (tmp_path / "out" / manifest["cells"][0]["run"] / "summary.json").read_text()
+    )
+    assert summary["tests"][0]["outcome"] == "broken"
+    assert (
+        "host label '2022' asks for Hyper-V 2022, but the host given with --dm-host runs "
+        "Hyper-V 2019" in summary["verdict"]["reasons"][0]
+    )
+    assert emu.password not in done.stdout + done.stderr

@@ -50,6 +50,7 @@ if TYPE_CHECKING:
 log = logging.getLogger("dmh")
 
 DEFAULT_OUT = Path("reports/out")
+MERGED_OUT = Path("reports/merged")  # dmh report --merge's default --out
 EXIT_INTERRUPTED = 130  # a command other than certify stopped by Ctrl-C
 
 
@@ -224,7 +225,7 @@ def _parser() -> argparse.ArgumentParser:
         default=None,
         metavar="DIR",
         help="merge the shards of a plan (their --out directories, or folders holding them) "
-        "into one report in --out",
+        "into one report in --out (default reports/merged)",
     )
     report.set_defaults(func=_report)
 
@@ -508,6 +509,11 @@ def _certify_shard(args: argparse.Namespace) -> int:
         )
     if args.app or args.tool:
         raise ConfigError("--plan names each cell's app: give no --app or --tool with it")
+    if args.allure_dir is not None:
+        raise ConfigError(
+            "--allure-dir with --plan: each cell writes its own Allure results; "
+            "dmh report --merge puts them in one directory"
+        )
     for arg in args.pytest_args:
         name = arg.split("=", 1)[0]
         if name in _OWNED or name in ("--dm-app", "--dm-guest-os", "--dm-expect"):
@@ -544,11 +550,12 @@ def _merge(args: argparse.Namespace) -> int:
 
     from harness.merge import merge_shards
 
-    paths = merge_shards(args.merge, args.out)
+    out = MERGED_OUT if args.out == DEFAULT_OUT else args.out
+    paths = merge_shards(args.merge, out, args.history)
     if not args.no_screenshot:
-        _screenshot(args.out)
+        _screenshot(out)
     summary = json.loads(paths.summary.read_text(encoding="utf-8"))
-    return print_verdict(args.out, summary, args.out / "allure-results")
+    return print_verdict(out, summary, out / "allure-results")
 
 
 # -- emulator serve ------------------------------------------------------------------------

@@ -49,8 +49,9 @@ class CellResult:
     facts: RunFacts = dataclasses.field(default_factory=RunFacts)
 
 
-def merge_shards(dirs: Sequence[Path], out: Path) -> ReportPaths:
-    """Merge the shards found under `dirs` into one report in `out`."""
+def merge_shards(dirs: Sequence[Path], out: Path, history: Path | None = None) -> ReportPaths:
+    """Merge the shards found under `dirs` into one report in `out` (with `history`, the
+    merged run is kept there and the report shows the nights' trend)."""
     if (out / LATEST).exists() or (out / "runs").is_dir():
         raise ConfigError(
             f"--out {out} holds dmh certify runs; give the merged report a directory of its "
@@ -68,6 +69,7 @@ def merge_shards(dirs: Sequence[Path], out: Path) -> ReportPaths:
     paths = build_reports(
         out / "records",
         out,
+        history_dir=history,
         environment={"plan": plan.id, "cells": str(len(plan.cells))},
         facts=_facts(plan, results, records),
         verdict=verdict,
@@ -108,6 +110,9 @@ def find_runs(dirs: Sequence[Path]) -> tuple[Plan, dict[str, Path]]:
             )
         plan = this
         for cell_id, run in cells:
+            where = (path.parent / run).resolve()
+            if not where.is_relative_to(path.parent):
+                raise ConfigError(f"{path}: cell {cell_id}'s run {run!r} is outside its shard")
             if cell_id in seen:
                 raise ConfigError(
                     f"cell {cell_id} was run by two shards ({seen[cell_id]} and {path}): "

@@ -85,6 +85,7 @@ def _run_cell(cell: Cell, base: CertifyOptions) -> CellRun:
             app=cell.command,
             run_id=run_id,
             allure_dir=None,  # each cell's own: the merge reads them all
+            history=base.history / cell.path if base.history else None,  # a trend per cell
             pytest_args=cell.certify_args(),
         )
     )

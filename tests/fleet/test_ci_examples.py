@@ -31,6 +31,8 @@ from harness.errors import ConfigError
 from harness.merge import find_runs, merge_shards
 from tests.fleet import miniyaml
 
+# One worker runs every test here (--dist loadgroup): the module's pipelines run once.
+pytestmark = pytest.mark.xdist_group("ci_examples")
 REPO = Path(__file__).resolve().parents[2]
 CI = REPO / "docs" / "ci"
 TIMEOUT = 300

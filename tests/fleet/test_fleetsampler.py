@@ -17,6 +17,7 @@ from harness.settings import MemorySettings
 from harness.timeline import HostSample, Timeline
 from tests.embedded import Emulator, emulator_pool
 
+pytestmark = pytest.mark.xdist_group("fleet_sampler")  # one worker: the module's emulators
 ODD = "fleet 'quoted'; Remove-VM * #(1)"  # a name that would break a spliced script
 
 

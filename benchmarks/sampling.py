@@ -9,11 +9,21 @@ needs), so the CPU figure for this process is the harness side only; the child's
 apart. The baseline is a plain `Get-VM -Name` round trip over the same session. Run:
 
     .venv/bin/python benchmarks/sampling.py [--ticks 100] [--seconds 30] [--tls]
+
+With --fleet: sampling at fleet scale. 100 running VMs over 4 emulated hosts (each host a
+child process, so this process's CPU is the controller's alone: time.process_time over all
+its threads) sampled at 1 Hz for --seconds by harness.fleetsampler (one `sample-vms` round
+trip per host per tick, a thread per host), against the baseline of today's per-VM
+`Sampler` (host part only, a thread per VM) doing the same VMs in the same process:
+
+    .venv/bin/python benchmarks/sampling.py --fleet [--hosts 4] [--vms 100] [--seconds 20]
+        [--baseline-vms 100] [--baseline-seconds 10]
 """
 
 from __future__ import annotations
 
 import argparse
+import concurrent.futures
 import json
 import os
 import subprocess
@@ -261,6 +271,106 @@ def _ssh_ticks(
         host.remove_vm(LINUX_VM)
 
 
+def fleet(
+    hosts: int, vms: int, seconds: float, interval: float, baseline_vms: int, baseline_s: float
+) -> None:
+    """The fleet figures: harness CPU (% of one core), CPU per VM-tick, round trips per host
+    per tick, and the ratio against the per-VM Sampler on `baseline_vms` of the same VMs
+    (scaled per VM-tick when that is fewer)."""
+    from harness.fleetsampler import FleetSampler, fleet_summary
+
+    children = [
+        subprocess.Popen([sys.executable, __file__, "--serve"], stdin=subprocess.PIPE,
+                         stdout=subprocess.PIPE, text=True)
+        for _ in range(hosts)
+    ]  # fmt: skip
+    try:
+        lab: dict[str, HyperVHost] = {}
+        names: dict[str, list[str]] = {}
+        stats_of: dict[str, subprocess.Popen[str]] = {}
+        settings = MemorySettings.build(startup="512MB", minimum="256MB", maximum="1GB")
+        made = time.monotonic()
+        for index, child in enumerate(children):
+            assert child.stdout is not None
+            details = json.loads(child.stdout.readline())
+            target = HostTarget("127.0.0.1", details["port"], details["username"],
+                                Secret(details["password"]), auth="basic", ssl=False)  # fmt: skip
+            label = f"host{index + 1}"
+            host = HyperVHost(HostSession(target))
+            lab[label], stats_of[label] = host, child
+            names[label] = [f"fleet-{index + 1}-{n:03d}" for n in range(index, vms, hosts)]
+            for name in names[label]:
+                host.create_vm(name, settings, run_id="bench", template=details["template"])
+                host.start_vm(name, heartbeat_deadline=30)
+        total = sum(len(v) for v in names.values())
+        print(f"{total} running VMs over {hosts} emulated hosts (child processes), "
+              f"made in {time.monotonic() - made:.0f} s")  # fmt: skip
+
+        def trips() -> dict[str, int]:
+            counts = {}
+            for label, child in stats_of.items():
+                assert child.stdin is not None and child.stdout is not None
+                child.stdin.write("stats\n")
+                child.stdin.flush()
+                counts[label] = int(json.loads(child.stdout.readline())[0])
+            return counts
+
+        sampler = FleetSampler(lab, names, interval=interval)
+        before_trips = trips()
+        cpu, started = time.process_time(), time.monotonic()
+        with sampler:
+            time.sleep(seconds)  # a benchmark's measuring window
+        used, wall = time.process_time() - cpu, time.monotonic() - started
+        after_trips = trips()
+        ticks = {label: s.ticks for label, s in sampler.stats.items()}
+        vm_ticks = sum(len(names[label]) * n for label, n in ticks.items())
+        per_trip = {
+            label: (after_trips[label] - before_trips[label]) / max(ticks[label], 1)
+            for label in lab
+        }
+        fleet_ms = 1000 * used / max(vm_ticks, 1)
+        print(f"fleet sampler, {1 / interval:g} Hz for {wall:.1f} s: {vm_ticks} VM-ticks")
+        print(f"  harness CPU {used:6.3f} s = {100 * used / wall:5.2f}% of one core "
+              f"(target <= 25%), {fleet_ms:.3f} ms CPU per VM-tick")  # fmt: skip
+        print(f"  round trips per host per tick: "
+              f"{', '.join(f'{k} {v:.2f}' for k, v in per_trip.items())}")  # fmt: skip
+        print(f"  per host: {json.dumps(fleet_summary(sampler.stats))}")
+
+        chosen = [(label, name) for label in lab for name in names[label]]
+        chosen = chosen[:: max(1, len(chosen) // max(baseline_vms, 1))][:baseline_vms]
+        samplers = [Sampler(lab[label], name, Timeline(), interval=interval)
+                    for label, name in chosen]  # fmt: skip
+        cpu, started = time.process_time(), time.monotonic()
+        for one in samplers:
+            one.start()
+        time.sleep(baseline_s)  # the baseline's measuring window
+        with concurrent.futures.ThreadPoolExecutor(len(samplers)) as pool:
+            list(pool.map(Sampler.stop, samplers))  # all at once: each waits out its tick
+        base_used, base_wall = time.process_time() - cpu, time.monotonic() - started
+        base_ticks = sum(len(one.timeline.samples) for one in samplers)
+        base_ms = 1000 * base_used / max(base_ticks, 1)
+        scaled = base_ms * total * (1 / interval) / 10  # % of one core for all VMs
+        print(f"baseline: per-VM Sampler (host part only, a thread per VM) on {len(samplers)} "
+              f"of the VMs for {base_wall:.1f} s: {base_ticks} VM-ticks")  # fmt: skip
+        print(f"  harness CPU {base_used:6.3f} s = {100 * base_used / base_wall:5.2f}% of one "
+              f"core, {base_ms:.3f} ms CPU per VM-tick"
+              + (f"; scaled to {total} VMs at {1 / interval:g} Hz: {scaled:.0f}% of one core"
+                 if len(samplers) < total else ""))  # fmt: skip
+        print(f"  fleet / baseline CPU per VM-tick = {fleet_ms / base_ms:.3f}x "
+              f"({base_ms / fleet_ms:.1f}x less CPU)")  # fmt: skip
+        for host in lab.values():
+            host.session.close()
+    finally:
+        for child in children:
+            if child.stdin is not None:
+                child.stdin.close()
+        for child in children:
+            try:
+                child.wait(timeout=60)
+            except subprocess.TimeoutExpired:
+                child.kill()
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--ticks", type=int, default=100)
@@ -268,10 +378,20 @@ def main() -> int:
     parser.add_argument("--interval", type=float, default=1.0)
     parser.add_argument("--tls", action="store_true")
     parser.add_argument("--serve", action="store_true", help=argparse.SUPPRESS)
+    parser.add_argument("--fleet", action="store_true", help="sampling at fleet scale")
+    parser.add_argument("--hosts", type=int, default=4)
+    parser.add_argument("--vms", type=int, default=100)
+    parser.add_argument("--baseline-vms", type=int, default=100)
+    parser.add_argument("--baseline-seconds", type=float, default=10.0)
     args = parser.parse_args()
     if args.serve:
         return serve(args.tls)
     os.environ.setdefault("PYTHONUNBUFFERED", "1")
+    if args.fleet:
+        seconds = args.seconds if "--seconds" in sys.argv else 20.0
+        fleet(args.hosts, args.vms, seconds, args.interval, args.baseline_vms,
+              args.baseline_seconds)  # fmt: skip
+        return 0
     run(args.ticks, args.seconds, args.interval, args.tls)
     return 0
 

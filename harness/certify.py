@@ -77,6 +77,7 @@ class CertifyOptions:
     grace: float
     pytest_args: tuple[str, ...]
     screenshot: Callable[[Path], None]
+    run_id: str | None = None  # None: a new one (a plan's shard chooses its cells' ids)
 
 
 @dataclass(frozen=True)
@@ -110,7 +111,7 @@ def certify(options: CertifyOptions) -> int:
         from harness.config import HostTarget
 
         HostTarget.parse(url)
-    run_id = new_run_id()
+    run_id = options.run_id or new_run_id()
     started = time.time()
     run = run_dir(options.out, run_id)
     run.mkdir(parents=True)

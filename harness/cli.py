@@ -4,6 +4,9 @@ dmh certify [--dm-host URL] [--app CMD | --tool CMD] [-n N] [--history DIR] [--g
             [-- pytest args]
 dmh emulator serve [--host 127.0.0.1] [--port 5985] [--tls] ...
 dmh report [--out reports/out] [--history DIR]
+dmh plan APPS.toml [--shards N] [--out plan.json]
+dmh certify --plan plan.json --shard I/N [--out DIR] [-- pytest args]
+dmh report --merge DIR... --out DIR
 dmh doctor --dm-host URL [--vm NAME --guest-os linux|windows] [--smoke --template DISK]
 dmh sweep --dm-host URL [--run-id ID] [--older-than HOURS] [--yes]
 
@@ -47,6 +50,7 @@ if TYPE_CHECKING:
 log = logging.getLogger("dmh")
 
 DEFAULT_OUT = Path("reports/out")
+MERGED_OUT = Path("reports/merged")  # dmh report --merge's default --out
 EXIT_INTERRUPTED = 130  # a command other than certify stopped by Ctrl-C
 
 
@@ -155,8 +159,26 @@ def _parser() -> argparse.ArgumentParser:
         default=DEFAULT_GRACE_S,
         help=f"seconds pytest gets to tear down after an interrupt (default {DEFAULT_GRACE_S:g})",
     )
+    certify_cmd.add_argument(
+        "--plan", type=Path, default=None, help="a plan file (dmh plan): run one of its shards"
+    )
+    certify_cmd.add_argument(
+        "--shard", default=None, type=_checked(_shard), help="with --plan: the shard I/N to run"
+    )
     certify_cmd.add_argument("pytest_args", nargs="*", help="extra pytest arguments (after --)")
     certify_cmd.set_defaults(func=_certify)
+
+    plan = sub.add_parser(
+        "plan", help="expand a TOML of apps into a matrix of cells dealt into CI shards"
+    )
+    plan.add_argument("apps", type=Path, help="the apps TOML (apps, profiles, host labels)")
+    plan.add_argument(
+        "--shards", type=_checked(_count), default=1, help="number of CI jobs (default 1)"
+    )
+    plan.add_argument(
+        "--out", type=Path, default=None, help="write the plan here (default: print it)"
+    )
+    plan.set_defaults(func=_plan)
 
     emulator = sub.add_parser("emulator", help="the embedded Hyper-V emulator")
     emulator_sub = emulator.add_subparsers(required=True, metavar="action")
@@ -196,6 +218,15 @@ def _parser() -> argparse.ArgumentParser:
     )
     report.add_argument("--history", type=Path, default=None)
     report.add_argument("--no-screenshot", action="store_true")
+    report.add_argument(
+        "--merge",
+        nargs="+",
+        type=Path,
+        default=None,
+        metavar="DIR",
+        help="merge the shards of a plan (their --out directories, or folders holding them) "
+        "into one report in --out (default reports/merged)",
+    )
     report.set_defaults(func=_report)
 
     doctor = sub.add_parser("doctor", help="check that a Hyper-V host is reachable and usable")
@@ -352,6 +383,8 @@ _OWNED = {
 
 
 def _certify(args: argparse.Namespace) -> int:
+    if args.plan is not None or args.shard is not None:
+        return _certify_shard(args)
     for arg in args.pytest_args:
         name = arg.split("=", 1)[0]
         if name in _OWNED:
@@ -414,6 +447,9 @@ def _report(args: argparse.Namespace) -> int:
 
     from harness.report.build import build_reports
 
+    if args.merge is not None:
+        return _merge(args)
+
     if args.records is not None:
         records, target = args.records, args.out
     else:
@@ -431,6 +467,106 @@ def _report(args: argparse.Namespace) -> int:
         _screenshot(target)
     summary = json.loads(paths.summary.read_text(encoding="utf-8"))
     return print_verdict(target, summary, None)
+
+
+# -- plans, shards and merge ----------------------------------------------------------------
+
+
+def _shard(text: str) -> tuple[int, int]:
+    from harness.plan import parse_shard
+
+    return parse_shard(text)
+
+
+def _count(text: str) -> int:
+    if not text.isdigit() or int(text) < 1:
+        raise ValueError(f"{text!r} must be a whole number >= 1")
+    return int(text)
+
+
+def _plan(args: argparse.Namespace) -> int:
+    import json
+
+    from harness.errors import SettingError
+    from harness.plan import load_apps, make_plan, matrix
+
+    try:
+        plan = make_plan(load_apps(args.apps), args.shards, args.apps.name)
+    except SettingError as exc:
+        raise ConfigError(f"dmh plan {args.apps}: {exc}") from None
+    if args.out is None:
+        print(json.dumps(plan.to_json(), indent=2))
+        return 0
+    from harness.report.run import write_json
+
+    write_json(args.out, plan.to_json())
+    # One line on stdout: the matrix a CI job output carries (GitHub: fromJSON(...).include).
+    print(json.dumps(matrix(plan), separators=(",", ":")))
+    print(
+        f"plan {plan.id}: {len(plan.cells)} cells in {len(plan.shards)} shards -> {args.out}",
+        file=sys.stderr,
+    )
+    return 0
+
+
+def _certify_shard(args: argparse.Namespace) -> int:
+    from harness.plan import load_plan
+    from harness.shards import run_shard
+    from harness.subject import check_app
+
+    if args.plan is None or args.shard is None:
+        raise ConfigError(
+            "--plan and --shard go together: dmh certify --plan plan.json --shard I/N"
+        )
+    if args.app or args.tool:
+        raise ConfigError("--plan names each cell's app: give no --app or --tool with it")
+    if args.allure_dir is not None:
+        raise ConfigError(
+            "--allure-dir with --plan: each cell writes its own Allure results; "
+            "dmh report --merge puts them in one directory"
+        )
+    for arg in args.pytest_args:
+        name = arg.split("=", 1)[0]
+        if name in _OWNED or name in ("--dm-app", "--dm-guest-os", "--dm-expect"):
+            raise ConfigError(f"{name} after '--' is set by the plan's cells or by dmh certify")
+    plan = load_plan(args.plan)
+    index, of = args.shard
+    shard = plan.shard(index, of)
+    suites = suites_dir()
+    for cell_id in shard.cells:  # every app checked before the first cell runs
+        check_app(plan.cell(cell_id).command, Path.cwd(), suites / "apps")
+    return run_shard(
+        plan,
+        index,
+        of,
+        CertifyOptions(
+            suites=suites,
+            target=suites,
+            out=args.out,
+            allure_dir=None,
+            workers=args.workers,
+            host_url=args.dm_host,
+            app=None,
+            tool=None,
+            history=args.history,
+            grace=args.grace,
+            pytest_args=tuple(args.pytest_args),
+            screenshot=lambda run: None,  # one screenshot, of the merged report
+        ),
+    )
+
+
+def _merge(args: argparse.Namespace) -> int:
+    import json
+
+    from harness.merge import merge_shards
+
+    out = MERGED_OUT if args.out == DEFAULT_OUT else args.out
+    paths = merge_shards(args.merge, out, args.history)
+    if not args.no_screenshot:
+        _screenshot(out)
+    summary = json.loads(paths.summary.read_text(encoding="utf-8"))
+    return print_verdict(out, summary, out / "allure-results")
 
 
 # -- emulator serve ------------------------------------------------------------------------

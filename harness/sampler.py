@@ -276,3 +276,6 @@ def _host_sample(raw: Any) -> HostSample:
         buffer=int(prop(raw, "Buffer", 0)),
         **extra,
     )
+
+
+host_sample = _host_sample  # one VM's host part, also of sample-vms (harness.fleetsampler)

@@ -77,7 +77,7 @@ _CATEGORY_NAMES = [
 ]  # fmt: skip
 
 _INCLUDE_LINE = re.compile(r"^#\s*dmh-include:\s*([a-z0-9-]+)\s*$", re.MULTILINE)
-_READ_ONLY_SCRIPTS = frozenset({"host-facts", "sample-vm", "vm-address"})
+_READ_ONLY_SCRIPTS = frozenset({"host-facts", "sample-vm", "sample-vms", "vm-address"})
 
 
 def int64(value: int) -> TaggedValue:

@@ -12,6 +12,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
 from types import MappingProxyType
+from typing import Any
 
 from harness.report.history import (
     HISTORY_LIMIT,
@@ -33,7 +34,7 @@ from harness.report.plot import plot_pass_rate, plot_timeline, scale_for, timeli
 from harness.report.run import load_facts
 from harness.report.summary import build_summary, run_info, write_summary
 from harness.timeline import Timeline
-from harness.verdict import RunFacts
+from harness.verdict import RunFacts, Verdict
 
 log = logging.getLogger(__name__)
 
@@ -60,10 +61,15 @@ def build_reports(
     svg: bool = False,
     history_limit: int = HISTORY_LIMIT,
     facts: RunFacts | None = None,
+    verdict: Verdict | None = None,
+    extra_html: str = "",
+    extra_summary: Mapping[str, Any] | None = None,
 ) -> ReportPaths:
     """Write summary.json, index.html and plots/ into `out_dir` from the records in
     `records_dir` and the run's evidence there (or `facts`, when the caller knows better);
-    with `history_dir`, also record this run there and add the trend."""
+    with `history_dir`, also record this run there and add the trend. A merged report
+    (harness.merge) gives its own `verdict` (its cells'), a section shown after the verdict
+    (`extra_html`) and keys added to summary.json (`extra_summary`)."""
     records = load_records(records_dir)
     if facts is None:
         facts = load_facts(records_dir)
@@ -97,7 +103,9 @@ def build_reports(
     records = [s.record for s in sections]
     info = run_info(records, environment, started, finished, facts)
     summary = build_summary(records, info, plot_links)
-    summary_path = write_summary(summary, out_dir / "summary.json")
+    if verdict is not None:
+        summary = dataclasses.replace(summary, verdict=verdict)
+    summary_path = write_summary(summary, out_dir / "summary.json", extra_summary)
 
     trend: Trend | None = None
     trend_path = trend_plot = history_entry = None
@@ -114,7 +122,7 @@ def build_reports(
         trend_png = trend_plot.read_bytes()
         plot_files.append(trend_plot)
 
-    html_path = write_html(out_dir / "index.html", summary, sections, trend, trend_png)
+    html_path = write_html(out_dir / "index.html", summary, sections, trend, trend_png, extra_html)
     return ReportPaths(
         out_dir=out_dir,
         summary=summary_path,

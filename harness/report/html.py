@@ -56,9 +56,10 @@ def write_html(
     sections: Sequence[TestSection],
     trend: Trend | None = None,
     trend_png: bytes | None = None,
+    extra: str = "",
 ) -> Path:
     path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(render_html(summary, sections, trend, trend_png), encoding="utf-8")
+    path.write_text(render_html(summary, sections, trend, trend_png, extra), encoding="utf-8")
     return path
 
 
@@ -67,11 +68,16 @@ def render_html(
     sections: Sequence[TestSection],
     trend: Trend | None = None,
     trend_png: bytes | None = None,
+    extra: str = "",
 ) -> str:
+    """The page; `extra` is a section built (and escaped) by the caller, shown after the
+    verdict: a merged report's matrix of cells (harness.merge)."""
     run = summary.run
     title = "DM Harness certification report"
     subject = ", ".join(run.apps) or "app under test"
-    nav = [("verdict", "Verdict"), ("matrix", "Matrix")]
+    nav = (
+        [("verdict", "Verdict")] + ([("cells", "Cells")] if extra else []) + [("matrix", "Matrix")]
+    )
     tools = tools_of(run.apps)
     if tools:
         nav.append(("tool", "Management tool"))
@@ -93,6 +99,7 @@ def render_html(
             "</header>",
             "<main>",
             _verdict(summary),
+            extra,
             _matrix(summary.tests),
             _tool(tools, summary.tests) if tools else "",
             _trend(trend, trend_png) if trend is not None else "",

@@ -192,9 +192,10 @@ def summary_to_json(summary: Summary) -> dict[str, Any]:
     }
 
 
-def write_summary(summary: Summary, path: Path) -> Path:
-    """Write summary.json atomically: a pipeline polling it never reads half a file."""
-    return write_json(path, summary_to_json(summary))
+def write_summary(summary: Summary, path: Path, extra: Mapping[str, Any] | None = None) -> Path:
+    """Write summary.json atomically: a pipeline polling it never reads half a file.
+    `extra`: keys a merged report adds (`matrix`, see harness.merge)."""
+    return write_json(path, {**summary_to_json(summary), **(extra or {})})
 
 
 def iso(moment: datetime) -> str:

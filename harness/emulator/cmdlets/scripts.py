@@ -290,6 +290,52 @@ def _sample_vm(h: HyperVHandler, c: Command, items: list[Any]) -> list[Any]:
     ]
 
 
+@script("sample-vms")
+def _sample_vms(h: HyperVHandler, c: Command, items: list[Any]) -> list[Any]:
+    """Each named VM's host part of sample-vm, in one answer; a VM not found (or whose name
+    two VMs have) is an `Error` beside the others, as the script does."""
+    p = bind(c, ["VMNames"])
+    names = p.get("VMNames")
+    if names is None:
+        raise InvalidParameterError("VMNames is mandatory.")
+    answers: list[Any] = []
+    every = h.host.find_vms("*")  # Get-VM, once
+    for name in [str(n) for n in (names if isinstance(names, list) else [names])]:
+        found = [vm for vm in every if vm.name.casefold() == name.casefold()]
+        if len(found) != 1:
+            problem = (
+                f'{len(found)} virtual machines are named "{name}".'
+                if found
+                else f'Hyper-V was unable to find a virtual machine with name "{name}".'
+            )
+            answers.append(custom(Name=name, Error=problem))
+            continue
+        vm = found[0]
+        counters: dict[str, Any] = {}
+        if vm.state is VMState.Running:
+            counters = {
+                name.replace(" ", ""): int64(int(value))
+                for name, value in h.host.vm_counters(vm.id).items()
+                if name.replace(" ", "") in _VM_PERF_PROPERTIES
+            }
+        answers.append(
+            custom(
+                Name=name,
+                Error=None,
+                State=vm.state.name,
+                Heartbeat="" if vm.heartbeat is None else vm.heartbeat.name,
+                MemoryAssigned=int64(vm.memory_assigned),
+                MemoryDemand=int64(vm.memory_demand),
+                MemoryStatus=vm.memory_status,
+                Minimum=int64(vm.memory.minimum),
+                Maximum=int64(vm.memory.maximum),
+                Buffer=vm.memory.buffer,
+                Counters=counters,
+            )
+        )
+    return answers
+
+
 # sample-vm's properties of the VM's DM counter instance (reference/real-host-and-runtime-facts.md)
 _VM_PERF_PROPERTIES = frozenset(
     {

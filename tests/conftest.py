@@ -3,6 +3,7 @@ Ctrl-C has its default meaning in the test processes and the runs they start."""
 
 from __future__ import annotations
 
+import os
 import signal
 from collections.abc import Generator
 
@@ -21,6 +22,8 @@ def pytest_configure(config: pytest.Config) -> None:
     # runs the tests start (a handled signal is reset to its default in a child at exec).
     if signal.getsignal(signal.SIGINT) == signal.SIG_IGN:
         signal.signal(signal.SIGINT, signal.default_int_handler)
+    # Options for this run (CI's --durations) are not the options of the runs tests start.
+    os.environ.pop("PYTEST_ADDOPTS", None)
 
 
 @pytest.hookimpl(wrapper=True)

@@ -194,6 +194,7 @@ def table(
         + " | first failure | report |",
         "|---|---|---|---|" + "---|" * len(BEHAVIOURS) + "---|---|",
     ]
+    made = {}
     for row in rows:
         report = ""
         if row.report:
@@ -201,20 +202,22 @@ def table(
             report = f"[report]({link.as_posix()}) ({row.seconds:.0f} s)"
         failure = row.failure.replace("|", "\\|")
         cells = " | ".join(row.behaviours.get(b, "") for b in BEHAVIOURS)
-        lines.append(
+        made[row.entry.title] = (
             f"| {row.entry.title} | {row.version or '—'} | {row.entry.backend} | {row.verdict} "
             f"| {cells} | {failure} | {report} |"
         )
-    ran = {row.entry.title for row in rows}
-    kept_rows = [
-        line
+    titles = {e.title for e in entries} - set(made)
+    kept = {
+        title: line
         for line in before.splitlines()
-        if line.split(" | ")[0][2:] in {e.title for e in entries} - ran
-    ]
-    kept = {line.split(" | ")[0][2:] for line in kept_rows}
-    lines += kept_rows
+        if (title := line.split(" | ")[0][2:]) in titles
+    }  # fmt: skip
+    # In the catalogue's order, whichever run wrote each row.
+    order = [e.title for e in entries] + [t for t in made if t not in {e.title for e in entries}]
+    lines += [{**kept, **made}[t] for t in order if t in made or t in kept]
     lines += ["", "## What each program is certified on, and why", ""]
-    for entry in [row.entry for row in rows] + [e for e in entries if e.title in kept]:
+    listed = [row.entry for row in rows] + [e for e in entries if e.title in kept]
+    for entry in sorted(listed, key=lambda e: order.index(e.title)):
         view = ""
         if entry.view:
             shown = parse_view(entry.view, entry.view_patterns)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import statistics
 from pathlib import Path
 
@@ -11,6 +12,8 @@ from harness.errors import DeadlineError
 from harness.fixtures.host import DMHost
 from harness.timeline import Sample, Timeline
 
+log = logging.getLogger(__name__)
+
 # "Steady" tolerates the balancer's normal motion: assigned memory within one balancer step
 # (128 MB, the hot-add block, reference §5.2) over the window. The app's working set has
 # stopped trending: the medians of the window's two halves agree within a few percent (a cache
@@ -19,6 +22,11 @@ STEP_MB = 128
 APP_STILL_MB = 24.0
 APP_STILL_FRACTION = 0.1
 MIN_SAMPLES = 4  # a slow guest samples seldom: the window stretches back to this many
+# A program with an app view (--dm-app-view) is ready when its view first answers: a server
+# that initialises a data directory first (PostgreSQL's initdb) may need many seconds on a
+# busy machine. Scenarios wait for that, at most this long (× patience); a view that never
+# answers does not hold the run: its checks then fail *not observed*.
+VIEW_READY_S = 30.0
 
 
 def _steady_since(timeline: Timeline, seconds: float, app: bool) -> bool:
@@ -74,15 +82,25 @@ def steady(  # type: ignore[no-untyped-def]
     timeline: Timeline, dm_host: DMHost, request: pytest.FixtureRequest
 ):
     """Wait (with a deadline) until DM acts on the VM and memory has settled: assigned memory
-    within one balancer step and the app's working set no longer trending, for `seconds` — never the app's
-    reports (metric lines are optional). An app that ends meanwhile fails the test at once
+    within one balancer step and the app's working set no longer trending, for `seconds` —
+    never the app's reports (metric lines are optional); but first, with an app view, for the
+    view's first answer (`VIEW_READY_S`). An app that ends meanwhile fails the test at once
     (the app fixture guards every wait); memory that never settles breaks the test, saying
     how much it moved."""
 
     app = "guest_app" in request.fixturenames
     patience = dm_host.patience
+    view = request.getfixturevalue("guest_app").view if app else None
+
+    def answered(_: Sample | None = None) -> bool:
+        return any(s.app and s.app.reported for s in timeline.samples)
 
     def wait(seconds: float = 1.5, timeout: float = 45.0) -> Sample:
+        if view is not None and not answered():
+            try:
+                timeline.wait_for(answered, VIEW_READY_S * patience, "the app view's first answer")
+            except DeadlineError:
+                log.warning("the app view %s never answered: going on without it", view.view.label)
         since = timeline.now()
         what = f"memory steady for {seconds:g}s" + (" with the app sampled" if app else "")
         try:

@@ -49,9 +49,9 @@ _READ_FROM_HOST = ("version", "build", "hyperv_version", "os_version")
 _HIDDEN = "(value not shown)"
 
 
-class InventoryError(SettingError):
+class InventoryError(SettingError, ConfigError):
     """A value in the inventory breaks a rule: names the file, the host, the key, the value
-    and the rule (a credential's value is never shown)."""
+    and the rule (a credential's value is never shown). A usage error, like a bad option."""
 
     def __init__(self, source: str, host: str, key: str, value: object, rule: str) -> None:
         self.source = source

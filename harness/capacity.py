@@ -266,8 +266,8 @@ def lease_in_lab(
     what = f"a host with {mb} MB of capacity for a VM"
 
     def report(awaited: str, waited: float) -> None:
-        line = f"lab full: waited {waited:.0f}s for {awaited}; {detail()}"
-        log.warning("%s", line)
+        line = f"{awaited} (lab full: {detail()})"
+        log.warning("waited %.0f s for %s", waited, line)
         if progress is not None:
             progress(line, waited)
 

@@ -119,7 +119,8 @@ def test_a_full_lab_waits_with_progress_lines_then_is_broken_with_each_hosts_rea
     message = str(caught.value)
     assert "emu-2019: its budget is short: 3072 MB of 3072 MB leased, 2048 MB asked" in message
     assert "emu-2022: its budget is short" in message
-    assert heard and all(line.startswith("lab full: ") for line in heard)
+    assert heard and all(line.startswith("a host with 2048 MB of capacity for a VM (lab full: "
+                                         "emu-2019: its budget is short") for line in heard)  # fmt: skip
     assert isinstance(caught.value, InfrastructureError)
     assert failure_kind("setup", caught.value) == "broken"  # the run: INCONCLUSIVE, not failed
 

@@ -1,0 +1,96 @@
+"""Runs of the plugin on a lab of many hosts (`--dm-hosts`): a small run with `-n 2` on a
+two-host fleet puts VMs on both hosts (each worker leases capacity first) and each record names
+its host and the version read from it; a run on a full lab waits, then is INCONCLUSIVE with the
+reason; `--dm-host` with `--dm-hosts` is a usage error."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from collections.abc import Callable
+from pathlib import Path
+
+from harness.capacity import HostLeases
+from tests.embedded import PLUGIN_ARGS
+from tests.fleet.conftest import Fleet
+
+TESTS = """
+import pytest
+
+@pytest.mark.dm_memory(startup="512MB", minimum="512MB", maximum="1GB")
+@pytest.mark.parametrize("i", range({count}))
+def test_vm(dm_vm, dm_host, i):
+    assert dm_host.host.vm(dm_vm.name).state == "Running"
+"""
+
+
+def run(
+    fleet: Fleet, directory: Path, *args: str, count: int = 4
+) -> subprocess.CompletedProcess[str]:
+    (directory / "test_tiny.py").write_text(TESTS.format(count=count), encoding="utf-8")
+    return subprocess.run(
+        [sys.executable, "-m", "pytest", *PLUGIN_ARGS, "-p", "no:randomly", "test_tiny.py",
+         "--dm-hosts", str(fleet.path), "--dm-guest-os", "windows",
+         "--dm-report-dir", str(directory / "out"), *args],
+        capture_output=True, text=True, env=fleet.env, cwd=directory, timeout=600,
+    )  # fmt: skip
+
+
+def records(directory: Path) -> list[dict[str, object]]:
+    found = sorted((directory / "out" / "latest" / "records").glob("*.json"))
+    read = [json.loads(path.read_text(encoding="utf-8")) for path in found]
+    return [r for r in read if "nodeid" in r]  # the tests' records, not the run's evidence
+
+
+def test_two_workers_put_vms_on_both_hosts_and_records_name_the_host(
+    fleet_factory: Callable[..., Fleet], tmp_path: Path
+) -> None:
+    fleet = fleet_factory("2019:8GB,2022:8GB")
+    done = run(fleet, tmp_path, "-n", "2", "--dm-keep", "always", "--dm-host-labels", "emulator")
+    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+
+    ran = records(tmp_path)
+    assert len(ran) == 4 and all(r["outcome"] == "passed" for r in ran), ran
+    targets = {(t["label"], t["hyperv_version"]) for r in ran if isinstance(t := r["target"], dict)}
+    labels = {f"{h.name} ({h.url.split('@')[1].split('?')[0]})": h.name for h in fleet.inventory}
+    assert {(labels[label], version) for label, version in targets} == {
+        ("emu-2019", "2019"),
+        ("emu-2022", "2022"),
+    }, targets
+    assert fleet.fleet is not None
+    for name in ("emu-2019", "emu-2022"):
+        vms = [vm.name for vm in fleet.fleet.emulator(name).host.find_vms("*")]
+        assert vms and all(f"-{name}-" in vm for vm in vms), vms  # kept: named for their host
+        with fleet.session(name) as session:
+            leases = HostLeases.of(session, fleet.inventory.named(name)).list()
+        assert leases.leases == (), "the run's leases are released when it ends"
+
+
+def test_a_run_on_a_full_lab_waits_then_is_inconclusive_with_the_reason(
+    fleet_factory: Callable[..., Fleet], tmp_path: Path
+) -> None:
+    fleet = fleet_factory("2022:4GB")  # budget 3072 MB
+    with fleet.session("emu-2022") as session:
+        full = HostLeases.of(session, fleet.inventory.named("emu-2022")).acquire(3072, "f" * 16)
+        assert full.granted
+        done = run(fleet, tmp_path, "--dm-lease-wait", "2", count=1)
+    assert done.returncode == 1, done.stdout[-3000:] + done.stderr[-3000:]
+    (record,) = records(tmp_path)
+    assert record["outcome"] == "broken"
+    assert "CapacityError" in str(record["message"])
+    assert "emu-2022: its budget is short: 3072 MB of 3072 MB leased, 1024 MB asked" in str(
+        record["message"]
+    )
+    summary = json.loads((tmp_path / "out" / "summary.json").read_text(encoding="utf-8"))
+    verdict = json.dumps(summary["verdict"])
+    assert '"inconclusive"' in verdict and "its budget is short" in verdict, verdict
+
+
+def test_one_host_and_a_lab_are_never_both_given(
+    fleet_factory: Callable[..., Fleet], tmp_path: Path
+) -> None:
+    fleet = fleet_factory("2022:4GB")
+    done = run(fleet, tmp_path, "--dm-host", "psrp://dmh@127.0.0.1:1?auth=basic&ssl=false", count=1)
+    assert done.returncode == 4
+    assert "--dm-host and --dm-hosts are both given" in done.stderr

@@ -61,13 +61,15 @@ class HostLease:
 @dataclass(frozen=True)
 class LeaseAnswer:
     """What the capacity-lease script answered: granted or not (and why), the host's free
-    memory, its live leases and those that had expired."""
+    memory, what its live leases add up to; for List and Sweep the live leases themselves and
+    those that had expired (dropped by Sweep)."""
 
     granted: bool
     lease_id: str
     reason: str
     free_mb: int
     leased_mb: int
+    lease_count: int
     leases: tuple[HostLease, ...]
     expired: tuple[HostLease, ...]
 
@@ -146,6 +148,7 @@ def _answer(raw: Any) -> LeaseAnswer:
         reason=text(prop(raw, "Reason")),
         free_mb=int(prop(raw, "FreeMB") or 0),
         leased_mb=int(prop(raw, "LeasedMB") or 0),
+        lease_count=int(prop(raw, "LeaseCount") or 0),
         leases=_leases(prop(raw, "Leases")),
         expired=_leases(prop(raw, "Expired")),
     )

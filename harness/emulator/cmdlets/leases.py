@@ -130,6 +130,7 @@ def _capacity_lease(h: HyperVHandler, c: Command, items: list[Any]) -> list[Any]
         if action != "List":
             store.leases = {lease.id: lease for lease in keep}
         shown = [lease for lease in keep if lease.expires > now]
+        listed = action in ("List", "Sweep")  # the leases themselves: only when asked
         return [
             custom(
                 Granted=granted,
@@ -137,7 +138,8 @@ def _capacity_lease(h: HyperVHandler, c: Command, items: list[Any]) -> list[Any]
                 Reason=reason,
                 FreeMB=int64(free_mb),
                 LeasedMB=int64(sum(lease.mb for lease in shown)),
-                Leases=[lease.shown() for lease in shown],
-                Expired=[lease.shown() for lease in expired],
+                LeaseCount=int64(len(shown)),
+                Leases=[lease.shown() for lease in shown] if listed else [],
+                Expired=[lease.shown() for lease in expired] if listed else [],
             )
         ]

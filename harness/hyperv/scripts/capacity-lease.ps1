@@ -80,14 +80,19 @@ try {
     $shown = @($keep | Where-Object { [int64]$_.Expires -gt $now })
     $leasedNow = [int64]0
     foreach ($lease in $shown) { $leasedNow += [int64]$lease.MB }
+    # The leases themselves only for List and Sweep: a heartbeat's Renew stays small however
+    # many leases the host holds.
+    $listed = @(); $dropped = @()
+    if ($Action -eq 'List' -or $Action -eq 'Sweep') { $listed = @($shown); $dropped = @($expired) }
     [pscustomobject]@{
-        Granted  = $granted
-        LeaseId  = $LeaseId
-        Reason   = $reason
-        FreeMB   = $freeMB
-        LeasedMB = $leasedNow
-        Leases   = @($shown)
-        Expired  = @($expired)
+        Granted    = $granted
+        LeaseId    = $LeaseId
+        Reason     = $reason
+        FreeMB     = $freeMB
+        LeasedMB   = $leasedNow
+        LeaseCount = [int64]$shown.Count
+        Leases     = $listed
+        Expired    = $dropped
     }
 } finally {
     if ($owned) { $mutex.ReleaseMutex() }

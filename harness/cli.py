@@ -1,6 +1,6 @@
 """`dmh`: run the certification suites, serve the emulator, build reports, check a host.
 
-dmh certify [--dm-host URL] [--app CMD | --tool CMD] [-n N] [--history DIR] [--grace S]
+dmh certify [--dm-host URL | --dm-hosts FILE] [--app CMD | --tool CMD] [-n N] [--history DIR] [--grace S]
             [-- pytest args]
 dmh emulator serve [--host 127.0.0.1] [--port 5985] [--tls] ...
 dmh emulator serve --fleet 2016,2019,2022:8GB [--write-inventory dmh-hosts.toml]
@@ -125,6 +125,12 @@ def _parser() -> argparse.ArgumentParser:
     )
     certify_cmd.add_argument(
         "--dm-host", default=None, help="Hyper-V host URL (default: the embedded emulator)"
+    )
+    certify_cmd.add_argument(
+        "--dm-hosts",
+        type=Path,
+        default=None,
+        help="a lab of many hosts instead of --dm-host: an inventory (dmh-hosts.toml)",
     )
     certify_cmd.add_argument("--app", default=None, help="command line of the app under test")
     certify_cmd.add_argument(
@@ -372,6 +378,14 @@ def _certify(args: argparse.Namespace) -> int:
             raise ConfigError(
                 f"{name} after '--' is set by dmh certify itself; use {_OWNED[name]} instead"
             )
+    lab: tuple[str, ...] = ()
+    if args.dm_hosts:
+        if args.dm_host:
+            raise ConfigError("dmh certify: --dm-host and --dm-hosts are both given; give one")
+        from harness.inventory import load_inventory
+
+        load_inventory(args.dm_hosts)  # a broken inventory is a usage error before any run
+        lab = (f"--dm-hosts={args.dm_hosts.resolve()}",)
     suites = suites_dir()
     _preflight(args, suites)
     return certify(
@@ -386,7 +400,7 @@ def _certify(args: argparse.Namespace) -> int:
             tool=args.tool,
             history=args.history,
             grace=args.grace,
-            pytest_args=tuple(args.pytest_args),
+            pytest_args=lab + tuple(args.pytest_args),
             screenshot=_screenshot,
         )
     )

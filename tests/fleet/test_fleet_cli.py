@@ -66,12 +66,16 @@ def test_one_host_or_an_inventory_never_both(tmp_path: Path) -> None:
             f"dmh {command} needs --dm-host URL or --dm-hosts FILE (an inventory), one of them"
             in done.stderr
         )
+    done = dmh("certify", "--dm-host", "psrp://u@a.lab", "--dm-hosts", str(path), env=env)
+    assert done.returncode == 4
+    assert "--dm-host and --dm-hosts are both given" in done.stderr
     done = dmh("emulator", "serve", "--write-inventory", str(path), env=env)
     assert done.returncode == 4 and "give --fleet too" in done.stderr
     path.write_text('[hosts.a]\nurl = "https://a.lab"\nbudget_mb = 0\n', encoding="utf-8")
-    done = dmh("doctor", "--dm-hosts", str(path), env=env)
-    assert done.returncode == 4
-    assert (
-        f"dmh: {path}: host 'a', budget_mb: 0 is not allowed: must be a whole number ≥ 64"
-        in done.stderr
-    )
+    for command in ("doctor", "certify"):
+        done = dmh(command, "--dm-hosts", str(path), env=env)
+        assert done.returncode == 4, done.stderr
+        assert (
+            f"dmh: {path}: host 'a', budget_mb: 0 is not allowed: must be a whole number ≥ 64"
+            in done.stderr
+        )

@@ -26,14 +26,16 @@ def test_vm(dm_vm, dm_host, i):
 
 
 def run(
-    fleet: Fleet, directory: Path, *args: str, count: int = 4
+    fleet: Fleet, directory: Path, *args: str, count: int = 4, by_env: bool = False
 ) -> subprocess.CompletedProcess[str]:
+    """The tiny suite with --dm-hosts (or, `by_env`, DMH_HOSTS) naming the fleet's inventory."""
     (directory / "test_tiny.py").write_text(TESTS.format(count=count), encoding="utf-8")
+    env = {**fleet.env, "DMH_HOSTS": str(fleet.path)} if by_env else fleet.env
+    lab = () if by_env else ("--dm-hosts", str(fleet.path))
     return subprocess.run(
         [sys.executable, "-m", "pytest", *PLUGIN_ARGS, "-p", "no:randomly", "test_tiny.py",
-         "--dm-hosts", str(fleet.path), "--dm-guest-os", "windows",
-         "--dm-report-dir", str(directory / "out"), *args],
-        capture_output=True, text=True, env=fleet.env, cwd=directory, timeout=600,
+         *lab, "--dm-guest-os", "windows", "--dm-report-dir", str(directory / "out"), *args],
+        capture_output=True, text=True, env=env, cwd=directory, timeout=600,
     )  # fmt: skip
 
 
@@ -77,7 +79,7 @@ def test_a_run_on_a_full_lab_waits_then_is_inconclusive_with_the_reason(
     with fleet.session("emu-2022") as session:
         full = HostLeases.of(session, fleet.inventory.named("emu-2022")).acquire(3072, "f" * 16)
         assert full.granted
-        done = run(fleet, tmp_path, "--dm-lease-wait", "2", count=1)
+        done = run(fleet, tmp_path, "--dm-lease-wait", "2", count=1, by_env=True)
     assert done.returncode == 1, done.stdout[-3000:] + done.stderr[-3000:]
     (record,) = records(tmp_path)
     assert record["outcome"] == "broken"
@@ -97,3 +99,7 @@ def test_one_host_and_a_lab_are_never_both_given(
     done = run(fleet, tmp_path, "--dm-host", "psrp://dmh@127.0.0.1:1?auth=basic&ssl=false", count=1)
     assert done.returncode == 4
     assert "--dm-host and --dm-hosts are both given" in done.stderr
+    (tmp_path / "broken.toml").write_text('[hosts.a]\nurl = "https://a.lab"\n', encoding="utf-8")
+    done = run(fleet, tmp_path, "--dm-hosts", str(tmp_path / "broken.toml"), count=1, by_env=True)
+    assert done.returncode == 4
+    assert "broken.toml: host 'a', budget_mb: missing is not allowed" in done.stderr

@@ -31,7 +31,9 @@ try {
     $now = [DateTimeOffset]::UtcNow.ToUnixTimeSeconds()
     $all = @()
     if (Test-Path -LiteralPath $file) {
-        $text = [IO.File]::ReadAllText($file)
+        # Shared for writing too, as every file read here is (the mutex keeps writers out).
+        $stream = [IO.File]::Open($file, 'Open', 'Read', 'ReadWrite')
+        try { $text = (New-Object -TypeName IO.StreamReader -ArgumentList $stream).ReadToEnd() } finally { $stream.Dispose() }
         # Windows PowerShell 5.1 writes a JSON array as one object: enumerate it.
         if ($text.Trim()) { $all = @(ConvertFrom-Json -InputObject $text | ForEach-Object { $_ }) }
     }

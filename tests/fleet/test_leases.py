@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
+import time
 from collections.abc import Callable
 from pathlib import Path
 
@@ -66,7 +67,8 @@ def test_a_killed_controllers_leases_expire_and_its_capacity_returns(
     fleet = fleet_factory("2019:8GB")  # budget 6144 MB
     killed = controllers(fleet, "emu-2019", "--mb", "2048", "--count", "2", "--ttl", "2")
     mine = json.loads(killed.report())["granted"]
-    alive = controllers(fleet, "emu-2019", "--mb", "2048", "--count", "1", "--ttl", "2")
+    # A TTL of 4 s: renewed every 1.3 s, so a loaded machine's late beat still comes in time.
+    alive = controllers(fleet, "emu-2019", "--mb", "2048", "--count", "1", "--ttl", "4")
     kept = json.loads(alive.report())["granted"]
     assert len(mine) == 2 and len(kept) == 1
     host = _leases(fleet, "emu-2019")
@@ -80,6 +82,8 @@ def test_a_killed_controllers_leases_expire_and_its_capacity_returns(
         what="the killed controller's leases to expire",
     )
     assert expired
+    (first,) = [lease for lease in host.list().leases if lease.id == kept[0]]
+    wait_until(lambda: time.time() > first.created + 5, 30.0, what="the live lease's first TTL")
     live = {lease.id for lease in host.list().leases}
     assert live == set(kept), "the live controller's heartbeat keeps its lease past its TTL"
 

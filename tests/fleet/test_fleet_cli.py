@@ -7,11 +7,12 @@ from __future__ import annotations
 import re
 import subprocess
 import sys
+from collections.abc import Callable
 from pathlib import Path
 
 from harness.hyperv.host import HyperVHost
 from tests.embedded import REPO
-from tests.fleet.conftest import fleet_env, served_fleet
+from tests.fleet.conftest import Fleet, fleet_env, served_fleet
 
 
 def dmh(*args: str, env: dict[str, str]) -> subprocess.CompletedProcess[str]:
@@ -79,3 +80,21 @@ def test_one_host_or_an_inventory_never_both(tmp_path: Path) -> None:
             f"dmh: {path}: host 'a', budget_mb: 0 is not allowed: must be a whole number ≥ 64"
             in done.stderr
         )
+
+
+def test_a_host_that_is_down_is_a_row_saying_why_and_sweep_goes_on_to_the_others(
+    fleet_factory: Callable[..., Fleet],
+) -> None:
+    fleet = fleet_factory("2016:2GB,2022:2GB")
+    assert fleet.fleet is not None
+    fleet.fleet.emulator("emu-2016").close()  # a host whose WinRM service is gone
+    done = dmh("doctor", "--dm-hosts", str(fleet.path), env=fleet.env)
+    assert done.returncode == 3, done.stdout + done.stderr
+    rows = {line.split()[0]: line for line in done.stdout.splitlines()[2:-1]}
+    assert "  no: " in rows["emu-2016"] and "cannot reach the host" in rows["emu-2016"], rows
+    assert re.search(r"\byes\s+2022 \(build 10\.0\.20348\)\s+2048\s", rows["emu-2022"]), rows
+    assert done.stdout.splitlines()[-1] == "unreachable: emu-2016"
+
+    done = dmh("sweep", "--dm-hosts", str(fleet.path), env=fleet.env)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.startswith("emu-2016: skipped: ") and "emu-2022" not in done.stdout

@@ -103,3 +103,35 @@ def test_one_host_and_a_lab_are_never_both_given(
     done = run(fleet, tmp_path, "--dm-hosts", str(tmp_path / "broken.toml"), count=1, by_env=True)
     assert done.returncode == 4
     assert "broken.toml: host 'a', budget_mb: missing is not allowed" in done.stderr
+
+
+TWO_VMS = """
+from harness.settings import MemorySettings
+
+def test_two_vms(dm_vm_factory, dm_host):
+    big = MemorySettings.build(startup="1GB", minimum="512MB", maximum="3GB")
+    first = dm_vm_factory.create(big, "windows")
+    second = dm_vm_factory.create(big, "windows")
+    names = {vm.name for vm in dm_host.host.vms()}
+    assert {first.name, second.name} <= names  # both on the test's host
+"""
+
+
+def test_a_tests_vms_share_its_host_and_its_first_lease_is_resized(
+    fleet_factory: Callable[..., Fleet], tmp_path: Path
+) -> None:
+    """The lease taken before the test (the marker's default 2 GB) is too small for a 3 GB
+    VM: it is given back, not kept beside the new one, so two 3 GB VMs fit a 6 GB budget."""
+    fleet = fleet_factory("2022:8GB")  # budget 6144 MB
+    (tmp_path / "test_two.py").write_text(TWO_VMS, encoding="utf-8")
+    done = subprocess.run(
+        [sys.executable, "-m", "pytest", *PLUGIN_ARGS, "-p", "no:randomly", "test_two.py",
+         "--dm-hosts", str(fleet.path), "--dm-guest-os", "windows", "--dm-lease-wait", "3",
+         "--dm-report-dir", str(tmp_path / "out")],
+        capture_output=True, text=True, env=fleet.env, cwd=tmp_path, timeout=600,
+    )  # fmt: skip
+    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+    (record,) = records(tmp_path)
+    assert record["outcome"] == "passed"
+    with fleet.session("emu-2022") as session:
+        assert HostLeases.of(session, fleet.inventory.named("emu-2022")).list().leases == ()

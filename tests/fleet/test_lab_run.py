@@ -135,3 +135,23 @@ def test_a_tests_vms_share_its_host_and_its_first_lease_is_resized(
     assert record["outcome"] == "passed"
     with fleet.session("emu-2022") as session:
         assert HostLeases.of(session, fleet.inventory.named("emu-2022")).list().leases == ()
+
+
+def test_vms_a_hosts_budget_can_never_hold_are_broken_at_once(
+    fleet_factory: Callable[..., Fleet], tmp_path: Path
+) -> None:
+    fleet = fleet_factory("2022:8GB")  # budget 6144 MB: one 4 GB VM fits, two never will
+    (tmp_path / "test_two.py").write_text(TWO_VMS.replace('"3GB"', '"4GB"'), encoding="utf-8")
+    done = subprocess.run(
+        [sys.executable, "-m", "pytest", *PLUGIN_ARGS, "-p", "no:randomly", "test_two.py",
+         "--dm-hosts", str(fleet.path), "--dm-guest-os", "windows",
+         "--dm-report-dir", str(tmp_path / "out")],
+        capture_output=True, text=True, env=fleet.env, cwd=tmp_path, timeout=600,
+    )  # fmt: skip
+    assert done.returncode == 1, done.stdout[-3000:] + done.stderr[-3000:]
+    (record,) = records(tmp_path)
+    assert record["outcome"] == "broken"
+    assert (
+        "the test's VMs need 8192 MB on one host, more than the budget of emu-2022 (6144 MB)"
+        in str(record["message"])
+    )

@@ -12,7 +12,10 @@ from pathlib import Path
 
 from harness.hyperv.host import HyperVHost
 from tests.embedded import REPO
-from tests.fleet.conftest import Fleet, fleet_env, served_fleet
+from tests.fleet import fleets
+from tests.fleet.fleets import Fleet, fleet_env, served_fleet
+
+fleet_factory = fleets.fleet_factory  # the fixture, from the fleets module
 
 
 def dmh(*args: str, env: dict[str, str]) -> subprocess.CompletedProcess[str]:

@@ -13,7 +13,10 @@ from pathlib import Path
 
 from harness.capacity import HostLeases
 from tests.embedded import PLUGIN_ARGS
-from tests.fleet.conftest import Fleet
+from tests.fleet import fleets
+from tests.fleet.fleets import Fleet
+
+fleet_factory = fleets.fleet_factory  # the fixture, from the fleets module
 
 TESTS = """
 import pytest

@@ -20,7 +20,11 @@ from harness.deadline import wait_until
 from harness.errors import InfrastructureError
 from harness.verdict import failure_kind
 from tests.embedded import REPO
-from tests.fleet.conftest import Controller, Fleet
+from tests.fleet import fleets
+from tests.fleet.fleets import Controller, Fleet
+
+controllers = fleets.controllers  # the fixture, from the fleets module
+fleet_factory = fleets.fleet_factory  # the fixture, from the fleets module
 
 RUN = "0123456789abcdef"
 

@@ -1,7 +1,9 @@
-"""Fixtures for the lab-of-many-hosts tests: a fleet of embedded emulators in this process
-(`fleet_factory`, the Python API) or served by `dmh emulator serve --fleet` in a subprocess
-(`served_fleet`), each with the inventory that reaches it; and real controller processes
-(`tests/fleet/controller.py`) that lease capacity on the fleet's hosts."""
+"""The lab-of-many-hosts tests' fleets: embedded emulators in this process (`fleet_factory`,
+the Python API) or served by `dmh emulator serve --fleet` in a subprocess (`served_fleet`),
+each with the inventory that reaches it; and real controller processes
+(`tests/fleet/controller.py`) that lease capacity on the fleet's hosts. A module, not a
+conftest: a test file imports the fixtures it uses (`from tests.fleet.fleets import
+fleet_factory`)."""
 
 from __future__ import annotations
 

@@ -183,7 +183,7 @@ class Renewer:
         self._lock = threading.Lock()
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
-        self.lost: list[str] = []  # leases found gone at renewal (their reason)
+        self.lost: dict[str, str] = {}  # lease id → why it was found gone at renewal
 
     def hold(self, host: HostLeases, lease_id: str) -> None:
         with self._lock:
@@ -196,6 +196,10 @@ class Renewer:
     def drop(self, lease_id: str) -> None:
         with self._lock:
             self._held.pop(lease_id, None)
+
+    def lost_reason(self, lease_id: str) -> str | None:
+        with self._lock:
+            return self.lost.get(lease_id)
 
     def held(self) -> dict[str, HostLeases]:
         with self._lock:
@@ -210,7 +214,8 @@ class Renewer:
                 continue
             if not answer.granted:
                 log.error("%s: %s", host.name, answer.reason)
-                self.lost.append(f"{host.name}: {answer.reason}")
+                with self._lock:
+                    self.lost[lease_id] = f"{host.name}: {answer.reason}"
                 self.drop(lease_id)
 
     def _run(self) -> None:

@@ -158,3 +158,33 @@ def test_vms_a_hosts_budget_can_never_hold_are_broken_at_once(
         "the test's VMs need 8192 MB on one host, more than the budget of emu-2022 (6144 MB)"
         in str(record["message"])
     )
+
+
+LOSES_ITS_LEASE = """
+from harness.deadline import wait_until
+
+def test_loses_its_lease(dm_vm, dm_host):
+    lab = dm_host.lab
+    ((host, lease_id),) = lab._held.values()
+    assert host.leases.release(lease_id)  # as an operator on the host, or a clock jump, might
+    wait_until(lambda: lab.lost(""), 10.0, what="the heartbeat to find the lease gone")
+"""
+
+
+def test_a_test_whose_lease_was_lost_while_it_ran_is_broken(
+    fleet_factory: Callable[..., Fleet], tmp_path: Path
+) -> None:
+    fleet = fleet_factory("2022:8GB")
+    (tmp_path / "test_lost.py").write_text(LOSES_ITS_LEASE, encoding="utf-8")
+    done = subprocess.run(
+        [sys.executable, "-m", "pytest", *PLUGIN_ARGS, "-p", "no:randomly", "test_lost.py",
+         "--dm-hosts", str(fleet.path), "--dm-guest-os", "windows", "--dm-lease-ttl", "3",
+         "--dm-report-dir", str(tmp_path / "out")],
+        capture_output=True, text=True, env=fleet.env, cwd=tmp_path, timeout=600,
+    )  # fmt: skip
+    assert done.returncode == 1, done.stdout[-3000:] + done.stderr[-3000:]
+    (record,) = records(tmp_path)
+    assert record["outcome"] == "broken"
+    message = str(record["message"])
+    assert "a capacity lease of this test was lost while its VMs ran (emu-2022: lease " in message
+    assert "the host may have been overcommitted" in message

@@ -646,7 +646,7 @@ def _sweep(args: argparse.Namespace) -> int:
         from harness.hyperv.host import HyperVHost
 
         found = 0
-        for entry, session in sweep_inventory(args.dm_hosts, args.yes):
+        for entry, session in sweep_inventory(args.dm_hosts):
             try:
                 host = HyperVHost(session)
                 found += _sweep_host(args, host)

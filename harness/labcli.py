@@ -176,9 +176,7 @@ def sweep_leases(host: HostLeases, remove: bool, out: Print = print) -> int:
     return len(answer.expired)
 
 
-def sweep_inventory(
-    path: Path, remove: bool, out: Print = print
-) -> list[tuple[HostEntry, HostSession]]:
+def sweep_inventory(path: Path, out: Print = print) -> list[tuple[HostEntry, HostSession]]:
     """Sessions to every host of an inventory, for `dmh sweep --dm-hosts` (the caller closes
     them); unreachable hosts are said and skipped."""
     inventory: Inventory = load_inventory(path)

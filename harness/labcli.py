@@ -14,7 +14,7 @@ from pathlib import Path
 
 from harness.capacity import HostLeases, LeaseAnswer
 from harness.errors import ConfigError, HarnessError
-from harness.hyperv.host import HyperVHost
+from harness.hyperv.host import HyperVHost, UnsupportedHostError
 from harness.hyperv.session import HostSession
 from harness.inventory import HostEntry, Inventory, load_inventory
 
@@ -97,9 +97,11 @@ class HostRow:
     budget_mb: str = ""
     leases: str = ""
 
+    supported: bool = True
+
     @property
     def ok(self) -> bool:
-        return self.reachable == "yes"
+        return self.reachable == "yes" and self.supported
 
 
 _HEADERS = ("host", "address", "reachable", "Hyper-V (from host)", "free MB", "budget MB",
@@ -118,6 +120,13 @@ def check_host(entry: HostEntry) -> HostRow:
     try:
         facts = HyperVHost(session).facts()
         answer = HostLeases.of(session, entry).list()
+    except (
+        UnsupportedHostError
+    ) as exc:  # reached, and it said what it is: one the harness cannot drive
+        seen = exc.facts
+        return HostRow(entry.name, address, "yes", budget_mb=budget, supported=False,
+                       hyperv=f"{seen.hyperv_version.value} (build {seen.os_version}): not "
+                       "supported (2016 on)")  # fmt: skip
     except HarnessError as exc:
         why = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
         return HostRow(entry.name, address, f"no: {why}", budget_mb=budget)
@@ -156,9 +165,13 @@ def doctor_hosts(path: Path, out: Print = print) -> int:
     rows = [check_host(entry) for entry in inventory]
     out(f"inventory: {inventory.source} ({len(inventory)} hosts)")
     out(table(rows))
-    bad = [r.name for r in rows if not r.ok]
-    if bad:
-        out(f"unreachable: {', '.join(bad)}")
+    unreachable = [r.name for r in rows if r.reachable != "yes"]
+    unsupported = [r.name for r in rows if not r.supported]
+    if unreachable:
+        out(f"unreachable: {', '.join(unreachable)}")
+    if unsupported:
+        out(f"not supported: {', '.join(unsupported)}")
+    if unreachable or unsupported:
         return 3
     return 0
 

@@ -101,3 +101,17 @@ def test_a_host_that_is_down_is_a_row_saying_why_and_sweep_goes_on_to_the_others
     done = dmh("sweep", "--dm-hosts", str(fleet.path), env=fleet.env)
     assert done.returncode == 0, done.stderr
     assert done.stdout.startswith("emu-2016: skipped: ") and "emu-2022" not in done.stdout
+
+
+def test_a_host_too_old_to_drive_is_reached_and_said_unsupported(
+    fleet_factory: Callable[..., Fleet],
+) -> None:
+    fleet = fleet_factory("2012R2:2GB,2019:2GB")
+    done = dmh("doctor", "--dm-hosts", str(fleet.path), env=fleet.env)
+    assert done.returncode == 3, done.stdout + done.stderr
+    rows = {line.split()[0]: line for line in done.stdout.splitlines()[2:4]}
+    assert re.search(r"\byes\s+2012R2 \(build 6\.3\.9600\): not supported", rows["emu-2012r2"]), (
+        rows
+    )
+    assert re.search(r"\byes\s+2019 \(build 10\.0\.17763\)\s+2048\s", rows["emu-2019"]), rows
+    assert done.stdout.splitlines()[-1] == "not supported: emu-2012r2"

@@ -466,6 +466,11 @@ def _report(args: argparse.Namespace) -> int:
 
 def _serve(args: argparse.Namespace) -> int:
     if args.fleet:
+        if args.host != "127.0.0.1" or args.allow_remote or args.certfile or args.keyfile:
+            raise ConfigError(
+                "--fleet serves on loopback with generated certificates (--tls): --host, "
+                "--allow-remote, --certfile and --keyfile are for one emulated host"
+            )
         from harness.labcli import serve_fleet
 
         return serve_fleet(args.fleet, memory=args.host_memory, port=args.port or 0,

@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from harness.capacity import HostLeases, LeaseAnswer
-from harness.errors import ConfigError, HarnessError
+from harness.errors import ConfigError, HarnessError, SettingError
 from harness.hyperv.host import HyperVHost, UnsupportedHostError
 from harness.hyperv.session import HostSession
 from harness.inventory import HostEntry, Inventory, load_inventory
@@ -37,12 +37,15 @@ def serve_fleet(
     """Serve a fleet until SIGINT/SIGTERM (or `stop`); print each host and the inventory (or
     write it to `write_inventory`). The password is DMH_EMULATOR_PASSWORD's, else generated
     and shown once."""
-    from harness.emulator.fleet import PASSWORD_VARIABLE, EmulatorFleet
+    from harness.emulator.fleet import PASSWORD_VARIABLE, EmulatorFleet, parse_fleet
 
     password = os.environ.get(PASSWORD_VARIABLE) or None
-    fleet = EmulatorFleet.from_spec(
-        spec,
-        memory=memory,
+    try:
+        members = parse_fleet(spec, memory)
+    except SettingError as exc:  # a bad option: the usage error, before anything starts
+        raise ConfigError(f"--fleet: {exc}") from None
+    fleet = EmulatorFleet(
+        members,
         password=password,
         username=username,
         timings=timings,

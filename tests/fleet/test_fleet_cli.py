@@ -73,6 +73,10 @@ def test_one_host_or_an_inventory_never_both(tmp_path: Path) -> None:
     done = dmh("certify", "--dm-host", "psrp://u@a.lab", "--dm-hosts", str(path), env=env)
     assert done.returncode == 4
     assert "--dm-host and --dm-hosts are both given" in done.stderr
+    done = dmh("emulator", "serve", "--fleet", "2022", "--host", "0.0.0.0", env=env)
+    assert done.returncode == 4 and "--fleet serves on loopback" in done.stderr
+    done = dmh("emulator", "serve", "--fleet", "2017", env=env)
+    assert done.returncode == 4 and "dmh: --fleet: host version: 2017 is not allowed" in done.stderr
     done = dmh("emulator", "serve", "--write-inventory", str(path), env=env)
     assert done.returncode == 4 and "give --fleet too" in done.stderr
     path.write_text('[hosts.a]\nurl = "https://a.lab"\nbudget_mb = 0\n', encoding="utf-8")

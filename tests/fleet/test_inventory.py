@@ -97,7 +97,22 @@ BROKEN = [
 ]  # fmt: skip
 
 
-@pytest.mark.parametrize(("old", "new", "said"), BROKEN, ids=[b[2].split(":")[0] for b in BROKEN])
+@pytest.mark.parametrize(
+    ("old", "new", "said"),
+    BROKEN,
+    ids=[
+        "budget-negative",
+        "budget-missing",
+        "vm-limit-text",
+        "unknown-key",
+        "version-key",
+        "version-label",
+        "bad-label",
+        "template-os",
+        "host-name",
+        "url-scheme",
+    ],
+)
 def test_each_broken_rule_names_the_file_host_key_value_and_rule(
     tmp_path: Path, old: str, new: str, said: str
 ) -> None:

@@ -1,14 +1,16 @@
 """`dmh`: run the certification suites, serve the emulator, build reports, check a host.
 
-dmh certify [--dm-host URL] [--app CMD | --tool CMD] [-n N] [--history DIR] [--grace S]
+dmh certify [--dm-host URL | --dm-hosts FILE] [--app CMD | --tool CMD] [-n N] [--history DIR] [--grace S]
             [-- pytest args]
 dmh emulator serve [--host 127.0.0.1] [--port 5985] [--tls] ...
+dmh emulator serve --fleet 2016,2019,2022:8GB [--write-inventory dmh-hosts.toml]
 dmh report [--out reports/out] [--history DIR]
 dmh plan APPS.toml [--shards N] [--out plan.json]
 dmh certify --plan plan.json --shard I/N [--out DIR] [-- pytest args]
 dmh report --merge DIR... --out DIR
 dmh doctor --dm-host URL [--vm NAME --guest-os linux|windows] [--smoke --template DISK]
-dmh sweep --dm-host URL [--run-id ID] [--older-than HOURS] [--yes]
+dmh doctor --dm-hosts dmh-hosts.toml
+dmh sweep --dm-host URL | --dm-hosts FILE [--run-id ID] [--older-than HOURS] [--yes]
 
 Exit codes: 0 certified (or: done), 1 not certified (doctor: the guest is not ready or a
 smoke check failed), 2 inconclusive, 3 another command could not do its job (host
@@ -128,6 +130,12 @@ def _parser() -> argparse.ArgumentParser:
     certify_cmd.add_argument(
         "--dm-host", default=None, help="Hyper-V host URL (default: the embedded emulator)"
     )
+    certify_cmd.add_argument(
+        "--dm-hosts",
+        type=Path,
+        default=None,
+        help="a lab of many hosts instead of --dm-host: an inventory (dmh-hosts.toml)",
+    )
     certify_cmd.add_argument("--app", default=None, help="command line of the app under test")
     certify_cmd.add_argument(
         "--tool",
@@ -185,7 +193,10 @@ def _parser() -> argparse.ArgumentParser:
     serve = emulator_sub.add_parser("serve", help="serve an emulated Hyper-V host over WinRM/PSRP")
     serve.add_argument("--host", default="127.0.0.1", help="address to bind (default 127.0.0.1)")
     serve.add_argument(
-        "--port", type=_checked(check_port), default=5985, help="1-65535, 0: any free port"
+        "--port",
+        type=_checked(check_port),
+        default=None,
+        help="1-65535, 0: any free port (default 5985; with --fleet: any free ports)",
     )
     serve.add_argument(
         "--tls", action="store_true", help="HTTPS with a generated self-signed certificate"
@@ -203,6 +214,20 @@ def _parser() -> argparse.ArgumentParser:
     serve.add_argument("--timings", default="fast", choices=["fast", "realistic"])
     serve.add_argument(
         "--allow-remote", action="store_true", help="allow binding a non-loopback address"
+    )
+    serve.add_argument(
+        "--fleet",
+        default=None,
+        metavar="VERSIONS",
+        help="several emulated hosts on their own loopback ports: Hyper-V versions, each with "
+        "an optional :SIZE (the others get --host-memory), e.g. 2016,2019,2022:8GB",
+    )
+    serve.add_argument(
+        "--write-inventory",
+        type=Path,
+        default=None,
+        metavar="FILE",
+        help="--fleet: write the fleet's dmh-hosts.toml here (default: print it)",
     )
     serve.set_defaults(func=_serve)
 
@@ -230,7 +255,10 @@ def _parser() -> argparse.ArgumentParser:
     report.set_defaults(func=_report)
 
     doctor = sub.add_parser("doctor", help="check that a Hyper-V host is reachable and usable")
-    doctor.add_argument("--dm-host", required=True)
+    doctor.add_argument("--dm-host", default=None, help="the Hyper-V host URL")
+    doctor.add_argument(
+        "--dm-hosts", type=Path, default=None, help="every host of an inventory, in one table"
+    )
     doctor.add_argument("--vm", help="also check this VM's guest can do Dynamic Memory")
     doctor.add_argument("--guest-os", choices=("linux", "windows"), default="linux")
     doctor.add_argument("--guest-address", default="", help="default: from the host (KVP)")
@@ -291,7 +319,10 @@ def _parser() -> argparse.ArgumentParser:
     catalog_list.set_defaults(func=_catalog_list)
 
     sweep = sub.add_parser("sweep", help="remove VMs the harness left behind on a host")
-    sweep.add_argument("--dm-host", required=True)
+    sweep.add_argument("--dm-host", default=None, help="the Hyper-V host URL")
+    sweep.add_argument(
+        "--dm-hosts", type=Path, default=None, help="every host of an inventory (dmh-hosts.toml)"
+    )
     sweep.add_argument("--run-id", default=None, help="only this run's VMs (alive or not)")
     sweep.add_argument(
         "--older-than",
@@ -391,6 +422,14 @@ def _certify(args: argparse.Namespace) -> int:
             raise ConfigError(
                 f"{name} after '--' is set by dmh certify itself; use {_OWNED[name]} instead"
             )
+    lab: tuple[str, ...] = ()
+    if args.dm_hosts:
+        if args.dm_host:
+            raise ConfigError("dmh certify: --dm-host and --dm-hosts are both given; give one")
+        from harness.inventory import load_inventory
+
+        load_inventory(args.dm_hosts)  # a broken inventory is a usage error before any run
+        lab = (f"--dm-hosts={args.dm_hosts.resolve()}",)
     suites = suites_dir()
     _preflight(args, suites)
     return certify(
@@ -405,7 +444,7 @@ def _certify(args: argparse.Namespace) -> int:
             tool=args.tool,
             history=args.history,
             grace=args.grace,
-            pytest_args=tuple(args.pytest_args),
+            pytest_args=lab + tuple(args.pytest_args),
             screenshot=_screenshot,
         )
     )
@@ -573,6 +612,20 @@ def _merge(args: argparse.Namespace) -> int:
 
 
 def _serve(args: argparse.Namespace) -> int:
+    if args.fleet:
+        if args.host != "127.0.0.1" or args.allow_remote or args.certfile or args.keyfile:
+            raise ConfigError(
+                "--fleet serves on loopback with generated certificates (--tls): --host, "
+                "--allow-remote, --certfile and --keyfile are for one emulated host"
+            )
+        from harness.labcli import serve_fleet
+
+        return serve_fleet(args.fleet, memory=args.host_memory, port=args.port or 0,
+                           write_inventory=args.write_inventory, timings=args.timings,
+                           tls=args.tls, username=args.username, guest_os=args.guest_os,
+                           out=lambda line: print(line, flush=True))  # fmt: skip
+    if args.write_inventory is not None:
+        raise ConfigError("--write-inventory writes a fleet's inventory: give --fleet too")
     from harness.emulator.service import EmbeddedEmulator
 
     password = os.environ.get("DMH_EMULATOR_PASSWORD") or None
@@ -588,7 +641,7 @@ def _serve(args: argparse.Namespace) -> int:
         username=args.username,
         password=password,
         bind=args.host,
-        port=args.port,
+        port=5985 if args.port is None else args.port,
         allow_remote=args.allow_remote,
         certfile=args.certfile,
         keyfile=args.keyfile,
@@ -638,7 +691,21 @@ def _host(url: str, recorder: Recorder | None = None) -> HyperVHost:
     return HyperVHost(HostSession(HostTarget.parse(url), recorder=recorder))
 
 
+def _one_host_or_inventory(command: str, args: argparse.Namespace) -> None:
+    if bool(args.dm_host) == bool(args.dm_hosts):
+        raise ConfigError(
+            f"dmh {command} needs --dm-host URL or --dm-hosts FILE (an inventory), one of them"
+        )
+
+
 def _doctor(args: argparse.Namespace) -> int:
+    _one_host_or_inventory("doctor", args)
+    if args.dm_hosts:
+        if args.vm or args.smoke or args.record:
+            raise ConfigError("--vm, --smoke and --record check one host: use --dm-host")
+        from harness.labcli import doctor_hosts
+
+        return doctor_hosts(args.dm_hosts, out=lambda line: print(line, flush=True))
     if args.smoke and not args.template:
         raise ConfigError("--smoke needs --template: a Windows template disk on the host")
     from harness.hyperv.record import Recorder
@@ -715,35 +782,60 @@ def _save_transcript(recorder: Recorder, host: HyperVHost, directory: str) -> No
 
 def _sweep(args: argparse.Namespace) -> int:
     """List (or with --yes remove) harness VMs: with --run-id that run's, else only those
-    whose run is no longer alive (harness.lease), never a run's in progress."""
-    from harness.lease import liveness, parse_notes
+    whose run is no longer alive (harness.lease), never a run's in progress; and the host's
+    expired capacity leases (harness.capacity). With --dm-hosts, on every host in turn."""
+    _one_host_or_inventory("sweep", args)
+    from harness.capacity import HostLeases
+    from harness.labcli import sweep_inventory, sweep_leases
 
-    host = _host(args.dm_host)
-    found = 0
-    try:
-        for vm in host.vms():
-            lease = parse_notes(vm.notes)
-            if lease is None or (args.run_id and lease.run_id != args.run_id):
-                continue
-            found += 1
-            if args.run_id:
-                abandoned, why = True, "--run-id"
-            else:
-                state = liveness(lease, max_age_s=args.older_than * 3600)
-                abandoned, why = state.alive is False, state.why
-            label = f"{vm.name} (run {lease.run_id}: {why})"
-            if abandoned and args.yes:
-                host.remove_vm(vm.name)
-                print(f"removed {label}")
-            elif abandoned:
-                print(f"abandoned {label}")
-            else:
-                print(f"kept {label}")
-    finally:
-        host.session.close()
+    if not args.dm_hosts:
+        host = _host(args.dm_host)
+        try:
+            found = _sweep_host(args, host) + sweep_leases(HostLeases(host.session), args.yes)
+        finally:
+            host.session.close()
+    else:
+        from harness.hyperv.host import HyperVHost
+
+        found = 0
+        for entry, session in sweep_inventory(args.dm_hosts):
+            try:
+                host = HyperVHost(session)
+                found += _sweep_host(args, host)
+                found += sweep_leases(HostLeases.of(session, entry), args.yes)
+            except HarnessError as exc:
+                print(f"{entry.name}: skipped: {exc}")
+            finally:
+                session.close()
     if found and not args.yes:
         print("(list only; add --yes to remove the abandoned ones)")
     return 0
+
+
+def _sweep_host(args: argparse.Namespace, host: HyperVHost) -> int:
+    """One host's harness VMs, listed or removed; how many were found."""
+    from harness.lease import liveness, parse_notes
+
+    found = 0
+    for vm in host.vms():
+        lease = parse_notes(vm.notes)
+        if lease is None or (args.run_id and lease.run_id != args.run_id):
+            continue
+        found += 1
+        if args.run_id:
+            abandoned, why = True, "--run-id"
+        else:
+            state = liveness(lease, max_age_s=args.older_than * 3600)
+            abandoned, why = state.alive is False, state.why
+        label = f"{vm.name} (run {lease.run_id}: {why})"
+        if abandoned and args.yes:
+            host.remove_vm(vm.name)
+            print(f"removed {label}")
+        elif abandoned:
+            print(f"abandoned {label}")
+        else:
+            print(f"kept {label}")
+    return found
 
 
 if __name__ == "__main__":  # pragma: no cover

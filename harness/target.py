@@ -22,7 +22,9 @@ class RunTarget:
 
     kind: TargetKind
     label: str  # what reports show: "psrp://hyperv01.lab:5986", or "embedded emulator"
-    hyperv_version: str = ""  # what the emulator plays; "" for a lab host (known once connected)
+    # What the emulator plays; for a lab host what it said it is once connected (a host of
+    # --dm-hosts, per test), else "".
+    hyperv_version: str = ""
     guest_backend: str = ""  # how the emulator runs Linux guests: process, qemu; "" for a lab
 
     @classmethod
@@ -42,7 +44,8 @@ class RunTarget:
         """One line on the host, for pytest's header and each JUnit testcase: a lab host by
         its label, or the emulator, what it plays and what a verdict there is not."""
         if not self.embedded:
-            return f"Hyper-V host {self.label}"
+            version = f" (Hyper-V {self.hyperv_version})" if self.hyperv_version else ""
+            return f"Hyper-V host {self.label}{version}"
         kernels = ""
         if self.guest_backend == "qemu":
             kernels = "; Linux guests are QEMU VMs with a real kernel"
@@ -52,10 +55,10 @@ class RunTarget:
 
     @property
     def hyperv(self) -> str:
-        """The Hyper-V version as reports name it: "2022 (embedded emulator)"; "" for a lab
-        host, whose version is known only once connected."""
+        """The Hyper-V version as reports name it: "2022 (embedded emulator)"; for a lab host
+        the version it said it is ("" before it was connected)."""
         if not self.embedded:
-            return ""
+            return self.hyperv_version
         return (
             f"{self.hyperv_version} ({EMBEDDED_EMULATOR})"
             if self.hyperv_version

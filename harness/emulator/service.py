@@ -64,6 +64,7 @@ class EmbeddedEmulator:
         guest_username: str = "guest",
         guest_password: str | None = None,
         guest_backend: str | None = None,
+        host_name: str | None = None,
     ) -> None:
         if isinstance(timings, str):
             timings = Timings.realistic() if timings == "realistic" else Timings.fast()
@@ -75,6 +76,7 @@ class EmbeddedEmulator:
             timings=timings,
             disks={template_path(os_name): os_name for os_name in GUEST_OS},
             guest_backend=_guest_backend(guest_backend),
+            name=host_name,  # the computer name it answers with (default: this machine's)
         )
         self.username = username
         self.password = password or secrets.token_urlsafe(18)

@@ -275,6 +275,9 @@ CORE: dict[str, frozenset[str]] = {
     ),
     "Get-Module": frozenset({"Name", "ListAvailable", "All"}),
     "Get-Command": frozenset({"Name", "Module", "CommandType"}),
+    # Windows PowerShell 5.1 (no -AsHashtable, -NoEnumerate or -EnumsAsStrings before 6/7)
+    "ConvertFrom-Json": frozenset({"InputObject"}),
+    "ConvertTo-Json": frozenset({"InputObject", "Depth", "Compress"}),
 }
 
 

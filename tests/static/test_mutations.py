@@ -92,6 +92,7 @@ def test_each_mutation_is_caught(script: str, before: str, after: str, check: st
 # scripts that reach a guest over PowerShell Direct, and vm-secure-boot (-SecureBootTemplate),
 # need 2016; the rest would run on 2012 R2 too, which the harness no longer drives.
 HOST_VERSIONS = {
+    "capacity-lease": ["2012R2", "2016", "2019", "2022"],  # no Hyper-V cmdlet at all
     "guest-ops": ["2012R2", "2016", "2019", "2022"],  # runs inside the guest
     "host-facts": ["2012R2", "2016", "2019", "2022"],  # and answers on older hosts too
     "new-vm-from-template": ["2012R2", "2016", "2019", "2022"],

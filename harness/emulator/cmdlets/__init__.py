@@ -9,6 +9,7 @@ decorator (`registry`); importing this package registers them all:
 - `vms`, `checkpoints`, `storage`: Hyper-V cmdlets;  `counters`: Get-Counter
 - `scripts`: the named scripts;  `guest_ops`: the guest-ops script's operations
 - `firmware`: Get-/Set-VMFirmware (Secure Boot, for Linux guests)
+- `leases`: the capacity-lease script (one lease store per emulated host)
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ from harness.emulator.cmdlets import (
     counters,
     firmware,
     guest_ops,
+    leases,
     scripts,
     storage,
     vms,
@@ -32,6 +34,7 @@ _REGISTERING = (
     counters,
     firmware,
     guest_ops,
+    leases,
     scripts,
     storage,
     vms,

@@ -75,6 +75,28 @@ def test_two_workers_put_vms_on_both_hosts_and_records_name_the_host(
         assert leases.leases == (), "the run's leases are released when it ends"
 
 
+def test_a_plan_cells_host_label_places_its_vms_on_a_matching_host(
+    fleet_factory: Callable[..., Fleet], tmp_path: Path
+) -> None:
+    """`dmh certify --plan` passes a cell's host label as --dm-host-label: on a lab it is a
+    placement rule (a version read from the host), so every VM lands on the 2019 host; a
+    version no host runs breaks the tests, naming each host's version."""
+    fleet = fleet_factory("2019:8GB,2022:8GB")
+    (tmp_path / "a").mkdir()
+    (tmp_path / "b").mkdir()
+    done = run(fleet, tmp_path / "a", "-n", "2", "--dm-keep", "always", "--dm-host-label", "2019")
+    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+    assert {r["target"]["hyperv_version"] for r in records(tmp_path / "a")} == {"2019"}  # type: ignore[index]
+    assert fleet.fleet is not None
+    assert not fleet.fleet.emulator("emu-2022").host.find_vms("*")
+
+    done = run(fleet, tmp_path / "b", "--dm-host-label", "2016", count=1)
+    assert done.returncode == 1, done.stdout[-3000:] + done.stderr[-3000:]
+    (record,) = records(tmp_path / "b")
+    assert record["outcome"] == "broken"
+    assert "emu-2022: runs Hyper-V 2022, the cell asks for 2016" in str(record["message"])
+
+
 def test_a_run_on_a_full_lab_waits_then_is_inconclusive_with_the_reason(
     fleet_factory: Callable[..., Fleet], tmp_path: Path
 ) -> None:

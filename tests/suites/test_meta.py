@@ -116,7 +116,7 @@ def test_declared_behaviours_are_the_only_ones_checked(pytester: pytest.Pytester
     )  # fmt: skip
     record = records["test_pressure_response[linux]"]
     assert record.outcome == "passed", record.message
-    assert record.behaviours_not_asked == ("grow", "release", "bounded")
+    assert record.behaviours_not_asked == ("grow", "release", "bounded", "limits")
     assert {e.behaviour for e in record.expectations} == {"survive"}
 
 

@@ -3,7 +3,7 @@
 It grows in steps, as a real workload does, so the guest's Dynamic Memory can react: the
 emulated guest's memory is enforced, and a 1 GB jump in one step would be OOM-killed in a real
 1 GB Linux guest before the host could hot-add. Where the guest has little left it waits a
-moment for the host (`room_for`).
+moment for the host (`Room`).
 """
 
 from __future__ import annotations

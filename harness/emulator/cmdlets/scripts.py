@@ -247,13 +247,7 @@ def _sample_vm(h: HyperVHandler, c: Command, items: list[Any]) -> list[Any]:
     counters: dict[str, Any] = {}
     guest = app = output = guest_error = None
     if vm.state is VMState.Running:
-        # The VM's instance of Win32_PerfRawData_BalancerStats_HyperVDynamicMemoryVM: the
-        # counter names without spaces are its property names.
-        counters = {
-            name.replace(" ", ""): int64(int(value))
-            for name, value in h.host.vm_counters(vm.id).items()
-            if name.replace(" ", "") in _VM_PERF_PROPERTIES
-        }
+        counters = _vm_counters(h, vm)
         if perf_by_plain_name(c.name) and perf_instance_name(vm.name) != vm.name:
             counters = {}  # `$_.Name -eq $vm.Name` meets the escaped instance name: no match
         guest_script = p.text("GuestScript") or ""
@@ -271,23 +265,33 @@ def _sample_vm(h: HyperVHandler, c: Command, items: list[Any]) -> list[Any]:
                     )
             except EmulatorError as exc:
                 guest, app, output, guest_error = None, None, None, exc.message
-    return [
-        custom(
-            State=vm.state.name,
-            Heartbeat="" if vm.heartbeat is None else vm.heartbeat.name,
-            MemoryAssigned=int64(vm.memory_assigned),
-            MemoryDemand=int64(vm.memory_demand),
-            MemoryStatus=vm.memory_status,
-            Minimum=int64(vm.memory.minimum),
-            Maximum=int64(vm.memory.maximum),
-            Buffer=vm.memory.buffer,
-            Counters=counters,
-            Guest=guest,
-            App=app,
-            Output=output,
-            GuestError=guest_error,
-        )
-    ]
+    part = _memory_part(vm, counters)
+    return [custom(**part, Guest=guest, App=app, Output=output, GuestError=guest_error)]
+
+
+def _vm_counters(h: HyperVHandler, vm: VmRecord) -> dict[str, Any]:
+    """The VM's instance of Win32_PerfRawData_BalancerStats_HyperVDynamicMemoryVM: the
+    counter names without spaces are its property names."""
+    return {
+        name.replace(" ", ""): int64(int(value))
+        for name, value in h.host.vm_counters(vm.id).items()
+        if name.replace(" ", "") in _VM_PERF_PROPERTIES
+    }
+
+
+def _memory_part(vm: VmRecord, counters: dict[str, Any]) -> dict[str, Any]:
+    """sample-vm's and sample-vms' properties of a VM's memory state."""
+    return {
+        "State": vm.state.name,
+        "Heartbeat": "" if vm.heartbeat is None else vm.heartbeat.name,
+        "MemoryAssigned": int64(vm.memory_assigned),
+        "MemoryDemand": int64(vm.memory_demand),
+        "MemoryStatus": vm.memory_status,
+        "Minimum": int64(vm.memory.minimum),
+        "Maximum": int64(vm.memory.maximum),
+        "Buffer": vm.memory.buffer,
+        "Counters": counters,
+    }
 
 
 @script("sample-vms")
@@ -311,28 +315,8 @@ def _sample_vms(h: HyperVHandler, c: Command, items: list[Any]) -> list[Any]:
             answers.append(custom(Name=name, Error=problem))
             continue
         vm = found[0]
-        counters: dict[str, Any] = {}
-        if vm.state is VMState.Running:
-            counters = {
-                name.replace(" ", ""): int64(int(value))
-                for name, value in h.host.vm_counters(vm.id).items()
-                if name.replace(" ", "") in _VM_PERF_PROPERTIES
-            }
-        answers.append(
-            custom(
-                Name=name,
-                Error=None,
-                State=vm.state.name,
-                Heartbeat="" if vm.heartbeat is None else vm.heartbeat.name,
-                MemoryAssigned=int64(vm.memory_assigned),
-                MemoryDemand=int64(vm.memory_demand),
-                MemoryStatus=vm.memory_status,
-                Minimum=int64(vm.memory.minimum),
-                Maximum=int64(vm.memory.maximum),
-                Buffer=vm.memory.buffer,
-                Counters=counters,
-            )
-        )
+        counters = _vm_counters(h, vm) if vm.state is VMState.Running else {}
+        answers.append(custom(Name=name, Error=None, **_memory_part(vm, counters)))
     return answers
 
 

@@ -150,7 +150,7 @@ RECIPES = {
 @dataclass(frozen=True)
 class AppView:
     """A view, ready to start: the command with its placeholders but `{pid}` filled (the
-    guest-side runner, suites/apps/_appview.py, fills that with the app's process id)."""
+    guest-side runner, suites/apps/_repeat.py, fills that with the app's process id)."""
 
     label: str  # as reports show it: the recipe's name and settings, or the command
     command: str
@@ -217,6 +217,28 @@ def parse_view(text: str, patterns: Iterable[str] = ()) -> AppView | None:
     return AppView(text, text, tuple(ViewPattern(p) for p in patterns), 1.0)
 
 
+class Runs:
+    """The guest-side runner's output (suites/apps/_repeat.py) split into complete runs: each
+    run's output and then MARK with its exit code, a line of its own."""
+
+    def __init__(self) -> None:
+        self._lines: list[str] = []
+        self._partial = ""
+
+    def feed(self, text: str) -> list[tuple[str, str]]:
+        """The runs `text` completes: (output, exit code) each."""
+        lines = (self._partial + text).split("\n")
+        self._partial = lines.pop()
+        done = []
+        for line in lines:
+            if line.startswith(MARK):
+                done.append(("\n".join(self._lines), line[len(MARK) :].strip()))
+                self._lines = []
+            else:
+                self._lines.append(line)
+        return done
+
+
 class ViewReader:
     """Reads an app view's runs from its process in the guest, at most once per interval:
     the values of each complete run, and how many runs gave nothing (shown, never taken as
@@ -229,7 +251,7 @@ class ViewReader:
         self.runs = 0
         self.empty_runs = 0
         self.last_empty = ""  # the last run that gave nothing: its output and exit code
-        self._pending = ""
+        self._runs = Runs()
         self._next = 0.0
 
     def read(self) -> dict[str, float]:
@@ -238,13 +260,8 @@ class ViewReader:
         if now < self._next:
             return {}
         self._next = now + self.view.every
-        self._pending += self.process.feed(self.process.fetch())
-        *runs, self._pending = self._pending.split(MARK)
         found: dict[str, float] = {}
-        for i, run in enumerate(runs):
-            # Each run after the first starts with the exit code of the one before it.
-            text = run.partition("\n")[2] if i or self.runs else run
-            code = (runs[i + 1] if i + 1 < len(runs) else self._pending).partition("\n")[0]
+        for text, code in self._runs.feed(self.process.feed(self.process.fetch())):
             values = self.view.parse(text)
             self.runs += 1
             if values:

@@ -9,6 +9,7 @@ import logging
 import threading
 from typing import Any
 
+from harness.appload import LoadReader
 from harness.appview import ViewReader
 from harness.errors import ConfigError, HarnessError
 from harness.hyperv.guest import (
@@ -77,6 +78,7 @@ class Sampler:
         self.process = process
         self.probe = probe
         self.view: ViewReader | None = None  # the app's view through its own interface
+        self.load: LoadReader | None = None  # the load that exercises the app
         self.interval = interval
         self.errors = 0
         self._reported: dict[str, float] = {}
@@ -214,6 +216,8 @@ class Sampler:
                 viewed = {}
             self._reported.update(viewed)
             fresh = fresh or bool(viewed)
+        if self.load is not None:
+            self._read_load(self.load)
         return AppSample(
             pid=self.process.pid,
             running=running and result.exit_code is None,
@@ -224,6 +228,25 @@ class Sampler:
             memory_event=self.process.memory_event,
             reported_fresh=fresh,
         )
+
+    def _read_load(self, load: LoadReader) -> None:
+        """The load's runs since the last tick, on the timeline when they mean something: the
+        first that succeeded, the first that failed after it, and any the guest killed."""
+        served, failed = load.served, load.failed
+        try:
+            runs = load.read()
+        except HarnessError as exc:
+            log.warning("reading the app load of %s failed: %s", self.vm_name, exc)
+            return
+        for run in runs:
+            if run.killed:
+                self.timeline.add_event("app", f"app load run {run.describe()}", {"load": run.code})
+        if not served and load.served:
+            self.timeline.add_event("app", "app load served: a run succeeded", {"load": "0"})
+        if failed is None and load.failed is not None:
+            self.timeline.add_event(
+                "app", f"app load run {load.failed.describe()}", {"load": load.failed.code}
+            )
 
     # -- background ---------------------------------------------------------------------
     def start(self) -> None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import statistics
 from pathlib import Path
@@ -22,11 +23,13 @@ STEP_MB = 128
 APP_STILL_MB = 24.0
 APP_STILL_FRACTION = 0.1
 MIN_SAMPLES = 4  # a slow guest samples seldom: the window stretches back to this many
-# A program with an app view (--dm-app-view) is ready when its view first answers: a server
-# that initialises a data directory first (PostgreSQL's initdb) may need many seconds on a
-# busy machine. Scenarios wait for that, at most this long (× patience); a view that never
-# answers does not hold the run: its checks then fail *not observed*.
-VIEW_READY_S = 30.0
+# A program with an app view (--dm-app-view) is ready when its view first answers, and with
+# a load (--dm-app-load) when a run of it first succeeds: a server that initialises a data
+# directory first (PostgreSQL's initdb) may need many seconds on a busy machine. Scenarios
+# wait for that, at most this long (× patience). A view that never answers does not hold the
+# run (its checks then fail *not observed*); a load that never succeeds breaks the test: the
+# app was not exercised as asked (harness/appload.py).
+READY_S = 30.0
 
 
 def _steady_since(timeline: Timeline, seconds: float, app: bool) -> bool:
@@ -83,14 +86,15 @@ def steady(  # type: ignore[no-untyped-def]
 ):
     """Wait (with a deadline) until DM acts on the VM and memory has settled: assigned memory
     within one balancer step and the app's working set no longer trending, for `seconds` —
-    never the app's reports (metric lines are optional); but first, with an app view, for the
-    view's first answer (`VIEW_READY_S`). An app that ends meanwhile fails the test at once
-    (the app fixture guards every wait); memory that never settles breaks the test, saying
-    how much it moved."""
+    never the app's reports (metric lines are optional); but first, with an app view or load,
+    for the view's first answer and the load's first success (`READY_S`). An app that ends
+    meanwhile fails the test at once (the app fixture guards every wait); memory that never
+    settles breaks the test, saying how much it moved; a load that never succeeds breaks it."""
 
     app = "guest_app" in request.fixturenames
     patience = dm_host.patience
     view = request.getfixturevalue("guest_app").view if app else None
+    load = request.getfixturevalue("guest_app").load if app else None
 
     def answered(_: Sample | None = None) -> bool:
         return any(s.app and s.app.reported for s in timeline.samples)
@@ -98,9 +102,21 @@ def steady(  # type: ignore[no-untyped-def]
     def wait(seconds: float = 1.5, timeout: float = 45.0) -> Sample:
         if view is not None and not answered():
             try:
-                timeline.wait_for(answered, VIEW_READY_S * patience, "the app view's first answer")
+                timeline.wait_for(answered, READY_S * patience, "the app view's first answer")
             except DeadlineError:
                 log.warning("the app view %s never answered: going on without it", view.view.label)
+        if load is not None and not load.served:
+            with contextlib.suppress(DeadlineError):
+                timeline.wait_for(
+                    lambda _: load.served or load.ended is not None,
+                    READY_S * patience,
+                    "the app load's first success",
+                )
+            if not load.served:
+                raise DeadlineError(
+                    f"the app load never succeeded (waited up to {READY_S * patience:g} s), so the app "
+                    f"was not exercised as asked: {load.status()}"
+                ) from None
         since = timeline.now()
         what = f"memory steady for {seconds:g}s" + (" with the app sampled" if app else "")
         try:

@@ -138,9 +138,9 @@ def test_the_jvm_view_reads_what_hotspot_reports(tmp_path: Path) -> None:
 
 
 def test_the_guest_side_runner_marks_each_run_and_fills_pid(tmp_path: Path) -> None:
-    """The runner the guest starts (suites/apps/_appview.py), as a real process: each run's
+    """The runner the guest starts (suites/apps/_repeat.py), as a real process: each run's
     output, then the mark with its exit code; `{pid}` is the app's process."""
-    runner = Path(__file__).resolve().parents[2] / "suites" / "apps" / "_appview.py"
+    runner = Path(__file__).resolve().parents[2] / "suites" / "apps" / "_repeat.py"
     app = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
     view = subprocess.Popen(
         [sys.executable, str(runner), "0.2", str(app.pid), "echo pid={pid}; exit 3"],

@@ -2,7 +2,8 @@
 
 One TOML file per program under `suites/catalog/` says which Debian package it comes from
 (its version is read at run time), how to start it in the guest, its view
-(`--dm-app-view`), the behaviours it is certified on and why. `dmh catalog run [NAME...]`
+(`--dm-app-view`), a load that exercises it (`--dm-app-load`, often the program's own
+benchmark client), the behaviours it is certified on and why. `dmh catalog run [NAME...]`
 certifies each with `dmh certify` on the Linux profile and writes a table, one row per
 program and version with the verdict per behaviour and the first line of each failure.
 """
@@ -19,6 +20,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
+from harness.appload import parse_load
 from harness.appview import parse_view
 from harness.errors import ConfigError, SettingError
 from harness.expect import BEHAVIOURS, parse_behaviours
@@ -32,7 +34,8 @@ else:  # pragma: no cover - Python 3.10
 # shares the host's /usr and /etc read-only, so the program runs as its package installed it
 # (slow under TCG: the catalogue's QEMU entries run in benchmarks/catalog_qemu.py, not in CI).
 BACKENDS = ("process", "qemu")
-_KEYS = {"title", "package", "command", "view", "view_patterns", "expect", "why", "backend"}
+_KEYS = {"title", "package", "command", "view", "view_patterns", "load", "expect", "why", "backend"}
+_REQUIRED = {"package", "command", "load", "expect", "why"}
 
 
 @dataclass(frozen=True)
@@ -45,6 +48,7 @@ class Entry:
     command: str  # started in the guest, from the catalogue's folder
     view: str  # --dm-app-view
     view_patterns: tuple[str, ...]  # --dm-app-view-pattern, for a view of its own
+    load: str  # --dm-app-load, run from the catalogue's folder
     expect: tuple[str, ...]
     why: str  # why these behaviours, and what its view's metrics mean
     backend: str
@@ -60,7 +64,7 @@ def load_catalog(folder: Path) -> list[Entry]:
         except tomllib.TOMLDecodeError as exc:
             raise ConfigError(f"{path}: not TOML ({exc})") from None
         unknown = set(data) - _KEYS
-        missing = {"package", "command", "expect", "why"} - set(data)
+        missing = _REQUIRED - set(data)
         if unknown or missing:
             raise ConfigError(
                 f"{path}: unknown keys {sorted(unknown)}, missing keys {sorted(missing)} "
@@ -76,6 +80,8 @@ def load_catalog(folder: Path) -> list[Entry]:
             if not isinstance(patterns, list) or not all(isinstance(p, str) for p in patterns):
                 raise SettingError("view_patterns", repr(patterns), "must be a list of regexes")
             parse_view(data.get("view", ""), patterns)
+            if not isinstance(data["load"], str) or parse_load(data["load"]) is None:
+                raise SettingError("load", repr(data["load"]), "must be a command line")
             if backend not in BACKENDS:
                 raise SettingError("backend", repr(backend), f"must be one of {BACKENDS}")
         except SettingError as exc:
@@ -88,6 +94,7 @@ def load_catalog(folder: Path) -> list[Entry]:
                 command=data["command"],
                 view=data.get("view", ""),
                 view_patterns=tuple(patterns),
+                load=data["load"],
                 expect=behaviours,
                 why=" ".join(data["why"].split()),
                 backend=backend,
@@ -133,7 +140,7 @@ def run_entry(entry: Entry, out: Path, workers: int = 2) -> Row:
         sys.executable, "-m", "harness.cli", "certify", "--app", entry.command,
         "--out", str(out / entry.name), "-n", str(workers), "--",
         "--dm-guest-os=linux", f"--dm-expect={','.join(entry.expect)}",
-        f"--dm-guest-backend={entry.backend}",
+        f"--dm-guest-backend={entry.backend}", f"--dm-app-load={entry.load}",
     ]  # fmt: skip
     if entry.view:
         command.append(f"--dm-app-view={entry.view}")
@@ -186,8 +193,9 @@ def table(
         "",
         "Written by `dmh catalog run` on the embedded emulator (Linux guest profile): each "
         "program as its Debian package ships it, judged through its own interface "
-        "(`--dm-app-view`). pass / FAIL per behaviour; blank: not asked of it; n/a: the check "
-        "had nothing to judge. Reports are the run directories of the machine that wrote it.",
+        "(`--dm-app-view`) while a load exercises it (`--dm-app-load`). pass / FAIL per "
+        "behaviour; blank: not asked of it; n/a: the check had nothing to judge. Reports are "
+        "the run directories of the machine that wrote it.",
         "",
         "| program | version | backend | verdict | "
         + " | ".join(BEHAVIOURS)
@@ -225,6 +233,7 @@ def table(
                 f" ({shown.means})." if shown and shown.means else "."
             )
         lines.append(
-            f"- **{entry.title}** (`{entry.command}`, {', '.join(entry.expect)}).{view} {entry.why}"
+            f"- **{entry.title}** (`{entry.command}`, {', '.join(entry.expect)}).{view} "
+            f"Load `{entry.load}`. {entry.why}"
         )
     return "\n".join(lines) + "\n"

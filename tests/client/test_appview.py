@@ -119,13 +119,13 @@ def test_the_memcached_view_reads_its_limit(served: int) -> None:
 
 @needs("jcmd", missing=None if shutil.which("jcmd") else "apt-get install openjdk-17-jdk-headless")
 def test_the_jvm_view_reads_what_hotspot_reports(tmp_path: Path) -> None:
-    source = Path(__file__).resolve().parents[2] / "suites" / "catalog" / "Idle.java"
+    source = Path(__file__).resolve().parents[2] / "suites" / "catalog" / "Service.java"
     proc = subprocess.Popen(
-        ["java", "-XX:MaxRAMPercentage=50", str(source)], stdout=subprocess.PIPE, text=True
+        ["java", "-XX:MaxRAMPercentage=50", str(source), "0"], stdout=subprocess.PIPE, text=True
     )
     try:
         assert proc.stdout is not None
-        assert proc.stdout.readline().startswith("started")
+        assert proc.stdout.readline().startswith("listening on ")
         view = RECIPES["jvm"]
         command = view.command.replace("{pid}", str(proc.pid))
         done = subprocess.run(command, shell=True, capture_output=True, text=True, timeout=120)

@@ -15,6 +15,7 @@ GOOD = """
 package = "redis-server"
 command = "redis-server --port 6379"
 view = "redis"
+load = "redis-benchmark -q -n 1000"
 expect = ["survive", "track"]
 why = "A service."
 """
@@ -24,6 +25,8 @@ def test_the_shipped_catalogue_reads() -> None:
     entries = {e.name: e for e in load_catalog(REPO / "suites" / "catalog")}
     assert entries["redis"].expect == ("survive", "track", "bounded", "limits")
     assert entries["memcached"].view == "memcached"
+    # Every program is judged while a load exercises it.
+    assert all(e.load for e in entries.values())
 
 
 @pytest.mark.parametrize(
@@ -38,6 +41,8 @@ def test_the_shipped_catalogue_reads() -> None:
             "is no regex",
         ),
         (("package", "package = [\npackage"), "not TOML"),
+        (('load = "redis-benchmark -q -n 1000"\n', ""), r"missing keys \['load'\]"),
+        (("-n 1000", "-p {port}"), "may use only the placeholder {pid}"),
     ],
 )
 def test_a_bad_entry_is_refused_naming_its_file_and_rule(

@@ -94,6 +94,7 @@ class LoadReader:
         self.served_at: float | None = None  # the first run that succeeded
         self.failed: LoadRun | None = None  # the first run that failed after that
         self.ended: str | None = None  # why no more runs will come (its runner ended)
+        self._stopping = False
         self._runs = Runs()
         self._lock = threading.Lock()
 
@@ -106,7 +107,7 @@ class LoadReader:
             LoadRun(now, code, " / ".join(output.strip().splitlines()[-3:])[-300:])
             for output, code in self._runs.feed(text)
         ]
-        if result.exit_code is not None and self.ended is None:
+        if result.exit_code is not None and self.ended is None and not self._stopping:
             # The runner itself ended: no more runs will come.
             last = " / ".join(self.process.output.strip().splitlines()[-3:])[-300:]
             self.ended = f"its runner ended (exit {result.exit_code}): {last or '(no output)'}"
@@ -118,6 +119,11 @@ class LoadReader:
                 elif not run.passed and not run.killed and self.served_at is not None:
                     self.failed = self.failed or run
         return new
+
+    def stop(self) -> None:
+        """End the load (the test is over): its runner's end is then no news."""
+        self._stopping = True
+        self.process.stop()
 
     @property
     def served(self) -> bool:
@@ -133,7 +139,16 @@ class LoadReader:
             return f"{label} completed no run{ended}"
         passed = sum(r.passed for r in runs)
         text = f"{label} ran {len(runs)} times, {passed} succeeded"
-        if passed < len(runs):
-            last = next(r for r in reversed(runs) if not r.passed)
-            text += f"; last that did not: {last.describe()}"
+        served = next((i for i, r in enumerate(runs) if r.passed), len(runs))
+        if served:
+            text += f", {served} failed before the first success (the app not serving yet)"
+        killed = sum(r.killed for r in runs)
+        if killed:
+            text += f", {killed} killed by the guest"
+        failures = [r for r in runs[served:] if not r.passed and not r.killed]
+        if failures:
+            text += f", {len(failures)} failed after it"
+        last = next((r for r in reversed(runs) if not r.passed), None)
+        if last is not None:
+            text += f"; the last that did not succeed {last.describe()}"
         return text + ended

@@ -28,7 +28,7 @@ if TYPE_CHECKING:
 
 MB = 1024 * 1024
 UNITS = {"mb": 1.0, "value": 1.0, "kb": 1 / 1024, "bytes": 1 / MB, "pages": 4096 / MB}
-MARK = "--- dmh app view run, exit "  # the guest-side runner's line after each run
+MARK = "--- dmh run ended, exit "  # the guest-side runner's line after each run
 
 
 @dataclass(frozen=True)

@@ -16,7 +16,7 @@ import subprocess
 import sys
 import time
 
-MARK = "--- dmh app view run, exit "
+MARK = "--- dmh run ended, exit "
 
 
 def program(pid: int) -> int:

@@ -154,5 +154,5 @@ def test_the_guest_side_runner_marks_each_run_and_fills_pid(tmp_path: Path) -> N
         for proc in (view, app):
             proc.kill()
             proc.wait()
-    mark = "--- dmh app view run, exit 3\n"
+    mark = "--- dmh run ended, exit 3\n"
     assert lines == [f"pid={app.pid}\n", mark, f"pid={app.pid}\n", mark]

@@ -50,6 +50,11 @@ def test_the_readme_view_example_certifies_a_program_outside_the_catalogue(
     # The view's reports were judged wherever tracking is checked (pressure response does
     # not check it): passed every time, never "not applicable".
     assert len(track) >= 5 and all(e.passed for e in track), [e.detail for e in track]
+    # Its load served in every test, before the first lever.
+    timelines = sorted((tmp_path / "out" / "latest" / "timelines").glob("*.jsonl"))
+    assert len(timelines) == len(records)
+    for timeline in timelines:
+        assert '"app load served: a run succeeded"' in timeline.read_text("utf-8"), timeline
 
 
 def test_a_view_that_gives_nothing_is_never_taken_for_tracking(pytester: pytest.Pytester) -> None:

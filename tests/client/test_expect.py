@@ -415,9 +415,11 @@ def test_tracking_of_a_quiet_app_is_not_applicable_not_passed() -> None:
 
 
 def test_tracking_that_saw_no_sample_in_its_window_is_not_observed() -> None:
-    """The app reported only at the very end: no report was checked, so it is no pass."""
+    """The app reported once, too late for its window: no report was checked, so it is no
+    pass. (A sample `within` after that report ends the check's hold at once.)"""
     views = {float(t): (1024, None) for t in range(0, 10)}
     views[10.0] = (1024, 1024.0)
+    views[16.0] = (1024, None)
     with pytest.raises(ExpectationFailed, match="does not track the guest: not observed"):
         Expectations(_tracking(views), track_within=5.0).view_tracks_truth()
 

@@ -57,6 +57,23 @@ def test_a_reference_app_is_found_by_name(tmp_path: Path) -> None:
     assert resolve_app("", tmp_path, "/py").argv == ("/py", f"{GUEST_APPS_DIR}/cache_good.py")
 
 
+def test_the_files_a_load_names_are_copied_beside_the_apps(tmp_path: Path) -> None:
+    """The load runs in the copy of the user's directory (`home`), with a reference app too."""
+    (tmp_path / "svc").mkdir()
+    (tmp_path / "svc" / "server.py").write_text("")
+    (tmp_path / "bench.sh").write_text("")
+    launch = resolve_app("python3 svc/server.py", tmp_path, "/py", load="sh bench.sh -n 10")
+    assert sorted(guest for _, guest in launch.files) == [
+        f"{GUEST_APP_DIR}/bench.sh",
+        f"{GUEST_APP_DIR}/svc/server.py",
+    ]
+    assert launch.home == launch.working_directory == GUEST_APP_DIR
+    reference = resolve_app("cache_quiet.py", tmp_path, "/py", load="sh bench.sh")
+    assert reference.working_directory is None  # the reference app runs where it always did
+    assert [guest for _, guest in reference.files] == [f"{GUEST_APP_DIR}/bench.sh"]
+    assert reference.home == GUEST_APP_DIR
+
+
 def test_absolute_paths_are_left_where_the_guest_sees_them(tmp_path: Path) -> None:
     launch = resolve_app("/usr/bin/env python3 /opt/app/x.py", tmp_path, "/py")
     assert launch.argv == ("/usr/bin/env", "python3", "/opt/app/x.py") and not launch.files

@@ -5,9 +5,10 @@ judged while it does its work, not while it idles. The guest-side runner
 
 What its runs mean:
 - A run that fails before any run succeeded: the program is not serving yet (a server still
-  starting). The scenario's first lever waits for a first success (suites/conftest.py
-  `steady`); a load that never succeeds breaks the test, naming its last run: the program
-  would otherwise be judged without the load it was asked to carry.
+  starting). The scenario's first lever waits for the first run to end, then for a first
+  success (suites/conftest.py `steady`); a load that has not succeeded by then breaks the
+  test, naming its last run: the program would otherwise be judged without the load it was
+  asked to carry.
 - A run that exits non-zero, or runs past its timeout, after one succeeded: the program
   stopped serving it. That is the app's failure (behaviour `survive`), once a later sample
   shows the app still running (an app that died fails on its exit instead).

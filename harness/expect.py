@@ -332,7 +332,7 @@ class Expectations:
             # Samples miss values the guest shows between two ticks: what the host's Added/
             # Removed Memory counters say it passed through in the window counts as shown.
             # Once the truth has held still (no move at all) for the window, it is one value.
-            hidden = [(lo, hi) for t0, t1, lo, hi in passed if t1 >= since and t0 <= s.t]
+            hidden = [(lo, hi) for t0, t1, lo, hi in passed if t1 > since and t0 < s.t]
             low = min([*recent, *(lo for lo, _ in hidden)])
             high = max([*recent, *(hi for _, hi in hidden)])
             slack = ALIGNMENT_MB if high - low < ALIGNMENT_MB else tolerance_mb

@@ -555,3 +555,20 @@ def test_limits_are_asked_only_by_name() -> None:
                           behaviours=parse_behaviours("survive,track,grow,release,bounded"))  # fmt: skip
     expect.limits_hold()
     assert expect.outcomes == [] and "limits" in expect.not_asked
+
+
+def test_a_move_after_the_report_does_not_excuse_it() -> None:
+    """Redis under load on a real kernel (issue 25): samples 7 s apart, the app reports its
+    start-up 640 MB at each. At t=111 the guest had shown 1023–1279 MB since the app's
+    previous report; it balloons back to 640 MB only in the next interval (111→118, counters
+    −640). What the guest passes through after a report is no value the app could have read
+    for it: the check fails at the report, not excused by the fall that comes later."""
+    views = [(60.0 + 7 * i, 640, 0, 384, 640.0) for i in range(5)]  # to t=88
+    views += [(90.0, 768, 128, 384, 640.0), (97.0, 1024, 384, 384, 640.0)]
+    views += [(104.0, 1152, 512, 384, 640.0), (111.0, 1280, 768, 384, 640.0)]
+    views += [(118.0, 1088, 768, 1024, 640.0), (125.0, 640, 768, 1024, 640.0)]
+    views += [(125.0 + 2 * i, 640, 768, 1024, 640.0) for i in range(1, 8)]  # held still
+    with pytest.raises(ExpectationFailed) as failed:
+        Expectations(_counted(views), track_within=5.0).view_tracks_truth()
+    first = str(failed.value).splitlines()[0]
+    assert "at t=104.0s it reported 640 MB but the guest had shown 768–1152 MB" in first, first

@@ -126,6 +126,15 @@ class LoadReader:
         self._stopping = True
         self.process.stop()
 
+    def failure(self) -> str | None:
+        """The app's failure its runs show, if any: a run failed after one had succeeded."""
+        if self.failed is None:
+            return None
+        return (
+            f"the app stopped serving its load: a run of `{self.load.command}` "
+            f"{self.failed.describe()} ({self.status()})"
+        )
+
     @property
     def served(self) -> bool:
         return self.served_at is not None

@@ -15,7 +15,7 @@ import signal
 import statistics
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import contextmanager
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from harness.deadline import Deadline
 from harness.errors import ExpectationFailed, SettingError
@@ -28,6 +28,9 @@ from harness.timeline import (
     Timeline,
 )
 from harness.verdict import ExpectationResult
+
+if TYPE_CHECKING:
+    from harness.appload import LoadReader
 
 DEFAULT_ERROR_PATTERNS = (r"\bFATAL\b", r"Traceback \(most recent call last\)", r"\bpanic\b")
 
@@ -129,6 +132,7 @@ class Expectations:
         total_falls: bool = True,
         view_status: Callable[[], str] | None = None,
         limits: Sequence[str] = (),
+        load: LoadReader | None = None,
     ) -> None:
         self.timeline = timeline
         self.limits = tuple(limits)  # the reported metrics that are settings
@@ -142,6 +146,9 @@ class Expectations:
         # With --dm-app-view: what the app's own interface gave (a view that gave nothing is
         # never taken for an app that reports nothing).
         self.view_status = view_status
+        # With --dm-app-load: what its runs showed (a run that failed after one succeeded is
+        # the app not serving it).
+        self.load = load
         self.outcomes: list[ExpectationResult] = []
         self._collecting: list[str] | None = None
 
@@ -237,7 +244,14 @@ class Expectations:
                         "survive", name, headline, f"it printed an error line: {line.strip()[:200]}"
                     )
                     return
-        self._pass("survive", name, f"running through {len(samples)} samples, no error lines")
+        load = ""
+        if self.load is not None:
+            failure = self.load.failure()
+            if failure is not None:
+                self._fail("survive", name, headline, failure)
+                return
+            load = f"; {self.load.status()}"
+        self._pass("survive", name, f"running through {len(samples)} samples, no error lines{load}")
 
     # -- track ---------------------------------------------------------------------------
     def _last_change(self, truth: Callable[[Sample], float | None]) -> float:

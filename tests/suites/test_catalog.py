@@ -130,8 +130,13 @@ def test_the_catalogue_certifies_each_program_under_its_load(tmp_path: Path, nam
     assert {b: cells[b] for b in behaviours} == behaviours, rows[entry.title]
     if verdict == "NOT CERTIFIED":
         assert "the app's total_mb does not track the guest" in rows[entry.title][-2]
-    # Judged under its load: it served in every test, before the first lever.
-    timelines = sorted((tmp_path / "runs" / name / "latest" / "timelines").glob("*.jsonl"))
+    # Judged under its load: it served in every test, before the first lever, and its runs
+    # are the survive check's evidence.
+    run = tmp_path / "runs" / name / "latest"
+    timelines = sorted((run / "timelines").glob("*.jsonl"))
     assert len(timelines) == 6
     for timeline in timelines:
         assert '"app load served: a run succeeded"' in timeline.read_text("utf-8"), timeline
+    survived = [e for r in load_records(run / "records") for e in r.expectations]
+    survived = [e for e in survived if e.behaviour == "survive"]
+    assert survived and all(f"the app load `{entry.load}` ran " in e.detail for e in survived)

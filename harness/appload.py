@@ -96,14 +96,19 @@ class LoadReader:
         self.failed: LoadRun | None = None  # the first run that failed after that
         self.ended: str | None = None  # why no more runs will come (its runner ended)
         self._stopping = False
+        self._next = 0.0
         self._runs = Runs()
         self._lock = threading.Lock()
 
     def read(self) -> list[LoadRun]:
-        """The runs completed since the last read."""
+        """The runs completed since the last read ([] if none, or too soon: one round trip to
+        the guest at most once per `every`)."""
+        now = self.clock()
+        if now < self._next:
+            return []
+        self._next = now + self.load.every
         result = self.process.fetch()
         text = self.process.feed(result)
-        now = self.clock()
         new = [
             LoadRun(now, code, " / ".join(output.strip().splitlines()[-3:])[-300:])
             for output, code in self._runs.feed(text)

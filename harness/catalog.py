@@ -24,6 +24,7 @@ from harness.appload import parse_load
 from harness.appview import parse_view
 from harness.errors import ConfigError, SettingError
 from harness.expect import BEHAVIOURS, parse_behaviours
+from harness.report.model import load_records
 
 if sys.version_info >= (3, 11):
     import tomllib
@@ -129,13 +130,18 @@ class Row:
     failure: str  # the first line of the first failure
     report: str  # the run's HTML report, relative to the table
     seconds: float
+    tests: int  # how many tests (scenarios) the run judged
+    broken: int  # how many of them could not judge the program (infrastructure)
 
 
-def run_entry(entry: Entry, out: Path, workers: int = 2) -> Row:
-    """Certify one program with `dmh certify` (Linux profile, its view and behaviours)."""
+def run_entry(entry: Entry, out: Path, workers: int = 2, select: str = "") -> Row:
+    """Certify one program with `dmh certify` (Linux profile, its view, load and behaviours;
+    with `select`, only the scenarios pytest's -k selects)."""
     version = installed_version(entry.package)
     if version is None:
-        return Row(entry, None, "not installed", {}, f"apt-get install {entry.package}", "", 0.0)
+        return Row(
+            entry, None, "not installed", {}, f"apt-get install {entry.package}", "", 0.0, 0, 0
+        )
     command = [
         sys.executable, "-m", "harness.cli", "certify", "--app", entry.command,
         "--out", str(out / entry.name), "-n", str(workers), "--",
@@ -146,11 +152,14 @@ def run_entry(entry: Entry, out: Path, workers: int = 2) -> Row:
         command.append(f"--dm-app-view={entry.view}")
     if entry.view_patterns:
         command.append(f"--dm-app-view-pattern={';;'.join(entry.view_patterns)}")
+    if select:
+        command += ["-k", select]
     started = time.monotonic()
     subprocess.run(command, cwd=entry.folder, capture_output=True, check=False)
     seconds = time.monotonic() - started
     latest = out / entry.name / "latest"
     summary = json.loads((latest / "summary.json").read_text("utf-8"))
+    records = load_records(latest / "records")
     return Row(
         entry,
         version,
@@ -161,14 +170,14 @@ def run_entry(entry: Entry, out: Path, workers: int = 2) -> Row:
         else (summary["verdict"]["reasons"] or [""])[0],
         str((latest / "index.html").resolve()),
         seconds,
+        len(records),
+        sum(r.outcome == "broken" for r in records),
     )
 
 
 def _behaviours(run: Path, asked: Sequence[str]) -> dict[str, str]:
     """Per behaviour over every test of the run: FAIL if any failed, pass if any passed and
     none failed, n/a if it never applied."""
-    from harness.report.model import load_records
-
     seen: dict[str, set[str]] = {b: set() for b in asked}
     for record in load_records(run / "records"):
         for e in record.expectations:
@@ -207,7 +216,7 @@ def table(
         report = ""
         if row.report:
             link = Path(os.path.relpath(row.report, relative_to.resolve()))
-            report = f"[report]({link.as_posix()}) ({row.seconds:.0f} s)"
+            report = f"[report]({link.as_posix()}) ({row.tests} tests, {row.seconds:.0f} s)"
         failure = row.failure.replace("|", "\\|")
         cells = " | ".join(row.behaviours.get(b, "") for b in BEHAVIOURS)
         made[row.entry.title] = (

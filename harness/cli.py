@@ -314,6 +314,14 @@ def _parser() -> argparse.ArgumentParser:
     catalog_run.add_argument(
         "-n", "--workers", default="2", type=_checked(check_workers), help="xdist workers"
     )
+    catalog_run.add_argument(
+        "-k",
+        dest="select",
+        default="",
+        metavar="EXPRESSION",
+        help="only the scenarios pytest -k selects (a quicker check; the table shows how many "
+        "tests each row ran)",
+    )
     catalog_run.set_defaults(func=_catalog_run)
     catalog_list = catalog_sub.add_parser("list", help="the entries and their packages")
     catalog_list.set_defaults(func=_catalog_list)
@@ -365,7 +373,8 @@ def _catalog_list(args: argparse.Namespace) -> int:
 
 def _catalog_run(args: argparse.Namespace) -> int:
     """Each program certified in turn (a progress line each), then the table: exit 0 when
-    every program got a verdict (whatever it was), 1 when one could not be run."""
+    every program was judged (whatever the verdict; with -k a subset is INCONCLUSIVE, never
+    CERTIFIED), 1 when one could not be run or a test of it was broken."""
     from harness.catalog import run_entry, table
 
     entries = [
@@ -374,14 +383,14 @@ def _catalog_run(args: argparse.Namespace) -> int:
     out = args.out.resolve()
     rows = []
     for entry in entries:
-        row = run_entry(entry, out, args.workers)
+        row = run_entry(entry, out, args.workers, args.select)
         rows.append(row)
         print(f"{entry.name}: {row.verdict} ({row.seconds:.0f} s) {row.failure[:160]}", flush=True)
     args.table.parent.mkdir(parents=True, exist_ok=True)
     before = args.table.read_text("utf-8") if args.table.is_file() else ""
     args.table.write_text(table(rows, args.table.parent, _catalog_entries(), before), "utf-8")
     print(f"table: {args.table}")
-    broken = [r for r in rows if r.verdict in ("not installed", "INCONCLUSIVE")]
+    broken = [r for r in rows if r.verdict == "not installed" or not r.tests or r.broken]
     return 1 if broken else 0
 
 

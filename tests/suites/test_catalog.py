@@ -103,7 +103,12 @@ def test_every_process_entry_has_its_expected_verdict_here() -> None:
     assert set(PROCESS_ENTRIES) == set(EXPECTED)
 
 
-# One test per program, so the workers share them out (each is a minute of scenarios).
+# CI's share of the catalogue: the two scenarios that move memory both ways, where every
+# behaviour the catalogue asks shows (`dmh catalog run` by hand runs all six for the table).
+SCENARIOS = "hot_add or balloon"
+
+
+# One test per program, so the workers share them out.
 @pytest.mark.parametrize("name", sorted(EXPECTED))
 def test_the_catalogue_certifies_each_program_under_its_load(tmp_path: Path, name: str) -> None:
     entry = PROCESS_ENTRIES[name]
@@ -111,7 +116,8 @@ def test_the_catalogue_certifies_each_program_under_its_load(tmp_path: Path, nam
         skip_without(*TOOLS, why=f"apt-get install {entry.package} (.ci/run does)")
     table = tmp_path / "catalog.md"
     done = subprocess.run(
-        [DMH, "catalog", "run", name, "--out", str(tmp_path / "runs"), "--table", str(table)],
+        [DMH, "catalog", "run", name, "--out", str(tmp_path / "runs"), "--table", str(table),
+         "-k", SCENARIOS],
         cwd=REPO, env=plugin_env(), capture_output=True, text=True, timeout=1800,
     )  # fmt: skip
     assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-2000:]
@@ -123,6 +129,11 @@ def test_the_catalogue_certifies_each_program_under_its_load(tmp_path: Path, nam
     }
     header = ["program", "version", "backend", "verdict", *BEHAVIOURS]
     verdict, behaviours = EXPECTED[name]
+    # Two scenarios are a check, never a certification: a program that passes them is
+    # INCONCLUSIVE, saying why.
+    partial = verdict == "CERTIFIED"
+    if partial:
+        verdict = "INCONCLUSIVE"
     assert list(rows) == [entry.title]
     cells = dict(zip(header, rows[entry.title], strict=False))
     assert cells["version"] == installed_version(entry.package)
@@ -130,11 +141,14 @@ def test_the_catalogue_certifies_each_program_under_its_load(tmp_path: Path, nam
     assert {b: cells[b] for b in behaviours} == behaviours, rows[entry.title]
     if verdict == "NOT CERTIFIED":
         assert "the app's total_mb does not track the guest" in rows[entry.title][-2]
+    if partial:
+        assert rows[entry.title][-2].startswith("partial: 2 of 6 scenarios"), rows[entry.title]
+    assert "(2 tests, " in rows[entry.title][-1]
     # Judged under its load: it served in every test, before the first lever, and its runs
     # are the survive check's evidence.
     run = tmp_path / "runs" / name / "latest"
     timelines = sorted((run / "timelines").glob("*.jsonl"))
-    assert len(timelines) == 6
+    assert len(timelines) == 2
     for timeline in timelines:
         assert '"app load served: a run succeeded"' in timeline.read_text("utf-8"), timeline
     survived = [e for r in load_records(run / "records") for e in r.expectations]

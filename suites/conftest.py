@@ -110,14 +110,14 @@ def steady(  # type: ignore[no-untyped-def]
         if load is not None and not load.served:
             # Its first run may take long (a benchmark on a slow guest): it is given a run's
             # time to end. Then, after runs that failed (the app not serving yet), READY_S.
-            for what, ended, seconds in (
+            for what, done, limit in (
                 ("the app load's first run", lambda: bool(load.runs), RUN_TIMEOUT_S),
                 ("the app load's first success", lambda: load.served, READY_S),
             ):
                 with contextlib.suppress(DeadlineError):
                     timeline.wait_for(
-                        lambda _, ended=ended: ended() or load.ended is not None,
-                        seconds * patience,
+                        lambda _, done=done: done() or load.ended is not None,
+                        limit * patience,
                         what,
                     )
             if not load.served:

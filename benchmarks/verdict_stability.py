@@ -16,6 +16,7 @@ import argparse
 import json
 import os
 import shutil
+import signal
 import subprocess
 import sys
 import tempfile
@@ -115,6 +116,8 @@ def main() -> int:
         return 3
     results: dict[str, list[tuple[str, str]]] = {s.name: [] for s in subjects}
     loads: list[float] = []
+    # A SIGTERM (`kill`, a CI timeout) ends the run through `finally`, burners and all.
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
     burners = burn(args.burners)
     try:
         with tempfile.TemporaryDirectory(prefix="dmh-stability-") as scratch:

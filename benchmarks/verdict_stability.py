@@ -73,17 +73,20 @@ def certify(subject: Subject, backend: str, out: Path) -> tuple[str, str, float]
     extra = ["--", "--dm-guest-os", "linux"] if backend == "qemu" else []
     dmh = str(Path(sys.executable).with_name("dmh"))
     started = time.monotonic()
-    done = subprocess.run(
+    # In a session of its own: a run ended early takes its pytest workers with it.
+    with subprocess.Popen(
         [dmh, "certify", "--app", subject.command, "--out", str(out), *extra],
-        cwd=CORPUS,
-        env=env,
-        capture_output=True,
-        text=True,
-        check=False,
-    )
+        cwd=CORPUS, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+        start_new_session=True,
+    ) as run:  # fmt: skip
+        try:
+            output, _ = run.communicate()
+        except BaseException:
+            os.killpg(run.pid, signal.SIGKILL)
+            raise
     seconds = time.monotonic() - started
-    verdict = VERDICTS.get(done.returncode, f"exit {done.returncode}")
-    return verdict, first_message(out, done.stdout + done.stderr), seconds
+    verdict = VERDICTS.get(run.returncode, f"exit {run.returncode}")
+    return verdict, first_message(out, output), seconds
 
 
 def first_message(out: Path, output: str) -> str:

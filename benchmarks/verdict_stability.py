@@ -73,16 +73,17 @@ def certify(subject: Subject, backend: str, out: Path) -> tuple[str, str, float]
     extra = ["--", "--dm-guest-os", "linux"] if backend == "qemu" else []
     dmh = str(Path(sys.executable).with_name("dmh"))
     started = time.monotonic()
-    # In a session of its own: a run ended early takes its pytest workers with it.
     with subprocess.Popen(
         [dmh, "certify", "--app", subject.command, "--out", str(out), *extra],
         cwd=CORPUS, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
-        start_new_session=True,
     ) as run:  # fmt: skip
         try:
             output, _ = run.communicate()
         except BaseException:
-            os.killpg(run.pid, signal.SIGKILL)
+            # A run ended early: `dmh certify` passes SIGTERM on to pytest and ends its
+            # process group after its grace period, so no worker is left behind.
+            run.terminate()
+            run.wait()
             raise
     seconds = time.monotonic() - started
     verdict = VERDICTS.get(run.returncode, f"exit {run.returncode}")

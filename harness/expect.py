@@ -346,6 +346,8 @@ class Expectations:
             # Samples miss values the guest shows between two ticks: what the host's Added/
             # Removed Memory counters say it passed through in the window counts as shown.
             # Once the truth has held still (no move at all) for the window, it is one value.
+            # Only moves between `since` and the report count: what the guest passes through
+            # after it (from the report's own sample on) is nothing the app could have read.
             hidden = [(lo, hi) for t0, t1, lo, hi in passed if t1 > since and t0 < s.t]
             low = min([*recent, *(lo for lo, _ in hidden)])
             high = max([*recent, *(hi for _, hi in hidden)])

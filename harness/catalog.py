@@ -24,7 +24,7 @@ from harness.appload import parse_load
 from harness.appview import parse_view
 from harness.errors import ConfigError, SettingError
 from harness.expect import BEHAVIOURS, parse_behaviours
-from harness.report.model import load_records
+from harness.report.model import TestRecord, load_records
 
 if sys.version_info >= (3, 11):
     import tomllib
@@ -164,7 +164,7 @@ def run_entry(entry: Entry, out: Path, workers: int = 2, select: str = "") -> Ro
         entry,
         version,
         summary["verdict"]["status"].upper(),
-        _behaviours(latest, entry.expect),
+        _behaviours(records, entry.expect),
         ""
         if summary["verdict"]["status"] == "certified"
         else (summary["verdict"]["reasons"] or [""])[0],
@@ -175,11 +175,11 @@ def run_entry(entry: Entry, out: Path, workers: int = 2, select: str = "") -> Ro
     )
 
 
-def _behaviours(run: Path, asked: Sequence[str]) -> dict[str, str]:
+def _behaviours(records: Sequence[TestRecord], asked: Sequence[str]) -> dict[str, str]:
     """Per behaviour over every test of the run: FAIL if any failed, pass if any passed and
     none failed, n/a if it never applied."""
     seen: dict[str, set[str]] = {b: set() for b in asked}
-    for record in load_records(run / "records"):
+    for record in records:
         for e in record.expectations:
             if e.behaviour in seen:
                 seen[e.behaviour].add("n/a" if not e.applicable else "pass" if e.passed else "FAIL")
